@@ -1,0 +1,1 @@
+"""Patchers that validate the corpus: templates, the native example, mutants."""

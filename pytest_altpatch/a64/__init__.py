@@ -1,0 +1,1 @@
+"""a64 layer of pytest-altpatch."""

@@ -1,0 +1,82 @@
+"""The ``altpatch`` command: a second face over the same pipeline as the plugin.
+
+Subcommands live next to the layer they belong to; each command module exposes
+``register(subparsers)`` which adds its parsers and sets ``run`` (a function taking
+the parsed namespace and returning the exit status).  Exit status: 0 clean, 1
+problems found, 2 usage or unreadable input.  A user error never prints a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from typing import cast
+
+from pytest_altpatch import __version__
+from pytest_altpatch.errors import AltpatchError
+
+#: Modules that contribute subcommands, in help order.
+COMMAND_MODULES: tuple[str, ...] = (
+    "pytest_altpatch.spec.commands",  # lint, catalog, export
+    "pytest_altpatch.image.commands",  # build, inspect
+    "pytest_altpatch.scenarios.commands",  # run, show
+)
+
+EXIT_OK = 0
+EXIT_PROBLEMS = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the top-level parser with every available subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="altpatch",
+        description="Build, inspect, run and lint AArch64 alternatives conformance cases.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show Python tracebacks for internal errors"
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue  # that layer has no commands yet
+            raise
+        register = cast(Callable[[object], None], module.register)
+        register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``altpatch`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    run = getattr(args, "run", None)
+    if run is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(run(args))
+    except AltpatchError as exc:
+        print(f"altpatch: {exc.render()}", file=sys.stderr)
+        return EXIT_USAGE if exc.phase == "load" else EXIT_PROBLEMS
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a bug in altpatch itself, never the user's input
+        if args.debug:
+            raise
+        print(
+            f"altpatch: internal error: {type(exc).__name__}: {exc} (rerun with --debug)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""patchers layer of pytest-altpatch."""
