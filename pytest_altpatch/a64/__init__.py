@@ -1,1 +1,52 @@
-"""a64 layer of pytest-altpatch."""
+"""The A64 instruction layer: PC-relative classes, fields, classification.
+
+Submodules: :mod:`pcrel` (PC-relative classes), :mod:`fields` (plain immediate
+fields), :mod:`classify` (branch/literal/CMODX/barrier/cache questions), :mod:`asm`
+(the assembler front end) and :mod:`disasm` (normalised disassembly).
+"""
+
+from __future__ import annotations
+
+from pytest_altpatch.a64.classify import (
+    Barrier,
+    CacheOp,
+    barrier,
+    cache_op,
+    exception_call,
+    is_branch_imm,
+    is_cmodx_safe,
+    uses_literal,
+)
+from pytest_altpatch.a64.fields import (
+    ldst_access_size,
+    set_add_imm12,
+    set_ldst_imm12,
+    set_movw_imm16,
+)
+from pytest_altpatch.a64.pcrel import (
+    TABLE,
+    PcRelClass,
+    decode_target,
+    pc_relative_class,
+    retarget,
+)
+
+__all__ = [
+    "TABLE",
+    "Barrier",
+    "CacheOp",
+    "PcRelClass",
+    "barrier",
+    "cache_op",
+    "decode_target",
+    "exception_call",
+    "is_branch_imm",
+    "is_cmodx_safe",
+    "ldst_access_size",
+    "pc_relative_class",
+    "retarget",
+    "set_add_imm12",
+    "set_ldst_imm12",
+    "set_movw_imm16",
+    "uses_literal",
+]
