@@ -48,6 +48,7 @@ ERROR_CODES: Final[Mapping[str, str]] = {
     "LITERAL_OUT_OF_RANGE": "a literal load target is more than 1 MiB away",
     "MISALIGNED_TARGET": "a PC-relative target is not aligned as the field requires",
     "NOT_PC_RELATIVE": "the word is not a PC-relative instruction",
+    "NOT_IMMEDIATE_FORM": "the word has no immediate field of the requested kind",
     # --- building an image (phase: build) ---
     "BUILD_LENGTH_MISMATCH": "an alternative's site and replacement differ in length",
     "BUILD_MACRO": "alternative macros are unbalanced or malformed",
