@@ -1,0 +1,307 @@
+"""The reference patcher: Linux and Xen semantics, one table row per dialect.
+
+Dialects differ exactly where the real code differs: which PC-relative forms are
+re-targeted, whether literals are refused, how callbacks are marked and whether they
+depend on their capability, whether boot-CPU capabilities are patched in a first
+pass, which cache-maintenance sequence follows the writes, and what happens when a
+re-targeted field overflows (Linux masks the field silently; ``strict`` refuses).
+
+All relocation is computed from the *executable* address of the site; all writes go
+through a writable alias (Linux's linear map, or an alias the patcher maps itself as
+Xen does).  The waiting CPUs spin on a plain flag, because the fancier primitives a
+real kernel would use may be among the code being patched.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, Literal
+
+from pytest_altpatch import __version__
+from pytest_altpatch.a64.classify import is_branch_imm, uses_literal
+from pytest_altpatch.a64.pcrel import PcRelClass, decode_target, pc_relative_class, retarget
+from pytest_altpatch.errors import EncodingError, Location, PatchError
+from pytest_altpatch.patchers.callbacks import CALLBACKS
+
+if TYPE_CHECKING:
+    from pytest_altpatch.machine.context import CpuContext
+    from pytest_altpatch.patchers.contract import PatchEnvironment
+
+ENTRY_SIZE: Final = 12
+CB_BIT: Final = 1 << 15
+CLEAN_CACHE_CAP: Final = "ARM64_WORKAROUND_CLEAN_CACHE"
+
+CallbackMarking = Literal["none", "ncaps", "bit15"]
+Maintenance = Literal["civac-then-ialluis", "flush-icache-range", "xen"]
+
+
+@dataclass(frozen=True)
+class DialectRules:
+    """How one dialect patches (a row of :data:`DIALECT_RULES`)."""
+
+    name: str
+    adrp_reloc: bool
+    refuse_literals: bool
+    callbacks: CallbackMarking
+    conditional_callbacks: bool
+    two_pass: bool
+    maintenance: Maintenance
+    #: Where D/I line sizes come from: the sanitised system minimum, or CPU0's own CTR_EL0.
+    line_source: Literal["sanitised", "own"]
+    out_of_range: Literal["truncate", "error"]
+    features: frozenset[str]
+
+
+_COMMON = frozenset({"branch-reloc", "late-alternatives"})
+
+DIALECT_RULES: Final[Mapping[str, DialectRules]] = {
+    "linux-4.6": DialectRules(
+        "linux-4.6", adrp_reloc=False, refuse_literals=False, callbacks="none",
+        conditional_callbacks=False, two_pass=False, maintenance="flush-icache-range",
+        line_source="own", out_of_range="truncate", features=_COMMON,
+    ),
+    "linux-4.9": DialectRules(
+        "linux-4.9", adrp_reloc=True, refuse_literals=True, callbacks="ncaps",
+        conditional_callbacks=False, two_pass=False, maintenance="flush-icache-range",
+        line_source="sanitised", out_of_range="truncate",
+        features=_COMMON | {"adrp-reloc", "literal-refusal", "callbacks"},
+    ),
+    "linux-6.1": DialectRules(
+        "linux-6.1", adrp_reloc=True, refuse_literals=True, callbacks="bit15",
+        conditional_callbacks=True, two_pass=True, maintenance="civac-then-ialluis",
+        line_source="sanitised", out_of_range="truncate",
+        features=_COMMON | {"adrp-reloc", "literal-refusal", "callbacks", "cap-callbacks",
+                            "two-pass"},
+    ),
+    "xen-4.17": DialectRules(
+        "xen-4.17", adrp_reloc=False, refuse_literals=False, callbacks="ncaps",
+        conditional_callbacks=False, two_pass=False, maintenance="xen",
+        line_source="own", out_of_range="truncate",
+        features=_COMMON | {"callbacks", "livepatch"},
+    ),
+    "strict": DialectRules(
+        "strict", adrp_reloc=True, refuse_literals=True, callbacks="bit15",
+        conditional_callbacks=True, two_pass=True, maintenance="civac-then-ialluis",
+        line_source="sanitised", out_of_range="error",
+        features=_COMMON | {"adrp-reloc", "literal-refusal", "callbacks", "cap-callbacks",
+                            "two-pass", "range-checks"},
+    ),
+}
+
+
+@dataclass(frozen=True)
+class RawEntry:
+    """One ``.altinstructions`` entry as read from memory, with addresses resolved."""
+
+    index: int
+    entry_va: int
+    site: int
+    target: int  # replacement code, or the callback function
+    cap_field: int
+    site_len: int
+    repl_len: int
+
+
+def read_entries(ctx: CpuContext, table_start: int, table_end: int) -> tuple[RawEntry, ...]:
+    """Read and resolve the self-relative entries of a table through ``ctx``."""
+    raw = ctx.read(table_start, table_end - table_start)
+    entries = []
+    for index in range(len(raw) // ENTRY_SIZE):
+        site_off, target_off, cap_field, site_len, repl_len = struct.unpack_from(
+            "<iiHBB", raw, index * ENTRY_SIZE
+        )
+        entry_va = table_start + index * ENTRY_SIZE
+        entries.append(RawEntry(index, entry_va, entry_va + site_off, entry_va + 4 + target_off,
+                                cap_field, site_len, repl_len))
+    return tuple(entries)
+
+
+def _wrapped(cls: PcRelClass, offset: int) -> int:
+    """``offset`` reduced into the field the way a masking encoder truncates it."""
+    span = 1 << (cls.bits + cls.scale)
+    return ((offset + span // 2) % span) - span // 2
+
+
+class ReferencePatcher:
+    """The reference patcher for one dialect."""
+
+    def __init__(self, dialect: str) -> None:
+        if dialect not in DIALECT_RULES:
+            raise PatchError("PATCHER_UNKNOWN", f"no reference dialect {dialect!r}",
+                             hint=f"known: {', '.join(DIALECT_RULES)}")
+        self.rules = DIALECT_RULES[dialect]
+        self.name = f"reference:{dialect}"
+        self.version = __version__
+        self.dialect = dialect
+        self.features = self.rules.features
+
+    # ------------------------------------------------------------------ entries
+
+    def apply_boot_alternatives(self, ctx: CpuContext, env: PatchEnvironment) -> None:
+        """First pass (two-pass dialects): boot-CPU-scope capabilities, on CPU0 only."""
+        if self.rules.two_pass and ctx.cpu == 0:
+            self._patch_region(ctx, env, env.boot_caps, maintain=True)
+
+    def apply_alternatives_all(self, ctx: CpuContext, env: PatchEnvironment) -> None:
+        """stop_machine body: CPU0 patches, the others spin on a plain flag then ISB."""
+        if ctx.cpu != 0:
+            while ctx.read32(env.sync_va) == 0:
+                ctx.relax()
+            ctx.isb()  # discard anything fetched before the patch became visible
+            return
+        mask = frozenset(range(env.ncaps + 1))
+        if self.rules.two_pass:
+            mask -= env.boot_caps  # no site is patched twice
+        self._patch_region(ctx, env, mask, maintain=True)
+        ctx.write32(env.sync_va, 1)
+
+    def apply_alternatives_region(self, ctx: CpuContext, env: PatchEnvironment) -> None:
+        """Patch a payload's alternatives in place; the payload is not live yet."""
+        maintain = self.rules.maintenance == "xen"  # Linux leaves it to the module loader
+        self._patch_region(ctx, env, frozenset(range(env.ncaps + 1)), maintain=maintain)
+
+    # ------------------------------------------------------------------ the loop
+
+    def _patch_region(
+        self, ctx: CpuContext, env: PatchEnvironment, mask: frozenset[int], *, maintain: bool
+    ) -> None:
+        region = env.region
+        alias_va: int | None = None
+        if not region.live:
+            alias_offset = region.alias_offset or 0  # still writable where it lies
+        elif region.alias_offset is None:
+            alias_va = ctx.vmap(region.text_phys, region.text_end - region.text_start)
+            alias_offset = alias_va - region.text_start
+        else:
+            alias_offset = region.alias_offset
+        try:
+            for entry in read_entries(ctx, region.table_start, region.table_end):
+                if self._apply_entry(ctx, env, entry, mask, alias_offset) and maintain:
+                    self._clean_site(ctx, env, entry)
+            if maintain:
+                self._finish_maintenance(ctx)
+        finally:
+            if alias_va is not None:
+                ctx.vunmap(alias_va)
+
+    def _decode_cap(self, cap_field: int, ncaps: int) -> tuple[int, bool]:
+        marking = self.rules.callbacks
+        if marking == "bit15":
+            return cap_field & ~CB_BIT, bool(cap_field & CB_BIT)
+        if marking == "ncaps":
+            return cap_field, cap_field == ncaps
+        return cap_field, False
+
+    def _selected(self, cap: int, is_callback: bool, mask: frozenset[int],
+                  env: PatchEnvironment) -> bool:
+        if is_callback and not self.rules.conditional_callbacks:
+            return cap in mask  # Xen, Linux 4.17-6.0: unconditional callbacks
+        return cap < env.ncaps and cap in mask and cap in env.caps
+
+    def _apply_entry(self, ctx: CpuContext, env: PatchEnvironment, entry: RawEntry,
+                     mask: frozenset[int], alias_offset: int) -> bool:
+        cap, is_callback = self._decode_cap(entry.cap_field, env.ncaps)
+        if not self._selected(cap, is_callback, mask, env):
+            return False
+        where = Location(site=entry.index, address=entry.site)
+        nr_inst = entry.site_len // 4
+        if is_callback:
+            if entry.repl_len != 0:
+                raise PatchError("CALLBACK_LENGTH",
+                                 f"callback entry has replacement length {entry.repl_len}",
+                                 location=where)
+            name = env.callbacks.get(entry.target)
+            callback = CALLBACKS.get(name) if name is not None else None
+            if callback is None:
+                raise PatchError("PATCHER_UNSUPPORTED",
+                                 f"callback at {entry.target:#x} is not a registered callback",
+                                 location=where)
+            callback(ctx, env, entry.entry_va, entry.site, entry.site + alias_offset, nr_inst)
+            return True
+        if entry.site_len != entry.repl_len:
+            raise PatchError("LENGTH_MISMATCH",
+                             f"site is {entry.site_len} bytes, replacement {entry.repl_len}",
+                             location=where)
+        for slot in range(nr_inst):
+            word = ctx.read32(entry.target + 4 * slot)
+            new = self._relocated(word, entry, slot)
+            ctx.write32(entry.site + alias_offset + 4 * slot, new)
+        return True
+
+    def _relocated(self, word: int, entry: RawEntry, slot: int) -> int:
+        """The replacement word ``slot`` as it must read at the site."""
+        repl_pc = entry.target + 4 * slot
+        site_pc = entry.site + 4 * slot
+        cls = pc_relative_class(word)
+        if cls is None:
+            return word
+        where = Location(site=entry.index, address=site_pc)
+        if is_branch_imm(word):
+            target = decode_target(word, repl_pc)
+            # The end is inclusive: a branch to just past the replacement lands just past
+            # the site after copying, so it is internal and copied unchanged.
+            if entry.target <= target <= entry.target + entry.repl_len:
+                return word
+            return self._encode(cls, word, site_pc, target, where)
+        if cls.is_page and self.rules.adrp_reloc:
+            return self._encode(cls, word, site_pc, decode_target(word, repl_pc), where)
+        if self.rules.refuse_literals and uses_literal(word):
+            raise PatchError("LITERAL_IN_REPLACEMENT",
+                             f"{cls.name} in a replacement cannot be relocated",
+                             location=where)
+        return word
+
+    def _encode(self, cls: PcRelClass, word: int, site_pc: int, target: int,
+                where: Location) -> int:
+        if self.rules.out_of_range == "error":
+            try:
+                return retarget(word, site_pc, target)
+            except EncodingError as exc:  # same code, located at the site
+                raise PatchError(exc.code, exc.message, location=where) from None
+        base = site_pc & ~0xFFF if cls.is_page else site_pc
+        goal = target & ~0xFFF if cls.is_page else target
+        return cls.encode_offset(word, _wrapped(cls, (goal - base) & ((1 << 64) - 1)))
+
+    # ------------------------------------------------------------------ caches
+
+    def _line_sizes(self, ctx: CpuContext, env: PatchEnvironment) -> tuple[int, int]:
+        if self.rules.line_source == "own":
+            ctr = ctx.sysreg("ctr_el0")
+            return 4 << ((ctr >> 16) & 0xF), 4 << (ctr & 0xF)
+        return env.dcache_line, env.icache_line
+
+    def _clean_site(self, ctx: CpuContext, env: PatchEnvironment, entry: RawEntry) -> None:
+        dline, iline = self._line_sizes(ctx, env)
+        start, end = entry.site, entry.site + entry.site_len
+        if self.rules.maintenance == "flush-icache-range":
+            # flush_icache_range(): clean to PoU (clean+invalidate to PoC on CPUs with
+            # the Cortex-A53 cache errata), then invalidate the I-side by VA.
+            clean_cache = any(env.cap_names.get(n) == CLEAN_CACHE_CAP for n in env.caps)
+            for va in range(start & -dline, end, dline):
+                ctx.dc("civac" if clean_cache else "cvau", va)
+            ctx.dsb("ish")
+            for va in range(start & -iline, end, iline):
+                ctx.ic("ivau", va)
+            ctx.dsb("ish")
+            ctx.isb()
+            return
+        if self.rules.maintenance == "xen":
+            ctx.dsb("sy")
+        for va in range(start & -dline, end, dline):
+            ctx.dc("civac", va)
+        if self.rules.maintenance == "xen":
+            ctx.dsb("sy")
+
+    def _finish_maintenance(self, ctx: CpuContext) -> None:
+        if self.rules.maintenance == "flush-icache-range":
+            return  # done per site
+        if self.rules.maintenance == "civac-then-ialluis":
+            ctx.dsb("ish")
+        ctx.ic("ialluis")
+        ctx.dsb("ish")
+        ctx.isb()
+
+
+__all__ = ["DIALECT_RULES", "DialectRules", "RawEntry", "ReferencePatcher", "read_entries"]
