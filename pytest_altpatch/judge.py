@@ -1,0 +1,271 @@
+"""The judge: compare an :class:`Outcome` with a case's expectations.
+
+A case passes only if every expectation holds: the capabilities chosen (exactly),
+each expected stream (byte for byte, assembled at the label's address with the
+image's symbols), each probe's registers on every CPU it names, no findings beyond
+those the case expects (and every expected one seen), the expected error (code and
+phase) for negative cases, and no byte outside the patched sites changed.  The judge
+never mutates the outcome; each discrepancy names the case line it comes from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from pytest_altpatch.a64 import assemble
+from pytest_altpatch.errors import AltpatchError, ErrorInfo, Location
+from pytest_altpatch.findings import Finding
+from pytest_altpatch.scenarios.outcome import Outcome, PhaseOutcome
+from pytest_altpatch.spec.model import Case, ErrorExpectation, PhaseExpectation
+
+#: Section kinds whose bytes only the patcher's sites may change.
+_GUARDED_KINDS = frozenset({"text", "replacement", "alt-table", "rodata", "harness"})
+
+
+@dataclass(frozen=True)
+class Discrepancy:
+    """One expectation that did not hold."""
+
+    code: str  # a judge finding code (stream-mismatch, unexpected-finding, ...)
+    message: str
+    phase: str
+    location: Location = field(default_factory=Location)
+    finding: Finding | None = None  # the machine finding concerned, if any
+    detail: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The judge's answer for one outcome."""
+
+    discrepancies: tuple[Discrepancy, ...]
+
+    @property
+    def passed(self) -> bool:
+        """True when no expectation failed."""
+        return not self.discrepancies
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        """The discrepancy codes, in order."""
+        return tuple(d.code for d in self.discrepancies)
+
+
+def judge(case: Case, outcome: Outcome) -> Verdict:
+    """Compare ``outcome`` with ``case``'s expectations for the outcome's mode."""
+    found: list[Discrepancy] = []
+    expected_error = _expected_error(case, outcome.mode)
+    found += _judge_error(case, expected_error, outcome.error)
+    if outcome.mode == "boot" and case.expect.boot is not None:
+        found += _judge_phase(case, outcome, "boot", case.expect.boot, "expect.boot")
+    if outcome.mode == "late" and case.expect.late is not None:
+        late = case.expect.late
+        for name, expectation in (("load", late.load), ("apply", late.apply),
+                                  ("revert", late.revert)):
+            if expectation is not None:
+                found += _judge_phase(case, outcome, name, expectation, f"expect.late.{name}")
+    found += _judge_hotplug(case, outcome)
+    return Verdict(tuple(found))
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _expected_error(case: Case, mode: str) -> ErrorExpectation | None:
+    if case.expect.error is not None:
+        return case.expect.error
+    phases: list[PhaseExpectation | None] = []
+    if mode == "boot":
+        phases.append(case.expect.boot)
+    elif case.expect.late is not None:
+        late = case.expect.late
+        phases += [late.load, late.apply, late.revert]
+    for expectation in phases:
+        if expectation is not None and expectation.error is not None:
+            return expectation.error
+    return None
+
+
+def _judge_error(case: Case, expected: ErrorExpectation | None,
+                 actual: ErrorInfo | None) -> list[Discrepancy]:
+    if expected is None:
+        if actual is None:
+            return []
+        return [Discrepancy("unexpected-error", f"{actual.code} ({actual.phase}): {actual.message}",
+                            actual.phase, case.location,
+                            detail={"actual_code": actual.code, "actual_phase": actual.phase,
+                                    "where": str(actual.location)})]
+    if actual is None:
+        return [Discrepancy("missing-error",
+                            f"expected {expected.code} in phase {expected.phase}, no error",
+                            expected.phase, expected.location,
+                            detail={"expected_code": expected.code,
+                                    "expected_phase": expected.phase})]
+    if (actual.code, actual.phase) != (expected.code, expected.phase):
+        return [Discrepancy("error-mismatch",
+                            f"expected {expected.code} ({expected.phase}), got {actual.code} "
+                            f"({actual.phase}): {actual.message}",
+                            expected.phase, expected.location,
+                            detail={"expected_code": expected.code,
+                                    "expected_phase": expected.phase,
+                                    "actual_code": actual.code, "actual_phase": actual.phase,
+                                    "where": str(actual.location)})]
+    return []
+
+
+# --------------------------------------------------------------------------- phases
+
+
+def _judge_phase(case: Case, outcome: Outcome, name: str, expectation: PhaseExpectation,
+                 json_path: str) -> list[Discrepancy]:
+    phase = outcome.phase(name)
+    if phase is None:
+        if outcome.error is not None:
+            return []  # the run ended earlier; the error check has spoken
+        return [Discrepancy("missing-error", f"phase {name} never ran", name,
+                            case.location_of(json_path))]
+    found: list[Discrepancy] = []
+    if expectation.caps is not None:
+        want, got = set(expectation.caps), set(phase.caps)
+        if want != got:
+            found.append(Discrepancy(
+                "caps-mismatch",
+                f"capabilities: expected {sorted(want)}, got {sorted(got)} "
+                f"(missing {sorted(want - got)}, extra {sorted(got - want)})",
+                name, case.location_of(f"{json_path}.caps"),
+                detail={"expected": sorted(want), "actual": sorted(got),
+                        "per_cpu": [list(c) for c in phase.caps_per_cpu]}))
+    found += _judge_streams(case, outcome, phase, expectation, json_path)
+    found += _judge_probes(case, phase, expectation, json_path)
+    found += _judge_findings(case, phase, expectation, json_path)
+    found += _judge_unexpected_writes(case, phase)
+    return found
+
+
+def _judge_streams(case: Case, outcome: Outcome, phase: PhaseOutcome,
+                   expectation: PhaseExpectation, json_path: str) -> list[Discrepancy]:
+    found: list[Discrepancy] = []
+    symbols = outcome.image.symbols if outcome.image is not None else {}
+    for stream in expectation.text:
+        where = stream.location if stream.location.line else case.location_of(
+            f"{json_path}.text.{stream.label}")
+        address = symbols.get(stream.label)
+        if address is None:
+            found.append(Discrepancy("stream-mismatch", f"label {stream.label!r} is not defined",
+                                     phase.phase, where, detail={"label": stream.label}))
+            continue
+        try:
+            expected = assemble(stream.asm, base=address, symbols=symbols).code
+        except AltpatchError as exc:
+            found.append(Discrepancy("stream-mismatch",
+                                     f"expected stream for {stream.label!r} does not assemble: "
+                                     f"{exc.render()}", phase.phase, where,
+                                     detail={"label": stream.label}))
+            continue
+        actual = phase.read(address, len(expected))
+        if actual != expected:
+            found.append(Discrepancy(
+                "stream-mismatch", f"stream at {stream.label} ({address:#x}) differs",
+                phase.phase, where,
+                detail={"label": stream.label, "address": address, "expected": expected,
+                        "actual": actual if actual is not None else b""}))
+    return found
+
+
+def _judge_probes(case: Case, phase: PhaseOutcome, expectation: PhaseExpectation,
+                  json_path: str) -> list[Discrepancy]:
+    found: list[Discrepancy] = []
+    for index, spec in enumerate(expectation.probes):
+        where = spec.location if spec.location.line else case.location_of(
+            f"{json_path}.probes.{index}")
+        runs = [p for p in phase.probes if p.probe_index == index]
+        if not runs:
+            found.append(Discrepancy("probe-mismatch", f"probe {spec.call} did not run",
+                                     phase.phase, where, detail={"call": spec.call}))
+        for run in runs:
+            if not run.completed:
+                found.append(Discrepancy(
+                    "probe-mismatch", f"probe {spec.call} on cpu{run.cpu} did not return",
+                    phase.phase, where, finding=run.findings[0] if run.findings else None,
+                    detail={"call": spec.call, "cpu": run.cpu}))
+                continue
+            wrong = {reg: (want, run.registers[int(reg[1:])])
+                     for reg, want in sorted(spec.result.items())
+                     if run.registers[int(reg[1:])] != want & 0xFFFF_FFFF_FFFF_FFFF}
+            if wrong:
+                text = ", ".join(f"{reg}: expected {want:#x}, got {got:#x}"
+                                 for reg, (want, got) in wrong.items())
+                found.append(Discrepancy(
+                    "probe-mismatch", f"probe {spec.call} on cpu{run.cpu}: {text}",
+                    phase.phase, where, detail={"call": spec.call, "cpu": run.cpu,
+                                                "registers": dict(wrong)}))
+    return found
+
+
+def _judge_findings(case: Case, phase: PhaseOutcome, expectation: PhaseExpectation,
+                    json_path: str) -> list[Discrepancy]:
+    observed = list(phase.findings) + [f for p in phase.probes for f in p.findings]
+    allowed = set(expectation.findings)
+    found: list[Discrepancy] = []
+    reported: set[str] = set()
+    for finding in observed:
+        if finding.code not in allowed and finding.code not in reported:
+            reported.add(finding.code)  # the first of each code carries the story
+            found.append(Discrepancy("unexpected-finding", finding.render(), phase.phase,
+                                     case.location_of(json_path), finding=finding))
+    seen = {f.code for f in observed}
+    for code in expectation.findings:
+        if code not in seen:
+            found.append(Discrepancy("missing-finding", f"expected finding {code} did not occur",
+                                     phase.phase, case.location_of(f"{json_path}.findings"),
+                                     detail={"expected": code}))
+    return found
+
+
+def _outside(ranges: Iterable[tuple[int, int]], address: int) -> bool:
+    return not any(start <= address < end for start, end in ranges)
+
+
+def _judge_unexpected_writes(case: Case, phase: PhaseOutcome) -> list[Discrepancy]:
+    for section in phase.sections:
+        if section.kind not in _GUARDED_KINDS or section.before == section.after:
+            continue
+        for offset, (old, new) in enumerate(zip(section.before, section.after, strict=True)):
+            address = section.va + offset
+            if old != new and _outside(phase.patchable, address):
+                return [Discrepancy(
+                    "unexpected-write",
+                    f"byte at {address:#x} in {section.name} changed ({old:#04x} -> {new:#04x}) "
+                    "outside every patched site", phase.phase, case.location,
+                    detail={"address": address, "section": section.name})]
+    return []
+
+
+# --------------------------------------------------------------------------- hotplug
+
+
+def _judge_hotplug(case: Case, outcome: Outcome) -> list[Discrepancy]:
+    found: list[Discrepancy] = []
+    actual = {h.cpu: h for h in outcome.hotplug}
+    for expected in case.expect.hotplug:
+        got = actual.get(expected.cpu)
+        where = expected.location
+        if got is None:
+            if outcome.error is None:
+                found.append(Discrepancy("hotplug-mismatch",
+                                         f"late cpu {expected.cpu} was never brought up",
+                                         "hotplug", where))
+            continue
+        verdict = "accepted" if got.accepted else "refused"
+        if verdict != expected.verdict or (expected.code and expected.code != got.code):
+            found.append(Discrepancy(
+                "hotplug-mismatch",
+                f"late cpu {expected.cpu}: expected {expected.verdict}"
+                f"{' ' + expected.code if expected.code else ''}, got {verdict}"
+                f"{' ' + got.code if got.code else ''} ({got.message})",
+                "hotplug", where))
+    return found
+
+
+__all__ = ["Discrepancy", "Verdict", "judge"]
