@@ -7,6 +7,7 @@ fields), :mod:`classify` (branch/literal/CMODX/barrier/cache questions), :mod:`a
 
 from __future__ import annotations
 
+from pytest_altpatch.a64.asm import AsmLine, Assembly, assemble
 from pytest_altpatch.a64.classify import (
     Barrier,
     CacheOp,
@@ -17,6 +18,7 @@ from pytest_altpatch.a64.classify import (
     is_cmodx_safe,
     uses_literal,
 )
+from pytest_altpatch.a64.disasm import DisasmLine, disassemble, format_listing
 from pytest_altpatch.a64.fields import (
     ldst_access_size,
     set_add_imm12,
@@ -33,13 +35,19 @@ from pytest_altpatch.a64.pcrel import (
 
 __all__ = [
     "TABLE",
+    "AsmLine",
+    "Assembly",
     "Barrier",
     "CacheOp",
+    "DisasmLine",
     "PcRelClass",
+    "assemble",
     "barrier",
     "cache_op",
     "decode_target",
+    "disassemble",
     "exception_call",
+    "format_listing",
     "is_branch_imm",
     "is_cmodx_safe",
     "ldst_access_size",
