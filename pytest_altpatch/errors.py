@@ -55,6 +55,7 @@ ERROR_CODES: Final[Mapping[str, str]] = {
     "BUILD_UNKNOWN_CALLBACK": "an alternative names a callback not in the registry",
     "BUILD_UNKNOWN_CAP": "an alternative names a capability the dialect does not number",
     "BUILD_LAYOUT": "sections overlap or do not fit the address space",
+    "BUILD_ALT_ENTRY": "a hand-written alternatives table entry cannot be encoded",
     # --- ELF files and relocations (phase: build or late) ---
     "ELF_MALFORMED": "the ELF file is truncated or inconsistent",
     "ELF_WRONG_MACHINE": "the ELF file is not 64-bit little-endian AArch64",

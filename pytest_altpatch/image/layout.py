@@ -1,0 +1,95 @@
+"""Default link addresses and replacement placement, per dialect.
+
+Every address stays below 2**40 (the machine maps VAs below 2**47).  Sections are
+page-aligned and far enough apart that the interesting PC-relative cases happen:
+data is 32 MiB above text, beyond ADR's +-1 MiB but within ADRP's +-4 GiB and B's
++-128 MiB; a separate ``.altinstr_replacement`` sits 4 MiB above text, so a copied
+ADR cannot reach what it reached from the replacement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from types import MappingProxyType
+from typing import Final
+
+from pytest_altpatch.image.model import ImageLayout, ReplacementPlacement
+from pytest_altpatch.spec.model import Dialect
+
+MIB: Final = 1 << 20
+
+#: Where text starts.  Xen <= 4.17 links arm64 Xen at 2 MiB; the Linux dialects use
+#: an address with bit 39 set (a kernel-like image high in the VA space, so address
+#: truncation bugs show); ``strict`` sits just below the 2**40 limit.
+TEXT_BASES: Final[Mapping[Dialect, int]] = MappingProxyType({
+    "xen-4.17": 0x0000_0000_0020_0000,
+    "linux-4.6": 0x0000_0080_0008_0000,
+    "linux-4.9": 0x0000_0080_0008_0000,
+    "linux-6.1": 0x0000_0080_0008_0000,
+    "strict": 0x0000_00FF_F000_0000,
+})
+
+#: Separate ``.altinstr_replacement`` (Xen, Linux <= 5.7) or a subsection after the
+#: site's own section's text (Linux >= 5.8, "use subsections for replacement sequences").
+PLACEMENTS: Final[Mapping[Dialect, ReplacementPlacement]] = MappingProxyType({
+    "xen-4.17": "section",
+    "linux-4.6": "section",
+    "linux-4.9": "section",
+    "linux-6.1": "subsection",
+    "strict": "subsection",
+})
+
+#: Offsets of each region from the text base.
+REPLACEMENT_OFFSET: Final = 4 * MIB
+TABLE_OFFSET: Final = 6 * MIB
+RODATA_OFFSET: Final = 8 * MIB
+DATA_OFFSET: Final = 32 * MIB
+STACK_OFFSET: Final = 40 * MIB
+HARNESS_OFFSET: Final = 48 * MIB
+
+
+def default_layout(
+    dialect: Dialect, *, placement: ReplacementPlacement | None = None
+) -> ImageLayout:
+    """The default layout of ``dialect`` (optionally with the other placement)."""
+    base = TEXT_BASES[dialect]
+    return ImageLayout(
+        text_base=base,
+        replacement_base=base + REPLACEMENT_OFFSET,
+        table_base=base + TABLE_OFFSET,
+        rodata_base=base + RODATA_OFFSET,
+        data_base=base + DATA_OFFSET,
+        stack_base=base + STACK_OFFSET,
+        harness_base=base + HARNESS_OFFSET,
+        replacement_placement=placement or PLACEMENTS[dialect],
+    )
+
+
+def rebased(layout: ImageLayout, text_base: int) -> ImageLayout:
+    """``layout`` moved so text starts at ``text_base`` (other regions keep offsets)."""
+    delta = text_base - layout.text_base
+    return replace(
+        layout,
+        text_base=text_base,
+        replacement_base=layout.replacement_base + delta,
+        table_base=layout.table_base + delta,
+        rodata_base=layout.rodata_base + delta,
+        data_base=layout.data_base + delta,
+        stack_base=layout.stack_base + delta,
+        harness_base=layout.harness_base + delta,
+    )
+
+
+__all__ = [
+    "DATA_OFFSET",
+    "HARNESS_OFFSET",
+    "PLACEMENTS",
+    "REPLACEMENT_OFFSET",
+    "RODATA_OFFSET",
+    "STACK_OFFSET",
+    "TABLE_OFFSET",
+    "TEXT_BASES",
+    "default_layout",
+    "rebased",
+]
