@@ -22,6 +22,27 @@ Scope = Literal["local-cpu-erratum", "system-feature", "boot-cpu", "weak-local"]
 SCOPES: Final[tuple[Scope, ...]] = ("local-cpu-erratum", "system-feature", "boot-cpu", "weak-local")
 
 Mode = Literal["boot", "late"]
+
+#: How a dialect marks a callback entry in the table's capability field.
+CallbackMarking = Literal["none", "ncaps", "bit15"]
+
+#: The ID registers a CPU instance carries values for (lower-case, as in
+#: ``Feature.register``); the machine serves these to MRS, others read as zero.
+ID_REGISTERS: Final[tuple[str, ...]] = (
+    "id_aa64pfr0_el1",
+    "id_aa64pfr1_el1",
+    "id_aa64dfr0_el1",
+    "id_aa64isar0_el1",
+    "id_aa64isar1_el1",
+    "id_aa64isar2_el1",
+    "id_aa64mmfr0_el1",
+    "id_aa64mmfr1_el1",
+    "id_aa64mmfr2_el1",
+    "id_aa64zfr0_el1",
+)
+
+#: Bit 15 of the table's capability field marks a callback in linux-6.1 and strict.
+CB_BIT: Final = 1 << 15
 ExpectPhase = Literal["load", "build", "boot", "late", "hotplug"]
 
 # MIDR_EL1 fields (Arm ARM D19.2): implementer [31:24], variant [23:20],
@@ -163,10 +184,19 @@ class CapNumbering:
     ncaps: int
     numbers: Mapping[str, int]
     note: str = ""
+    #: Catalog capability name -> this dialect's own name for it (Xen: ARM_HAS_SB).
+    aliases: Mapping[str, str] = field(default_factory=_frozen)  # type: ignore[arg-type]
+    #: "none": no callbacks; "ncaps": cap field == ncaps; "bit15": bit 15 | real cap.
+    callback_marking: CallbackMarking = "ncaps"
+    #: Whether a callback is applied only when its capability is on (linux-6.1, strict).
+    callbacks_conditional: bool = False
 
     def number(self, capability: str) -> int | None:
         """The capability's number in this dialect, or None if it has none."""
-        return self.numbers.get(capability)
+        found = self.numbers.get(capability)
+        if found is None and capability in self.aliases:
+            found = self.numbers.get(self.aliases[capability])
+        return found
 
     def name(self, number: int) -> str | None:
         """The capability name for ``number``, or None."""
@@ -186,6 +216,8 @@ class Catalog:
     numberings: Mapping[str, CapNumbering]
     #: Names a case may list under ``requires`` (the corpus feature registry).
     patcher_features: Mapping[str, str] = field(default_factory=_frozen)  # type: ignore[arg-type]
+    #: Callback names a table entry or macro may use, with their one-line meaning.
+    callbacks: Mapping[str, str] = field(default_factory=_frozen)  # type: ignore[arg-type]
 
     def capabilities(self) -> tuple[str, ...]:
         """Every capability name the catalog can turn on, sorted."""
@@ -218,6 +250,14 @@ class CpuInstance:
     def iminline_bytes(self) -> int:
         """Smallest I-cache line in bytes (CTR_EL0.IminLine, bits [3:0])."""
         return 4 << (self.ctr & 0xF)
+
+    def register_value(self, register: str) -> int:
+        """The value this CPU reads from ``register`` (``ctr_el0``, ``midr_el1``,
+        ``revidr_el1`` or an ID register; unknown ID registers read as zero)."""
+        fixed = {"ctr_el0": self.ctr, "midr_el1": self.midr, "revidr_el1": self.revidr}
+        if register in fixed:
+            return fixed[register]
+        return self.id_regs.get(register, 0)
 
 
 @dataclass(frozen=True)
@@ -369,6 +409,9 @@ class BootOptions:
     hmp_unsafe: bool = True
     #: Xen: park secondaries whose D-cache line size differs from the boot CPU.
     park_dcache_mismatch: bool = False
+    #: SMCCC conduit the firmware reports; ``arm64_update_smccc_conduit`` writes
+    #: ``HVC #0`` or ``SMC #0`` accordingly.
+    smccc_conduit: Literal["hvc", "smc"] = "hvc"
 
 
 @dataclass(frozen=True)
@@ -414,11 +457,14 @@ class Corpus:
 
 
 __all__ = [
+    "CB_BIT",
     "DIALECTS",
+    "ID_REGISTERS",
     "MIDR_MODEL_MASK",
     "MIDR_RV_MASK",
     "SCOPES",
     "BootOptions",
+    "CallbackMarking",
     "CapNumbering",
     "Case",
     "Catalog",

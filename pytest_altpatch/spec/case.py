@@ -1,0 +1,550 @@
+"""Loading one case file into a resolved, frozen :class:`~pytest_altpatch.spec.model.Case`.
+
+Three stages, each stopping the file (never the run) when it finds a problem:
+YAML (syntax, duplicate keys), JSON Schema (shape, unknown keys), and resolution
+(catalog names, labels, registered codes, cross-references).  Resolution keeps
+going after a problem so ``altpatch lint`` can list every one; :func:`load_case`
+raises the first in file order.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Final, Literal, cast
+
+from pytest_altpatch.errors import ERROR_CODES, Location, SpecError
+from pytest_altpatch.findings import FINDING_CODES
+from pytest_altpatch.resources import bundled_corpus
+from pytest_altpatch.spec.catalog import display_path, known_capabilities
+from pytest_altpatch.spec.model import (
+    DIALECTS,
+    BootOptions,
+    Case,
+    Catalog,
+    CpuInstance,
+    Dialect,
+    ErrorExpectation,
+    Expectations,
+    ExpectPhase,
+    ExtraCap,
+    FunctionReplacement,
+    HotplugExpectation,
+    ImageSpec,
+    LateExpectation,
+    PayloadSpec,
+    PhaseExpectation,
+    ProbeSpec,
+    RawAltEntry,
+    SourceBlock,
+    StreamExpectation,
+)
+from pytest_altpatch.spec.platform import parse_platform_items
+from pytest_altpatch.spec.schema import schema_path, validate
+from pytest_altpatch.spec.suggestions import did_you_mean
+from pytest_altpatch.spec.yamlload import LocatedDocument, join_path, load_yaml_file
+
+#: The case format this loader reads (``format:`` in every case file).
+CASE_FORMAT: Final = 1
+
+#: Most CPUs a case may boot plus hot-plug.
+MAX_CPUS: Final = 64
+
+#: Symbols the harness defines in every image, usable as labels by cases.
+HARNESS_SYMBOLS: Final = frozenset({"_text", "_etext", "__alt_instructions",
+                                    "__alt_instructions_end"})
+
+_LABEL_DEF = re.compile(r"^\s*([A-Za-z_.$][A-Za-z0-9_.$]*)\s*:(?!:)")
+_SET_DEF = re.compile(r"^\s*\.(?:set|equ)\s+([A-Za-z_.$][A-Za-z0-9_.$]*)\s*,")
+_STRING = r'"(?:[^"\\\n]|\\.)*"'
+_IDENT = r"([A-Za-z_][A-Za-z0-9_]*)"
+#: Capability and callback names used by the kernel macros (checked at load time so a
+#: typo is a located lint error rather than a build failure later).
+_MACRO_USES: Final[tuple[tuple[re.Pattern[str], tuple[str, ...]], ...]] = (
+    (re.compile(rf"\bALTERNATIVE\s*\(\s*{_STRING}\s*,\s*{_STRING}\s*,\s*{_IDENT}\s*\)"),
+     ("cap",)),
+    (re.compile(rf"\bALTERNATIVE_CB\s*\(\s*{_STRING}\s*,\s*{_IDENT}\s*,\s*{_IDENT}\s*\)"),
+     ("cap", "callback")),
+    (re.compile(rf"^\s*alternative_if(?:_not)?\s+{_IDENT}"), ("cap",)),
+    (re.compile(rf"^\s*alternative_cb\s+{_IDENT}\s*,\s*{_IDENT}"), ("cap", "callback")),
+)
+
+_PHASE_OF_SECTION: Final[Mapping[str, tuple[ExpectPhase, ...]]] = {
+    "expect.error": ("load", "build"),
+    "expect.boot.error": ("boot",),
+    "expect.late.load.error": ("late",),
+    "expect.late.apply.error": ("late",),
+    "expect.late.revert.error": ("late",),
+}
+
+_HOTPLUG_CODES: Final = tuple(code for code in ERROR_CODES if code.startswith("LATE_CPU_"))
+
+
+def _first_line_location(document: LocatedDocument, path: str) -> Location:
+    """Where the first text line of the string at ``path`` sits in the file."""
+    node = document.location(path)
+    start = document.text_starts.get(path)
+    if start is None:
+        return node
+    return Location(file=node.file, line=start[0], column=start[1], json_path=path)
+
+
+def _lines_of(block: SourceBlock) -> Iterator[tuple[int, str, Location]]:
+    """Each text line with the file location of its first character."""
+    base = block.location
+    for index, line in enumerate(block.text.splitlines()):
+        yield index, line, Location(
+            file=base.file,
+            line=(base.line or 1) + index,
+            column=base.column,
+            json_path=base.json_path,
+        )
+
+
+def defined_labels(block: SourceBlock | None) -> set[str]:
+    """Labels (``name:``) and ``.set``/``.equ`` symbols a source block defines."""
+    names: set[str] = set()
+    if block is None:
+        return names
+    for _, line, _ in _lines_of(block):
+        rest = line.split("//")[0]
+        while True:
+            found = _LABEL_DEF.match(rest)
+            if found is None:
+                break
+            names.add(found.group(1))
+            rest = rest[found.end():]
+        found_set = _SET_DEF.match(line)
+        if found_set:
+            names.add(found_set.group(1))
+    return names
+
+
+@dataclass
+class _Resolver:
+    """Turns a schema-valid document into model objects, collecting problems."""
+
+    document: LocatedDocument
+    catalog: Catalog
+    problems: list[SpecError] = field(default_factory=list)
+    cap_names: set[str] = field(default_factory=set)
+
+    # -- helpers ----------------------------------------------------------------
+    def at(self, path: str) -> Location:
+        return self.document.location(path)
+
+    def problem(self, code: str, message: str, path: str, hint: str | None = None) -> None:
+        self.problems.append(SpecError(code, message, location=self.at(path), hint=hint))
+
+    def block(self, value: object, path: str) -> SourceBlock | None:
+        if value is None:
+            return None
+        return SourceBlock(str(value), _first_line_location(self.document, path))
+
+    def check_cap(self, name: str, location: Location | str) -> None:
+        if name in self.cap_names:
+            return
+        where = self.at(location) if isinstance(location, str) else location
+        self.problems.append(SpecError(
+            "SPEC_UNKNOWN_CAP", f"unknown capability {name!r}", location=where,
+            hint=did_you_mean(name, self.cap_names),
+        ))
+
+    def check_label(self, name: str, known: set[str], path: str, what: str) -> None:
+        if name not in known:
+            self.problem("SPEC_BAD_REFERENCE", f"{what} {name!r} is not defined", path,
+                         did_you_mean(name, known))
+
+    # -- sections ---------------------------------------------------------------
+    def dialects(self, raw: object) -> tuple[Dialect, ...]:
+        if raw is None:
+            return DIALECTS
+        chosen: list[Dialect] = []
+        for index, name in enumerate(cast(list[str], raw)):
+            if name in DIALECTS:
+                chosen.append(name)
+            else:
+                self.problem("SPEC_UNKNOWN_DIALECT", f"unknown dialect {name!r}",
+                             join_path("dialects", index), did_you_mean(name, DIALECTS))
+        return tuple(dialect for dialect in DIALECTS if dialect in chosen)
+
+    def requires(self, raw: object) -> tuple[str, ...]:
+        names = cast(list[str], raw or [])
+        for index, name in enumerate(names):
+            if name not in self.catalog.patcher_features:
+                self.problem("SPEC_UNKNOWN_FEATURE", f"unknown patcher feature {name!r}",
+                             join_path("requires", index),
+                             did_you_mean(name, self.catalog.patcher_features))
+        return tuple(names)
+
+    def cpus(self, raw: object, path: str) -> tuple[CpuInstance, ...]:
+        if raw is None:
+            return ()
+        return parse_platform_items(
+            cast("str | Sequence[object]", raw), self.catalog,
+            document=self.document, path=path, problems=self.problems,
+        )
+
+    def caps(self, raw: object) -> tuple[ExtraCap, ...]:
+        result: list[ExtraCap] = []
+        seen: set[str] = set()
+        for index, entry in enumerate(cast(list[Mapping[str, str]], raw or [])):
+            path = join_path("caps", index)
+            name = entry.get("name")
+            erratum, feature = entry.get("erratum"), entry.get("feature")
+            if erratum is not None:
+                found = self.catalog.errata.get(erratum)
+                if found is None:
+                    self.problem("SPEC_UNKNOWN_ERRATUM", f"unknown erratum {erratum!r}",
+                                 join_path(path, "erratum"),
+                                 did_you_mean(erratum, self.catalog.errata))
+                    continue
+                name = name or found.capability
+            if feature is not None:
+                found_feature = self.catalog.features.get(feature)
+                if found_feature is None:
+                    self.problem("SPEC_UNKNOWN_FEATURE", f"unknown catalog feature {feature!r}",
+                                 join_path(path, "feature"),
+                                 did_you_mean(feature, self.catalog.features))
+                    continue
+                name = name or found_feature.capability
+            assert name is not None  # the schema requires name, erratum or feature
+            if name in seen:
+                self.problem("SPEC_DUPLICATE_ID", f"capability {name!r} is listed twice", path)
+                continue
+            seen.add(name)
+            when = cast("Literal['always', 'never'] | None", entry.get("when"))
+            result.append(ExtraCap(name, when, erratum, feature, self.at(path)))
+        return tuple(result)
+
+    def macro_uses(self, block: SourceBlock | None) -> None:
+        if block is None:
+            return
+        for _, line, where in _lines_of(block):
+            code_part = line.split("//")[0]
+            for pattern, kinds in _MACRO_USES:
+                for found in pattern.finditer(code_part):
+                    for group, kind in enumerate(kinds, start=1):
+                        name = found.group(group)
+                        column = (where.column or 1) + found.start(group)
+                        location = Location(file=where.file, line=where.line, column=column,
+                                            json_path=where.json_path)
+                        if kind == "cap":
+                            self.check_cap(name, location)
+                        elif name not in self.catalog.callbacks:
+                            self.problems.append(SpecError(
+                                "SPEC_BAD_REFERENCE", f"unknown callback {name!r}",
+                                location=location,
+                                hint=did_you_mean(name, self.catalog.callbacks),
+                            ))
+
+    def alt_table(self, raw: object, labels: set[str]) -> tuple[RawAltEntry, ...] | None:
+        if raw is None:
+            return None
+        entries: list[RawAltEntry] = []
+        for index, entry in enumerate(cast(list[Mapping[str, object]], raw)):
+            path = join_path("image.alt_table", index)
+            for key in ("site", "replacement"):
+                target = entry.get(key)
+                if isinstance(target, str):
+                    label = re.split(r"[+-]", target, maxsplit=1)[0]
+                    self.check_label(label, labels, join_path(path, key), "label")
+            cap = cast("str | int", entry["cap"])
+            if isinstance(cap, str):
+                self.check_cap(cap, join_path(path, "cap"))
+            callback = cast("str | None", entry.get("callback"))
+            if callback is not None:
+                if callback not in self.catalog.callbacks:
+                    self.problem("SPEC_BAD_REFERENCE", f"unknown callback {callback!r}",
+                                 join_path(path, "callback"),
+                                 did_you_mean(callback, self.catalog.callbacks))
+                if entry.get("replacement") is not None:
+                    self.problem("SPEC_BAD_REFERENCE",
+                                 "an entry has either a replacement or a callback, not both",
+                                 join_path(path, "replacement"))
+            entries.append(RawAltEntry(
+                site=cast("str | int", entry["site"]),
+                replacement=cast("str | int | None", entry.get("replacement")),
+                cap=cap,
+                site_len=cast(int, entry["site_len"]),
+                repl_len=cast(int, entry["repl_len"]),
+                callback=callback,
+                cb_bit=cast(bool, entry.get("cb_bit", False)),
+                location=self.at(path),
+            ))
+        return tuple(entries)
+
+    def payloads(self, raw: object, base_labels: set[str]) -> tuple[PayloadSpec, ...]:
+        result: list[PayloadSpec] = []
+        names: set[str] = set()
+        for index, entry in enumerate(cast(list[Mapping[str, object]], raw or [])):
+            path = join_path("payloads", index)
+            name = str(entry["name"])
+            if name in names:
+                self.problem("SPEC_DUPLICATE_ID", f"payload {name!r} is defined twice",
+                             join_path(path, "name"))
+            names.add(name)
+            text = self.block(entry["text"], join_path(path, "text"))
+            assert text is not None  # required by the schema
+            data = self.block(entry.get("data"), join_path(path, "data"))
+            self.macro_uses(text)
+            own = defined_labels(text) | defined_labels(data)
+            replaces: list[FunctionReplacement] = []
+            for r_index, item in enumerate(
+                cast(list[Mapping[str, "str | None"]], entry.get("replaces", []))
+            ):
+                r_path = join_path(join_path(path, "replaces"), r_index)
+                old, new = str(item["old"]), item["new"]
+                self.check_label(old, base_labels, join_path(r_path, "old"), "base symbol")
+                if new is not None:
+                    self.check_label(new, own, join_path(r_path, "new"), "payload symbol")
+                replaces.append(FunctionReplacement(old, new, self.at(r_path)))
+            expect_old = cast(Mapping[str, str], entry.get("expect_old", {}))
+            for symbol in expect_old:
+                self.check_label(symbol, base_labels,
+                                 join_path(join_path(path, "expect_old"), symbol), "base symbol")
+            result.append(PayloadSpec(
+                name=name, text=text, data=data, replaces=tuple(replaces),
+                expect_old=MappingProxyType(dict(expect_old)), location=self.at(path),
+            ))
+        return tuple(result)
+
+    def error(self, raw: object, path: str) -> ErrorExpectation | None:
+        if raw is None:
+            return None
+        entry = cast(Mapping[str, str], raw)
+        code = entry["code"]
+        if code not in ERROR_CODES:
+            self.problem("SPEC_UNKNOWN_CODE", f"{code!r} is not a registered error code",
+                         join_path(path, "code"), did_you_mean(code, ERROR_CODES))
+        allowed = _PHASE_OF_SECTION[path]
+        phase = cast(ExpectPhase, entry.get("phase", allowed[0]))
+        if phase not in allowed:
+            self.problem("SPEC_SCHEMA",
+                         f"an error under {path.rpartition('.')[0]} must have phase "
+                         f"{' or '.join(allowed)}, not {phase!r}", join_path(path, "phase"))
+        return ErrorExpectation(code, phase, self.at(path))
+
+    def phase(
+        self, raw: object, path: str, labels: set[str], ncpus: int
+    ) -> PhaseExpectation | None:
+        if raw is None:
+            return None
+        entry = cast(Mapping[str, object], raw)
+        caps = None
+        if "caps" in entry:
+            caps = tuple(cast(list[str], entry["caps"]))
+            for index, cap in enumerate(caps):
+                self.check_cap(cap, join_path(join_path(path, "caps"), index))
+        streams: list[StreamExpectation] = []
+        for label, asm in cast(Mapping[str, str], entry.get("text", {})).items():
+            label_path = join_path(join_path(path, "text"), label)
+            self.check_label(label, labels, label_path, "label")
+            streams.append(StreamExpectation(label, asm,
+                                             _first_line_location(self.document, label_path)))
+        probes: list[ProbeSpec] = []
+        for index, probe in enumerate(cast(list[Mapping[str, object]], entry.get("probes", []))):
+            probe_path = join_path(join_path(path, "probes"), index)
+            call = str(probe["call"])
+            self.check_label(call, labels, join_path(probe_path, "call"), "probe function")
+            cpus_raw = probe.get("cpus", "all")
+            cpus: Literal["all"] | tuple[int, ...] = "all"
+            if cpus_raw != "all":
+                cpus = tuple(cast(list[int], cpus_raw))
+                for cpu in cpus:
+                    if cpu >= ncpus:
+                        self.problem("SPEC_BAD_REFERENCE",
+                                     f"probe CPU {cpu} does not exist (the case has {ncpus})",
+                                     join_path(probe_path, "cpus"))
+            probes.append(ProbeSpec(
+                call=call, cpus=cpus,
+                args=MappingProxyType(dict(cast(Mapping[str, int], probe.get("args", {})))),
+                result=MappingProxyType(dict(cast(Mapping[str, int], probe["result"]))),
+                location=self.at(probe_path),
+            ))
+        findings = tuple(cast(list[str], entry.get("findings", [])))
+        for index, code in enumerate(findings):
+            if code not in FINDING_CODES:
+                self.problem("SPEC_UNKNOWN_CODE", f"{code!r} is not a registered finding code",
+                             join_path(join_path(path, "findings"), index),
+                             did_you_mean(code, FINDING_CODES))
+        return PhaseExpectation(
+            caps=caps, text=tuple(streams), probes=tuple(probes), findings=findings,
+            error=self.error(entry.get("error"), join_path(path, "error")),
+            location=self.at(path),
+        )
+
+    def hotplug(self, raw: object, late_cpus: tuple[CpuInstance, ...]) -> tuple[
+            HotplugExpectation, ...]:
+        result: list[HotplugExpectation] = []
+        for index, entry in enumerate(cast(list[Mapping[str, object]], raw or [])):
+            path = join_path("expect.hotplug", index)
+            ref = entry["cpu"]
+            cpu_index = -1
+            if isinstance(ref, int):
+                cpu_index = ref
+                if ref >= len(late_cpus):
+                    self.problem("SPEC_BAD_REFERENCE",
+                                 f"late CPU {ref} does not exist (late_cpus has "
+                                 f"{len(late_cpus)})", join_path(path, "cpu"))
+            else:
+                matching = [i for i, cpu in enumerate(late_cpus) if cpu.label == ref]
+                if len(matching) != 1:
+                    self.problem(
+                        "SPEC_BAD_REFERENCE",
+                        f"late CPU {ref!r} matches {len(matching)} entries of late_cpus; "
+                        "use an index", join_path(path, "cpu"),
+                        did_you_mean(str(ref), [cpu.label for cpu in late_cpus]))
+                else:
+                    cpu_index = matching[0]
+            verdict = cast(Literal["accepted", "refused"], entry["verdict"])
+            code = cast("str | None", entry.get("code"))
+            if verdict == "refused" and code not in _HOTPLUG_CODES:
+                self.problem("SPEC_UNKNOWN_CODE",
+                             f"a refused CPU needs a code, one of {', '.join(_HOTPLUG_CODES)}",
+                             join_path(path, "code") if code else path,
+                             did_you_mean(code or "", _HOTPLUG_CODES))
+            if verdict == "accepted" and code is not None:
+                self.problem("SPEC_SCHEMA", "an accepted CPU has no error code",
+                             join_path(path, "code"))
+            result.append(HotplugExpectation(cpu_index, verdict, code, self.at(path)))
+        return tuple(result)
+
+    # -- the whole case ---------------------------------------------------------
+    def case(self) -> Case:
+        doc = cast(Mapping[str, object], self.document.value)
+        dialects = self.dialects(doc.get("dialects"))
+        requires = self.requires(doc.get("requires"))
+        platform = self.cpus(doc["platform"], "platform")
+        late_cpus = self.cpus(doc.get("late_cpus"), "late_cpus")
+        if len(platform) + len(late_cpus) > MAX_CPUS:
+            self.problem("SPEC_BAD_RANGE", f"more than {MAX_CPUS} CPUs", "platform")
+        extra_caps = self.caps(doc.get("caps"))
+        self.cap_names = set(known_capabilities(self.catalog)) | {c.name for c in extra_caps}
+
+        image_raw = cast(Mapping[str, object], doc["image"])
+        text = self.block(image_raw["text"], "image.text")
+        assert text is not None  # required by the schema
+        data = self.block(image_raw.get("data"), "image.data")
+        rodata = self.block(image_raw.get("rodata"), "image.rodata")
+        self.macro_uses(text)
+        base_labels = (defined_labels(text) | defined_labels(data) | defined_labels(rodata)
+                       | HARNESS_SYMBOLS | set(self.catalog.callbacks))
+        image = ImageSpec(text, data, rodata,
+                          self.alt_table(image_raw.get("alt_table"), base_labels))
+        payloads = self.payloads(doc.get("payloads"), base_labels)
+        all_labels = set(base_labels)
+        for payload in payloads:
+            all_labels |= defined_labels(payload.text) | defined_labels(payload.data)
+
+        expect_raw = cast(Mapping[str, object], doc["expect"])
+        ncpus = len(platform) + len(late_cpus)
+        late_raw = cast("Mapping[str, object] | None", expect_raw.get("late"))
+        late = None
+        if late_raw is not None:
+            if not payloads:
+                self.problem("SPEC_BAD_REFERENCE", "expect.late needs at least one payload",
+                             "expect.late")
+            late = LateExpectation(
+                load=self.phase(late_raw.get("load"), "expect.late.load", all_labels, ncpus),
+                apply=self.phase(late_raw.get("apply"), "expect.late.apply", all_labels, ncpus),
+                revert=self.phase(late_raw.get("revert"), "expect.late.revert", all_labels,
+                                  ncpus),
+                location=self.at("expect.late"),
+            )
+        if "hotplug" in expect_raw and not late_cpus:
+            self.problem("SPEC_BAD_REFERENCE", "expect.hotplug needs late_cpus",
+                         "expect.hotplug")
+        expect = Expectations(
+            boot=self.phase(expect_raw.get("boot"), "expect.boot", base_labels, len(platform)),
+            late=late,
+            hotplug=self.hotplug(expect_raw.get("hotplug"), late_cpus),
+            error=self.error(expect_raw.get("error"), "expect.error"),
+        )
+        if expect.error is not None and (expect.boot or expect.late or expect.hotplug):
+            self.problem("SPEC_SCHEMA",
+                         "a case that expects a load or build error cannot expect later phases",
+                         "expect.error")
+        options_raw = cast(Mapping[str, object], doc.get("options", {}))
+        options = BootOptions(
+            hmp_unsafe=cast(bool, options_raw.get("hmp_unsafe", True)),
+            park_dcache_mismatch=cast(bool, options_raw.get("park_dcache_mismatch", False)),
+            smccc_conduit=cast(Literal["hvc", "smc"], options_raw.get("smccc_conduit", "hvc")),
+        )
+        return Case(
+            path=self.document.file,
+            id=str(doc["id"]),
+            title=str(doc["title"]),
+            refs=tuple(cast(list[str], doc["refs"])),
+            requires=requires,
+            dialects=dialects,
+            platform=platform,
+            image=image,
+            expect=expect,
+            late_cpus=late_cpus,
+            caps=extra_caps,
+            payloads=payloads,
+            options=options,
+            location=Location(file=self.document.file, line=1, column=1),
+            locations=MappingProxyType({k: v for k, v in self.document.locations.items() if k}),
+        )
+
+
+def _case_schema(catalog_root: Path | None) -> Path:
+    if catalog_root is not None:
+        candidate = schema_path(catalog_root, "case")
+        if candidate.is_file():
+            return candidate
+    return schema_path(bundled_corpus(), "case")
+
+
+def read_case(
+    path: Path, catalog: Catalog, *, corpus_root: Path | None = None
+) -> tuple[Case | None, list[SpecError]]:
+    """Load a case collecting every problem; the case is None if there is any."""
+    try:
+        document = load_yaml_file(path, display_path(path))
+    except SpecError as exc:
+        return None, [exc]
+    return resolve_document(document, catalog, corpus_root=corpus_root)
+
+
+def resolve_document(
+    document: LocatedDocument, catalog: Catalog, *, corpus_root: Path | None = None
+) -> tuple[Case | None, list[SpecError]]:
+    """Validate and resolve an already parsed case document."""
+    value = document.value
+    if isinstance(value, Mapping):
+        version = value.get("format")
+        if isinstance(version, int) and not isinstance(version, bool) and version > CASE_FORMAT:
+            return None, [SpecError(
+                "SPEC_VERSION",
+                f"case format {version} is newer than this loader's format {CASE_FORMAT}",
+                location=document.location("format"),
+            )]
+    problems = validate(document, _case_schema(corpus_root))
+    if problems:
+        return None, problems
+    resolver = _Resolver(document, catalog)
+    case = resolver.case()
+    if resolver.problems:
+        ordered = sorted(resolver.problems, key=lambda p: (p.location.line or 0,
+                                                           p.location.column or 0))
+        return None, ordered
+    return case, []
+
+
+def load_case(path: Path, catalog: Catalog) -> Case:
+    """Load one case file, resolved against ``catalog``; raises a coded SpecError."""
+    case, problems = read_case(Path(path), catalog)
+    if problems:
+        raise problems[0]
+    assert case is not None  # read_case returns a case whenever it reports no problem
+    return case
+
+
+__all__ = ["CASE_FORMAT", "HARNESS_SYMBOLS", "defined_labels", "load_case", "read_case",
+           "resolve_document"]

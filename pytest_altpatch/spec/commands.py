@@ -1,0 +1,132 @@
+"""``altpatch lint``, ``altpatch catalog`` and ``altpatch export``.
+
+Each command prints problems as ``file:line:col: CODE: message`` lines and never a
+traceback for bad input: every failure a user can cause is a coded error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from pytest_altpatch.errors import AltpatchError
+from pytest_altpatch.resources import bundled_corpus
+from pytest_altpatch.spec.catalog import format_revision, load_catalog
+from pytest_altpatch.spec.corpus import lint_paths, load_corpus
+from pytest_altpatch.spec.export import catalog_document, corpus_document, dumps
+from pytest_altpatch.spec.model import MIDR_RV_MASK, Catalog
+
+EXIT_OK = 0
+EXIT_PROBLEMS = 1
+EXIT_USAGE = 2
+
+
+def run_lint(args: argparse.Namespace) -> int:
+    """Lint corpus roots, directories or case files; one line per problem."""
+    paths = [Path(p) for p in args.paths] or [bundled_corpus()]
+    problems = lint_paths(paths)
+    for problem in problems:
+        print(problem.render())
+    if problems:
+        print(f"{len(problems)} problem(s)", file=sys.stderr)
+        return EXIT_PROBLEMS
+    return EXIT_OK
+
+
+def _catalog_text(catalog: Catalog) -> str:
+    lines = [f"CPUs ({len(catalog.cpus)}):"]
+    for name, cpu in catalog.cpus.items():
+        lines.append(f"  {name:<20} {cpu.display_name:<36} MIDR {cpu.midr_model:#010x}  "
+                     f"CTR {cpu.ctr:#010x}")
+    lines.append(f"Errata ({len(catalog.errata)}):")
+    for name, erratum in catalog.errata.items():
+        spans = []
+        for entry in erratum.matches:
+            span = f"{entry.model:#010x}"
+            if (entry.rv_min, entry.rv_max) != (0, MIDR_RV_MASK):
+                span += f" {format_revision(entry.rv_min)}..{format_revision(entry.rv_max)}"
+            spans.append(span)
+        lines.append(f"  {name:<20} {erratum.capability:<40} [{','.join(erratum.tables)}] "
+                     f"{'; '.join(spans)}")
+    lines.append(f"Features ({len(catalog.features)}):")
+    for name, feature in catalog.features.items():
+        lines.append(f"  {name:<20} {feature.capability:<40} {feature.register}"
+                     f"[{feature.shift + feature.width - 1}:{feature.shift}] >= "
+                     f"{feature.min_value}{' (signed)' if feature.signed else ''}")
+    lines.append("Numberings:")
+    for dialect, numbering in catalog.numberings.items():
+        lines.append(f"  {dialect:<10} NCAPS {numbering.ncaps:<3} callbacks: "
+                     f"{numbering.callback_marking}")
+    lines.append(f"Patcher features ({len(catalog.patcher_features)}):")
+    for name, meaning in catalog.patcher_features.items():
+        lines.append(f"  {name:<20} {meaning}")
+    return "\n".join(lines) + "\n"
+
+
+def run_catalog(args: argparse.Namespace) -> int:
+    """List the catalog's CPUs, errata, features and numberings."""
+    catalog = load_catalog(Path(args.corpus) if args.corpus else None)
+    sys.stdout.write(dumps(catalog_document(catalog)) if args.json else _catalog_text(catalog))
+    return EXIT_OK
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """Write the whole resolved corpus as one JSON document."""
+    if not args.json:
+        print("altpatch export: only --json output exists; pass --json", file=sys.stderr)
+        return EXIT_USAGE
+    corpus = load_corpus(Path(args.corpus) if args.corpus else None,
+                         accept_major=args.accept_major)
+    text = dumps(corpus_document(corpus))
+    if args.output:
+        try:
+            Path(args.output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            print(f"altpatch export: cannot write {args.output}: {exc.strerror}",
+                  file=sys.stderr)
+            return EXIT_USAGE
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def _guarded(run: Any) -> Any:
+    """Report coded errors as ``location: CODE: message`` (the CLI's own fallback
+    would prefix them); anything else is left to the CLI's internal-error path."""
+    def wrapper(args: argparse.Namespace) -> int:
+        try:
+            return int(run(args))
+        except AltpatchError as exc:
+            print(exc.render(), file=sys.stderr)
+            return EXIT_USAGE if exc.code in ("SPEC_IO", "SPEC_VERSION") else EXIT_PROBLEMS
+    wrapper.__doc__ = run.__doc__
+    return wrapper
+
+
+def register(subparsers: Any) -> None:
+    """Add the spec layer's subcommands to the ``altpatch`` parser."""
+    lint = subparsers.add_parser(
+        "lint", help="check corpus files (default: the bundled corpus)",
+        description="Validate case and catalog files; print file:line:col: CODE: message "
+                    "per problem. Exit 0 clean, 1 problems, 2 usage.")
+    lint.add_argument("paths", nargs="*", metavar="PATH",
+                      help="corpus root, case directory or case file")
+    lint.set_defaults(run=_guarded(run_lint))
+
+    catalog = subparsers.add_parser("catalog", help="list CPUs, errata and features")
+    catalog.add_argument("--json", action="store_true", help="print the catalog as JSON")
+    catalog.add_argument("--corpus", metavar="DIR", help="corpus root (default: bundled)")
+    catalog.set_defaults(run=_guarded(run_catalog))
+
+    export = subparsers.add_parser("export", help="write the resolved corpus as JSON")
+    export.add_argument("--json", action="store_true", help="JSON output (the only format)")
+    export.add_argument("--corpus", metavar="DIR", help="corpus root (default: bundled)")
+    export.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    export.add_argument("--accept-major", type=int, metavar="N",
+                        help="accept a corpus whose major version is N")
+    export.set_defaults(run=_guarded(run_export))
+
+
+__all__ = ["register", "run_catalog", "run_export", "run_lint"]
