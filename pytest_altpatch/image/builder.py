@@ -143,11 +143,11 @@ def _relocate_error(error: AltpatchError, unit: _Unit, rendered: _Rendered,
                     fallback: Location | None) -> AltpatchError:
     """Move an assembler error from the rendered unit to the case file line."""
     line = error.location.line
-    if unit.file is None and fallback is None:
-        return error
     source_line = rendered.line_map[line - 1] if line and 0 < line <= len(
         rendered.line_map) else None
     if source_line is None or source_line.file_line == 0:
+        if unit.file is None and fallback is None:
+            return error  # generated code: the error is the builder's own
         where = fallback if fallback is not None else Location(file=unit.file)
         return type(error)(error.code, error.message, location=where, phase=error.phase,
                            hint=error.hint)
@@ -273,12 +273,18 @@ class _Assembled:
 
 
 def _assemble_all(units: Sequence[_Unit], alts: Sequence[Alternative], layout: ImageLayout,
-                  ncpus: int, table_size: int) -> _Assembled:
-    """Iterate layout and assembly until every size and label is stable."""
+                  ncpus: int, table_size: int, externals: Iterable[str] = ()) -> _Assembled:
+    """Iterate layout and assembly until every size and label is stable.
+
+    ``externals`` are names resolved elsewhere (a payload's base-image symbols): each
+    unit sees them at its own base, a placeholder the payload's relocations replace.
+    """
+    external_names = tuple(externals)
     by_index = {alt.index: alt for alt in alts}
     sizes: dict[str, int] = {}
     labels: dict[str, int] = {}
     owner: dict[str, str] = {}
+    owned: dict[str, set[str]] = {unit.key: set() for unit in units}
     first = True
     for _ in range(_MAX_ROUNDS):
         placed = _place(units, sizes, layout, table_size)
@@ -317,12 +323,18 @@ def _assemble_all(units: Sequence[_Unit], alts: Sequence[Alternative], layout: I
                             ),
                         )
                     owner[name] = unit.key
+                    owned[unit.key].add(name)
                     labels[name] = placed.bases[unit.key]
             first = False
         results: dict[str, Assembly] = {}
         for unit in units:
-            foreign = {name: value for name, value in labels.items() if owner[name] != unit.key}
+            foreign = {name: placed.bases[unit.key] for name in external_names}
+            foreign.update(
+                (name, value) for name, value in labels.items() if owner[name] != unit.key
+            )
             foreign.update(linker)
+            for name in owned[unit.key]:
+                foreign.pop(name, None)
             try:
                 results[unit.key] = assemble(
                     rendered[unit.key].source, placed.bases[unit.key], foreign
