@@ -1,13 +1,46 @@
 """The pytest face of pytest-altpatch.
 
 The plugin is inert unless ``--altpatch-corpus`` (or the ``altpatch_corpus`` ini key)
-is given.  Every command-line option has an ``altpatch_*`` ini twin so CI can set it
-in ``pyproject.toml`` or ``tox.ini``.
+is given: it then collects every case file under a corpus's ``cases/`` directory as a
+:class:`CaseFile`, with one :class:`CaseItem` per case x mode x schedule
+(``corpus/cases/branch/b-external.yaml::boot[rr:100]``).  Every command-line option
+has an ``altpatch_*`` ini twin so CI can set it in ``pyproject.toml`` or ``tox.ini``;
+the command line wins over the ini file.
+
+The pipeline (spec loader, scenario runner, judge, reports) is imported only once the
+plugin is switched on, so the plugin costs nothing in projects that merely have it
+installed, and it never touches PyYAML's global loaders (the spec layer uses a
+private loader class).
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
 import pytest
+
+from pytest_altpatch import __version__
+from pytest_altpatch.errors import AltpatchError
+from pytest_altpatch.fixtures import (
+    altpatch_assert_conforms,
+    altpatch_case_from_yaml,
+    altpatch_catalog,
+    altpatch_judge,
+    altpatch_platform,
+    altpatch_run,
+)
+
+if TYPE_CHECKING:
+    from _pytest._code.code import ExceptionInfo, TerminalRepr
+
+    from pytest_altpatch.patchers.contract import Patcher
+    from pytest_altpatch.scenarios.runner import ScheduleChoice
+    from pytest_altpatch.spec.model import Case, Catalog
 
 #: (option suffix, ini type, help, default) for options that take a value.
 _VALUE_OPTIONS: tuple[tuple[str, str, str, str | None], ...] = (
@@ -17,14 +50,280 @@ _VALUE_OPTIONS: tuple[tuple[str, str, str, str | None], ...] = (
     ("modes", "string", "comma-separated modes to run: boot, late (default: all)", None),
     ("schedules", "string",
      "comma-separated schedules, e.g. rr:100,random:1-3,adversarial (default: rr:100)", None),
-    ("features-include", "string", "only run cases that require one of these features", None),
-    ("features-exclude", "string", "skip cases that require any of these features", None),
+    ("features-include", "string",
+     "comma-separated features: only run cases that require one of them", None),
+    ("features-exclude", "string",
+     "comma-separated features: leave out cases that require any of them", None),
     ("skip-file", "string", "file of case ids or id prefixes to skip, one per line", None),
-    ("xfail-file", "string", "file of case ids or id prefixes expected to fail", None),
-    ("shard", "string", "run shard K of N (K/N, 1-based) of the items", None),
+    ("xfail-file", "string",
+     "file of case ids or id prefixes expected to fail (a pass is a strict XPASS)", None),
+    ("shard", "string",
+     "run shard K of N (K/N, 1-based): the items whose index in id order is K-1 modulo N",
+     None),
     ("accept-version", "string", "accept a corpus whose major version is this one", None),
     ("timeout", "string", "host seconds per item before it fails as hung", None),
 )
+
+#: Modes a case can be run in, in item order.
+MODES: Final[tuple[str, ...]] = ("boot", "late")
+DEFAULT_SCHEDULES: Final = "rr:100"
+#: The ``--altpatch-corpus``/``altpatch_corpus`` word for the corpus shipped with the plugin.
+BUNDLED: Final = "bundled"
+_CASE_SUFFIXES: Final = frozenset({".yaml"})
+
+
+class AltpatchExpectationWarning(pytest.PytestWarning):
+    """A line of a skip or xfail file matches no collected item (it has gone stale)."""
+
+
+class ConformanceFailure(Exception):
+    """A case's expectations did not hold; carries the rendered report."""
+
+    def __init__(self, report: str) -> None:
+        super().__init__(report)
+        self.report = report
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class ExpectationLine:
+    """One line of a skip or xfail file: an id (or id prefix) and why."""
+
+    file: str
+    line: int
+    pattern: str
+    reason: str
+
+    def matches(self, key: str) -> bool:
+        """Whether ``key`` is this id, or starts with it at an id boundary.
+
+        A prefix must end where an id part ends (``/``, ``::`` or ``[``), so
+        ``b-external`` selects ``b-external::boot[rr:100]`` but not ``b-external-2``.
+        """
+        if key == self.pattern:
+            return True
+        if not key.startswith(self.pattern):
+            return False
+        return self.pattern[-1] in "/:[" or key[len(self.pattern)] in "/:["
+
+
+def read_expectation_file(path: Path, kind: str) -> tuple[ExpectationLine, ...]:
+    """Parse a skip/xfail file: one id or prefix per line, ``#`` starts a comment."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise pytest.UsageError(f"--altpatch-{kind}-file: cannot read {path}: {exc}") from None
+    lines: list[ExpectationLine] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        pattern, _, comment = raw.partition("#")
+        pattern = pattern.strip()
+        if not pattern:
+            continue
+        reason = comment.strip() or f"listed in {path.name}:{number}"
+        lines.append(ExpectationLine(str(path), number, pattern, reason))
+    return tuple(lines)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The plugin's options, merged from the command line and the ini file."""
+
+    selections: tuple[Path, ...]  # corpus roots, case directories or case files
+    roots: tuple[Path, ...]  # the corpus root of each selection, deduplicated
+    from_command_line: bool  # --altpatch-corpus given (rather than only the ini key)
+    patcher: str
+    dialect: str | None
+    modes: tuple[str, ...]
+    schedules: str
+    features_include: tuple[str, ...]
+    features_exclude: tuple[str, ...]
+    skips: tuple[ExpectationLine, ...]
+    xfails: tuple[ExpectationLine, ...]
+    shard: tuple[int, int] | None
+    accept_major: int | None
+    timeout: float | None
+
+
+def _value(config: pytest.Config, dest: str) -> str | None:
+    """An option's value: the command line first, then the ini key; empty is unset."""
+    given = config.getoption(dest)
+    if given is None:
+        given = config.getini(dest)
+    if given is None:
+        return None
+    text = str(given).strip()
+    return text or None
+
+
+def _names(text: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (text or "").split(",") if part.strip())
+
+
+def _resolve_selection(word: str, base: Path) -> Path:
+    from pytest_altpatch.resources import bundled_corpus  # noqa: PLC0415
+
+    if word == BUNDLED:
+        return bundled_corpus().resolve()
+    path = Path(word)
+    return (path if path.is_absolute() else base / path).resolve()
+
+
+def _corpus_words(config: pytest.Config) -> tuple[list[str], Path, bool] | None:
+    """The corpus words asked for, the directory they are relative to, and their origin."""
+    given: list[str] | None = config.getoption("altpatch_corpus")
+    if given is not None:
+        return (given or [BUNDLED]), config.invocation_params.dir, True
+    ini: list[str] = config.getini("altpatch_corpus")
+    if not ini:
+        return None
+    base = config.inipath.parent if config.inipath is not None else config.rootpath
+    return list(ini), base, False
+
+
+def _parse_shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    index, slash, count = text.partition("/")
+    try:
+        k, n = int(index), int(count)
+    except ValueError:
+        k = n = 0
+    if not slash or n < 1 or not 1 <= k <= n:
+        raise pytest.UsageError(f"--altpatch-shard: expected K/N with 1 <= K <= N, got {text!r}")
+    return k, n
+
+
+def _parse_major(text: str | None) -> int | None:
+    if text is None:
+        return None
+    if not text.isdigit():
+        raise pytest.UsageError(f"--altpatch-accept-version: expected a major version number, "
+                                f"got {text!r}")
+    return int(text)
+
+
+def _parse_seconds(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:  # also refuses nan
+        raise pytest.UsageError(f"--altpatch-timeout: expected positive seconds, got {text!r}")
+    return seconds
+
+
+def read_settings(config: pytest.Config) -> Settings | None:
+    """The plugin's settings, or None when the plugin was not asked to do anything."""
+    from pytest_altpatch.spec.corpus import find_corpus_root  # noqa: PLC0415
+
+    asked = _corpus_words(config)
+    if asked is None:
+        return None
+    words, base, from_command_line = asked
+    selections: list[Path] = []
+    roots: list[Path] = []
+    for word in words:
+        path = _resolve_selection(word, base)
+        if not path.exists():
+            raise pytest.UsageError(f"--altpatch-corpus: {word}: no such file or directory")
+        root = find_corpus_root(path if path.is_dir() else path.parent)
+        if root is None:
+            raise pytest.UsageError(f"--altpatch-corpus: {word} is not inside a corpus "
+                                    "(no directory above it holds VERSION and catalog/)")
+        selections.append(path)
+        if root not in roots:
+            roots.append(root)
+    modes = _names(_value(config, "altpatch_modes")) or MODES
+    unknown = [mode for mode in modes if mode not in MODES]
+    if unknown:
+        raise pytest.UsageError(f"--altpatch-modes: unknown mode {unknown[0]!r} "
+                                f"(known: {', '.join(MODES)})")
+    skip_file = _value(config, "altpatch_skip_file")
+    xfail_file = _value(config, "altpatch_xfail_file")
+    return Settings(
+        selections=tuple(selections),
+        roots=tuple(roots),
+        from_command_line=from_command_line,
+        patcher=_value(config, "altpatch_patcher") or "reference",
+        dialect=_value(config, "altpatch_dialect"),
+        modes=tuple(mode for mode in MODES if mode in modes),
+        schedules=_value(config, "altpatch_schedules") or DEFAULT_SCHEDULES,
+        features_include=_names(_value(config, "altpatch_features_include")),
+        features_exclude=_names(_value(config, "altpatch_features_exclude")),
+        skips=read_expectation_file(_resolve_selection(skip_file, base), "skip")
+        if skip_file else (),
+        xfails=read_expectation_file(_resolve_selection(xfail_file, base), "xfail")
+        if xfail_file else (),
+        shard=_parse_shard(_value(config, "altpatch_shard")),
+        accept_major=_parse_major(_value(config, "altpatch_accept_version")),
+        timeout=_parse_seconds(_value(config, "altpatch_timeout")),
+    )
+
+
+# --------------------------------------------------------------------------- state
+
+
+@dataclass(frozen=True)
+class CorpusState:
+    """One corpus root: its version and catalog, or why it cannot be used."""
+
+    root: Path
+    version: str | None
+    catalog: Catalog | None
+    error: BaseException | None
+
+
+@dataclass
+class AltpatchState:
+    """What the switched-on plugin knows for this pytest process."""
+
+    settings: Settings
+    patcher: Patcher
+    schedules: tuple[ScheduleChoice, ...]
+    corpora: dict[Path, CorpusState] = field(default_factory=dict)
+
+    def corpus(self, root: Path) -> CorpusState:
+        """The version and catalog of ``root``, loaded once per process."""
+        if root not in self.corpora:
+            self.corpora[root] = _load_corpus_state(root, self.settings.accept_major)
+        return self.corpora[root]
+
+    def root_of_case_file(self, path: Path) -> Path | None:
+        """The corpus root whose ``cases/`` holds ``path``, if the plugin collects it."""
+        resolved = path.resolve()
+        for root in self.settings.roots:
+            if root / "cases" in resolved.parents:
+                return root
+        return None
+
+
+def _load_corpus_state(root: Path, accept_major: int | None) -> CorpusState:
+    from pytest_altpatch.spec.catalog import read_catalog  # noqa: PLC0415
+    from pytest_altpatch.spec.corpus import check_version  # noqa: PLC0415
+
+    try:
+        version = check_version(root, accept_major)
+        catalog, problems = read_catalog(root)
+    except AltpatchError as exc:
+        return CorpusState(root, None, None, exc)
+    if problems or catalog is None:
+        return CorpusState(root, version, None, problems[0] if problems else None)
+    return CorpusState(root, version, catalog, None)
+
+
+_STATE: Final = pytest.StashKey["AltpatchState | None"]()
+
+
+def plugin_state(config: pytest.Config) -> AltpatchState | None:
+    """The switched-on plugin's state, or None when it is inert."""
+    return config.stash.get(_STATE, None)
+
+
+# --------------------------------------------------------------------------- hooks
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -35,13 +334,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         nargs="*",
         metavar="PATH",
         default=None,
-        help="collect conformance cases from PATHs (default: the bundled corpus)",
+        help="collect conformance cases from PATHs: corpus roots, case directories or case "
+             "files (default, or the word 'bundled': the corpus shipped with the plugin)",
     )
     parser.addini(
         "altpatch_corpus",
-        type="paths",
+        type="args",
         default=[],
-        help="conformance corpus paths; setting it turns the plugin on",
+        help="conformance corpus paths (relative to the ini file, or 'bundled'); setting it "
+             "turns the plugin on",
     )
     for suffix, ini_type, help_text, default in _VALUE_OPTIONS:
         dest = "altpatch_" + suffix.replace("-", "_")
@@ -50,10 +351,311 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the plugin's markers so ``--strict-markers`` runs stay clean."""
+    """Register markers; when asked, resolve the patcher and point collection at the corpus."""
     config.addinivalue_line(
         "markers", "altpatch_case(case_id): an item generated from an altpatch corpus case"
     )
     config.addinivalue_line(
         "markers", "altpatch_feature(name): a feature a corpus case requires of the patcher"
     )
+    settings = read_settings(config)
+    if settings is None:
+        return
+    from pytest_altpatch.patchers.registry import resolve_patcher  # noqa: PLC0415
+    from pytest_altpatch.scenarios.runner import parse_schedules  # noqa: PLC0415
+
+    try:
+        patcher = resolve_patcher(settings.patcher, dialect=settings.dialect)
+    except AltpatchError as exc:
+        raise pytest.UsageError(f"--altpatch-patcher: {exc.render()}") from None
+    try:
+        schedules = tuple(parse_schedules(settings.schedules))
+    except AltpatchError as exc:
+        raise pytest.UsageError(f"--altpatch-schedules: {exc.render()}") from None
+    except ValueError as exc:
+        raise pytest.UsageError(f"--altpatch-schedules: {exc}") from None
+    config.stash[_STATE] = AltpatchState(settings, patcher, schedules)
+    selected = [str(path) for path in settings.selections]
+    if config.args_source != pytest.Config.ArgsSource.ARGS:
+        # No paths on the command line: the corpus replaces testpaths when asked for on
+        # the command line, and joins them when switched on from the ini file.
+        config.args = selected if settings.from_command_line else [*config.args, *selected]
+    elif settings.from_command_line:
+        config.args = [*config.args, *selected]
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Plugin, corpus, patcher and emulator versions, at the top of the run."""
+    state = plugin_state(config)
+    if state is None:
+        return []
+    lines = [f"altpatch: plugin {__version__}"]
+    for root in state.settings.roots:
+        corpus = state.corpus(root)
+        version = corpus.version or f"unusable ({corpus.error})"
+        lines.append(f"altpatch: corpus {version} at {root}")
+    patcher = state.patcher
+    lines.append(f"altpatch: patcher {patcher.name} {patcher.version}, dialect {patcher.dialect}, "
+                 f"features: {', '.join(sorted(patcher.features)) or '(none)'}")
+    engines = []
+    for distribution in ("unicorn", "capstone", "keystone-engine"):
+        try:
+            engines.append(f"{distribution} {importlib.metadata.version(distribution)}")
+        except importlib.metadata.PackageNotFoundError:
+            engines.append(f"{distribution} (not installed)")
+    lines.append("altpatch: " + ", ".join(engines))
+    lines.append("altpatch: schedules " + ", ".join(s.label for s in state.schedules)
+                 + f"; modes {', '.join(state.settings.modes)}")
+    return lines
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> CaseFile | None:
+    """Claim YAML files under a selected corpus's ``cases/`` directory."""
+    state = plugin_state(parent.config)
+    if state is None or file_path.suffix not in _CASE_SUFFIXES:
+        return None
+    root = state.root_of_case_file(file_path)
+    if root is None:
+        return None
+    case_file: CaseFile = CaseFile.from_parent(parent, path=file_path)
+    case_file.corpus_root = root
+    return case_file
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Apply feature filters, skip/xfail files and the shard, in that order."""
+    state = plugin_state(config)
+    if state is None:
+        return
+    settings = state.settings
+    ours: list[pytest.Item] = [item for item in items
+                               if isinstance(item, (CaseItem, CaseLoadItem))]
+    _check_feature_names(state)
+    dropped: list[pytest.Item] = [item for item in ours if isinstance(item, CaseItem)
+                                  and not _features_selected(item.case.requires, settings)]
+    _apply_expectations(ours, settings.skips, "skip")
+    _apply_expectations(ours, settings.xfails, "xfail")
+    if settings.shard is not None:
+        # Round-robin over the id-sorted items: a shard's items do not depend on the
+        # collection order, and slow topics (one directory) spread over every shard.
+        index, count = settings.shard
+        filtered = {id(item) for item in dropped}
+        ordered = sorted((item for item in ours if id(item) not in filtered),
+                         key=lambda item: item.nodeid)
+        dropped += [item for position, item in enumerate(ordered)
+                    if position % count != index - 1]
+    if dropped:
+        unwanted = {id(item) for item in dropped}
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if id(item) not in unwanted]
+
+
+def _features_selected(requires: Sequence[str], settings: Settings) -> bool:
+    if settings.features_include and not set(requires) & set(settings.features_include):
+        return False
+    return not set(requires) & set(settings.features_exclude)
+
+
+def _check_feature_names(state: AltpatchState) -> None:
+    from pytest_altpatch.spec.suggestions import did_you_mean  # noqa: PLC0415
+
+    known: set[str] = set()
+    for root in state.settings.roots:
+        catalog = state.corpus(root).catalog
+        if catalog is None:
+            return  # the corpus problem is reported by its items
+        known |= set(catalog.patcher_features)
+    for option, names in (("features-include", state.settings.features_include),
+                          ("features-exclude", state.settings.features_exclude)):
+        for name in names:
+            if name not in known:
+                hint = did_you_mean(name, known)
+                raise pytest.UsageError(f"--altpatch-{option}: unknown feature {name!r}"
+                                        + (f" ({hint})" if hint else ""))
+
+
+def _item_keys(item: pytest.Item) -> tuple[str, ...]:
+    if isinstance(item, CaseItem):
+        return item.nodeid, f"{item.case.id}::{item.name}"
+    return (item.nodeid,)
+
+
+def _apply_expectations(items: Sequence[pytest.Item], lines: Sequence[ExpectationLine],
+                        kind: str) -> None:
+    for line in lines:
+        hits = [item for item in items if any(line.matches(key) for key in _item_keys(item))]
+        if not hits:
+            warnings.warn(AltpatchExpectationWarning(
+                f"{line.file}:{line.line}: {kind} entry {line.pattern!r} matches no collected "
+                "item"), stacklevel=1)
+        for item in hits:
+            if kind == "skip":
+                item.add_marker(pytest.mark.skip(reason=line.reason))
+            else:
+                item.add_marker(pytest.mark.xfail(reason=line.reason, strict=True))
+
+
+# --------------------------------------------------------------------------- nodes
+
+
+def case_modes(case: Case) -> tuple[str, ...]:
+    """The modes a case has expectations for: ``late`` with late ones, else ``boot``."""
+    expect = case.expect
+    modes = []
+    if expect.boot is not None or expect.error is not None or expect.hotplug \
+            or expect.late is None:
+        modes.append("boot")
+    if expect.late is not None:
+        modes.append("late")
+    return tuple(modes)
+
+
+class CaseFile(pytest.File):
+    """A case file: one item per mode x schedule, or one failing item if it cannot load."""
+
+    corpus_root: Path
+
+    def collect(self) -> Iterator[pytest.Item]:
+        """Load the case (never raising) and yield its items in a stable order."""
+        from pytest_altpatch.spec.case import read_case  # noqa: PLC0415
+
+        state = plugin_state(self.config)
+        if state is None:  # pragma: no cover - only collected when switched on
+            return
+        corpus = state.corpus(self.corpus_root)
+        if corpus.catalog is None:
+            error = corpus.error or RuntimeError(f"corpus {self.corpus_root} has no catalog")
+            yield CaseLoadItem.from_parent(self, name="load", error=error)
+            return
+        try:
+            case, problems = read_case(self.path, corpus.catalog, corpus_root=self.corpus_root)
+        except Exception as exc:  # a bug in the loader: still one failing item, not a crash
+            yield CaseLoadItem.from_parent(self, name="load", error=exc)
+            return
+        if case is None:
+            yield CaseLoadItem.from_parent(self, name="load", error=problems[0])
+            return
+        for mode in case_modes(case):
+            if mode not in state.settings.modes:
+                continue
+            for schedule in state.schedules:
+                yield CaseItem.from_parent(self, name=f"{mode}[{schedule.label}]", case=case,
+                                           catalog=corpus.catalog, mode=mode, schedule=schedule,
+                                           corpus_version=corpus.version or "")
+
+
+class CaseLoadItem(pytest.Item):
+    """Stands for a case file that cannot be loaded; fails with the located error."""
+
+    def __init__(self, *, error: BaseException, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.error = error
+
+    def runtest(self) -> None:
+        """Fail with the load error."""
+        raise self.error
+
+    def repr_failure(self, excinfo: ExceptionInfo[BaseException],
+                     style: str | None = None) -> str | TerminalRepr:
+        """``file:line:col: CODE: message`` for a spec error; a traceback for our bugs."""
+        from pytest_altpatch.report import render_load_error  # noqa: PLC0415
+
+        if isinstance(excinfo.value, AltpatchError):
+            return render_load_error(excinfo.value)
+        return super().repr_failure(excinfo, style=style)  # type: ignore[arg-type]
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        """The file and line of the load error."""
+        line = getattr(getattr(self.error, "location", None), "line", None)
+        return self.path, (line - 1 if line else None), f"altpatch: {self.path.name}"
+
+
+class CaseItem(pytest.Item):
+    """One case run in one mode under one schedule against the configured patcher."""
+
+    def __init__(self, *, case: Case, catalog: Catalog, mode: str, schedule: ScheduleChoice,
+                 corpus_version: str, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.case = case
+        self.catalog = catalog
+        self.mode = mode
+        self.schedule = schedule
+        self.corpus_version = corpus_version
+        self.add_marker(pytest.mark.altpatch_case(case.id))
+        for feature in case.requires:
+            self.add_marker(pytest.mark.altpatch_feature(feature))
+        state = plugin_state(self.config)
+        patcher = state.patcher if state is not None else None
+        self.user_properties += [
+            ("altpatch_case", case.id),
+            ("altpatch_mode", mode),
+            ("altpatch_schedule", schedule.label),
+            ("altpatch_seed", str(schedule.seed)),
+            ("altpatch_patcher", f"{patcher.name} {patcher.version}" if patcher else ""),
+            ("altpatch_dialect", patcher.dialect if patcher else ""),
+            ("altpatch_corpus_version", corpus_version),
+        ]
+
+    def runtest(self) -> None:
+        """Run the case, judge the outcome, and fail with a report if anything differs."""
+        from pytest_altpatch.judge import judge  # noqa: PLC0415
+        from pytest_altpatch.report import render_failure, reproduce_command  # noqa: PLC0415
+        from pytest_altpatch.scenarios.runner import not_applicable, run_case  # noqa: PLC0415
+
+        state = plugin_state(self.config)
+        if state is None:  # pragma: no cover - items exist only when switched on
+            pytest.skip("altpatch is not switched on")
+        reason = not_applicable(self.case, state.patcher, self.mode)
+        if reason is not None:
+            pytest.skip(reason)
+        outcome = run_case(self.case, self.catalog, mode=self.mode, patcher=state.patcher,
+                           schedule=self.schedule.name, seed=self.schedule.seed,
+                           timeout=state.settings.timeout)
+        verdict = judge(self.case, outcome)
+        self.user_properties += [
+            ("altpatch_findings", ",".join(sorted({f.code for f in outcome.findings}))),
+            ("altpatch_discrepancies", ",".join(verdict.codes)),
+        ]
+        if not verdict.passed:
+            command = reproduce_command(self.case.path, mode=self.mode,
+                                        patcher=state.settings.patcher,
+                                        dialect=state.settings.dialect,
+                                        schedule=self.schedule.label, seed=self.schedule.seed,
+                                        cwd=self.config.invocation_params.dir)
+            raise ConformanceFailure(render_failure(self.case, outcome, verdict,
+                                                    reproduce=command))
+
+    def repr_failure(self, excinfo: ExceptionInfo[BaseException],
+                     style: str | None = None) -> str | TerminalRepr:
+        """The conformance report, with no traceback; a real traceback for our own bugs."""
+        if isinstance(excinfo.value, ConformanceFailure):
+            return excinfo.value.report
+        return super().repr_failure(excinfo, style=style)  # type: ignore[arg-type]
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        """The case file, the line of this mode's expectations, and the case id."""
+        location = self.case.location_of(f"expect.{self.mode}")
+        line = location.line or self.case.location.line
+        return self.path, (line - 1 if line else None), f"altpatch: {self.case.id}"
+
+
+__all__ = [
+    "AltpatchExpectationWarning",
+    "CaseFile",
+    "CaseItem",
+    "CaseLoadItem",
+    "ConformanceFailure",
+    "ExpectationLine",
+    "Settings",
+    "altpatch_assert_conforms",
+    "altpatch_case_from_yaml",
+    "altpatch_catalog",
+    "altpatch_judge",
+    "altpatch_platform",
+    "altpatch_run",
+    "case_modes",
+    "plugin_state",
+    "read_expectation_file",
+    "read_settings",
+]
