@@ -1,0 +1,204 @@
+"""``altpatch run`` and ``altpatch show``: one case, outside pytest.
+
+``run`` prints the verdict of each mode x schedule and its discrepancies (exit 0 when
+every run passes, 1 when one fails, 2 when the case or patcher cannot be loaded).
+``show`` runs one mode under one schedule and prints everything about it: the image's
+sections and alternatives (site and replacement disassembled), capabilities per CPU,
+the patched streams, probes, findings, the timeline and the verdict.  Colour only on
+a terminal and only when ``NO_COLOR`` is unset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from pytest_altpatch.errors import AltpatchError
+
+if TYPE_CHECKING:
+    from pytest_altpatch.patchers.contract import Patcher
+    from pytest_altpatch.scenarios.runner import ScheduleChoice
+    from pytest_altpatch.spec.model import Case, Catalog
+
+EXIT_PASS = 0
+EXIT_FAIL = 1
+EXIT_UNREADABLE = 2
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """A case ready to run: the case, its catalog, the patcher and the schedules."""
+
+    case: Case
+    catalog: Catalog
+    patcher: Patcher
+    schedules: tuple[ScheduleChoice, ...]
+    modes: tuple[str, ...]
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("case", type=Path, metavar="CASE.yaml", help="the case file")
+    parser.add_argument("--patcher", default="reference",
+                        help="patcher: reference[:DIALECT] or package.module:attr "
+                             "(default: reference)")
+    parser.add_argument("--dialect", default=None, help="dialect for the patcher")
+    parser.add_argument("--mode", choices=("boot", "late"), default=None,
+                        help="mode to run (default: every mode the case has expectations for)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed for the schedule (overrides the one in --schedule)")
+    parser.add_argument("--corpus", type=Path, default=None,
+                        help="corpus whose catalog resolves the case (default: the corpus "
+                             "holding the file, else the bundled corpus)")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="host seconds before the run ends as hung")
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``run`` and ``show`` subcommands to the ``altpatch`` command."""
+    run = subparsers.add_parser(
+        "run", help="run one case and print its verdict",
+        description="Run a case against a patcher and print the verdict and discrepancies. "
+                    "Exit 0 on pass, 1 on failure, 2 when the case cannot be loaded.")
+    _add_common(run)
+    run.add_argument("--schedule", default="rr:100",
+                     help="schedules, comma-separated: rr:100,random:1-3,adversarial "
+                          "(default: rr:100)")
+    run.set_defaults(run=run_command)
+    show = subparsers.add_parser(
+        "show", help="run one case and show the image, patched streams, findings, timeline",
+        description="Run a case once and print the image's alternatives (site and "
+                    "replacement disassembled), the capabilities chosen per CPU, the patched "
+                    "streams, findings, the timeline and the verdict.")
+    _add_common(show)
+    show.add_argument("--schedule", default="rr:100", help="one schedule (default: rr:100)")
+    show.add_argument("--trace-lines", type=int, default=80, metavar="N",
+                      help="show the last N timeline events (0: all; default 80)")
+    show.set_defaults(run=show_command)
+
+
+def _complain(error: AltpatchError, stream: TextIO) -> None:
+    from pytest_altpatch.report import render_load_error  # noqa: PLC0415
+
+    stream.write(f"altpatch: {render_load_error(error)}\n")
+
+
+def _load(args: argparse.Namespace, err: TextIO) -> _Loaded | None:
+    """Load case, catalog, patcher and schedules; print the problem and return None."""
+    from pytest_altpatch.patchers.registry import resolve_patcher  # noqa: PLC0415
+    from pytest_altpatch.plugin import case_modes  # noqa: PLC0415
+    from pytest_altpatch.resources import bundled_corpus  # noqa: PLC0415
+    from pytest_altpatch.scenarios.runner import parse_schedules  # noqa: PLC0415
+    from pytest_altpatch.spec.case import read_case  # noqa: PLC0415
+    from pytest_altpatch.spec.catalog import read_catalog  # noqa: PLC0415
+    from pytest_altpatch.spec.corpus import find_corpus_root  # noqa: PLC0415
+
+    path: Path = args.case
+    if not path.is_file():
+        err.write(f"altpatch: {path}: no such case file\n")
+        return None
+    root = args.corpus or find_corpus_root(path.resolve().parent) or bundled_corpus()
+    catalog, problems = read_catalog(root)
+    if catalog is None or problems:
+        for problem in problems:
+            _complain(problem, err)
+        return None
+    case, problems = read_case(path, catalog, corpus_root=root)
+    if case is None:
+        for problem in problems:
+            _complain(problem, err)
+        return None
+    try:
+        patcher = resolve_patcher(args.patcher, dialect=args.dialect)
+        schedules = tuple(parse_schedules(args.schedule))
+    except AltpatchError as exc:
+        err.write(f"altpatch: {exc.render()}\n")
+        return None
+    except ValueError as exc:
+        err.write(f"altpatch: --schedule: {exc}\n")
+        return None
+    if args.seed is not None:
+        schedules = tuple(type(choice)(choice.name, args.seed, choice.label)
+                          for choice in schedules)
+    modes = (args.mode,) if args.mode else case_modes(case)
+    return _Loaded(case, catalog, patcher, schedules, modes)
+
+
+def _reproduce(args: argparse.Namespace, case: Case, mode: str, choice: ScheduleChoice) -> str:
+    from pytest_altpatch.report import reproduce_command  # noqa: PLC0415
+
+    return reproduce_command(case.path, mode=mode, patcher=args.patcher, dialect=args.dialect,
+                             schedule=choice.label, seed=choice.seed)
+
+
+def run_command(args: argparse.Namespace, out: TextIO | None = None,
+                err: TextIO | None = None) -> int:
+    """``altpatch run``: every mode x schedule, a verdict line each, then discrepancies."""
+    from pytest_altpatch.judge import judge  # noqa: PLC0415
+    from pytest_altpatch.report import render_failure, style_for  # noqa: PLC0415
+    from pytest_altpatch.scenarios.runner import not_applicable, run_case  # noqa: PLC0415
+
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
+    loaded = _load(args, err)
+    if loaded is None:
+        return EXIT_UNREADABLE
+    style = style_for(out)
+    case, status = loaded.case, EXIT_PASS
+    for mode in loaded.modes:
+        reason = not_applicable(case, loaded.patcher, mode)
+        if reason is not None:
+            out.write(f"N/A   {case.id} {mode}: {reason}\n")
+            continue
+        for choice in loaded.schedules:
+            outcome = run_case(case, loaded.catalog, mode=mode, patcher=loaded.patcher,
+                               schedule=choice.name, seed=choice.seed, timeout=args.timeout)
+            verdict = judge(case, outcome)
+            heading = (f"{case.id} {mode} {choice.label} seed {choice.seed} "
+                       f"{loaded.patcher.name} ({loaded.patcher.dialect})")
+            if verdict.passed:
+                out.write(f"{style.good('PASS')}  {heading}\n")
+                continue
+            status = EXIT_FAIL
+            out.write(f"{style.bad('FAIL')}  {heading}\n")
+            report = render_failure(case, outcome, verdict,
+                                    reproduce=_reproduce(args, case, mode, choice), style=style)
+            out.write("".join(f"      {line}\n" for line in report.splitlines()))
+    return status
+
+
+def show_command(args: argparse.Namespace, out: TextIO | None = None,
+                 err: TextIO | None = None) -> int:
+    """``altpatch show``: one run, everything about it; exit 1 if the verdict fails."""
+    from pytest_altpatch.judge import judge  # noqa: PLC0415
+    from pytest_altpatch.report import render_show, style_for  # noqa: PLC0415
+    from pytest_altpatch.scenarios.runner import not_applicable, run_case  # noqa: PLC0415
+
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
+    loaded = _load(args, err)
+    if loaded is None:
+        return EXIT_UNREADABLE
+    if len(loaded.schedules) != 1:
+        err.write(f"altpatch: show runs one schedule; {args.schedule!r} names "
+                  f"{len(loaded.schedules)}\n")
+        return EXIT_UNREADABLE
+    choice = loaded.schedules[0]
+    mode = loaded.modes[0]
+    reason = not_applicable(loaded.case, loaded.patcher, mode)
+    if reason is not None:
+        out.write(f"{loaded.case.id} {mode}: not applicable to {loaded.patcher.name}: "
+                  f"{reason}\n")
+        return EXIT_PASS
+    outcome = run_case(loaded.case, loaded.catalog, mode=mode, patcher=loaded.patcher,
+                       schedule=choice.name, seed=choice.seed, timeout=args.timeout)
+    verdict = judge(loaded.case, outcome)
+    out.write(render_show(loaded.case, outcome, verdict, style=style_for(out),
+                          trace_lines=max(args.trace_lines, 0)) + "\n")
+    out.write(f"reproduce: {_reproduce(args, loaded.case, mode, choice)}\n")
+    return EXIT_PASS if verdict.passed else EXIT_FAIL
+
+
+__all__ = ["register", "run_command", "show_command"]
