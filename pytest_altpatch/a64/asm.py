@@ -281,7 +281,7 @@ def _instruction_word(statement: Statement, address: int,
     def evaluate_at(text: str, column: int) -> int:
         return evaluate(text, resolve, statement.line, column)
 
-    ctx = EncodeContext(address, statement.line, evaluate_at)
+    ctx = EncodeContext(address, statement.line, statement.mnemonic_column, evaluate_at)
     if mnemonic in _LITERAL_MNEMONICS and len(ops) == 2 and not ops[1].text.startswith("["):
         if ops[1].text.startswith("="):
             raise _error("ASM_UNSUPPORTED", "literal pools (ldr =value) are not supported",

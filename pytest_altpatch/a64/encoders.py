@@ -22,15 +22,17 @@ ADDRESS_MASK: Final = (1 << 64) - 1
 
 @dataclass(frozen=True)
 class EncodeContext:
-    """What an encoder may ask: the statement's address and line, and expression values."""
+    """What an encoder may ask: the statement's address, line, mnemonic column, values."""
 
     address: int
     line: int
+    column: int
     evaluate: Callable[[str, int], int]
 
-    def error(self, code: str, message: str, column: int) -> AsmError:
-        """An AsmError located at ``column`` of this statement's line."""
-        return AsmError(code, message, location=Location(line=self.line, column=column))
+    def error(self, code: str, message: str, column: int | None = None) -> AsmError:
+        """An AsmError at ``column`` of this statement's line (default: the mnemonic)."""
+        where = column if column is not None else self.column
+        return AsmError(code, message, location=Location(line=self.line, column=where))
 
     def immediate(self, operand: Operand) -> int:
         """Value of ``#expr`` or ``expr``."""
@@ -71,7 +73,7 @@ def parse_gpr(operand: Operand, ctx: EncodeContext, *, sp: bool = False,
 
 def _count(ops: tuple[Operand, ...], wanted: int, ctx: EncodeContext, mnemonic: str) -> None:
     if len(ops) != wanted:
-        column = ops[wanted].column if len(ops) > wanted else 0
+        column = ops[wanted].column if len(ops) > wanted else None
         raise ctx.error("ASM_SYNTAX", f"{mnemonic} takes {wanted} operand(s), got {len(ops)}",
                         column)
 
@@ -264,13 +266,13 @@ def _sized(regs: list[Register], size_suffix: str, ops: tuple[Operand, ...],
 def _encode_lse(mnemonic: str, ops: tuple[Operand, ...], ctx: EncodeContext) -> int:
     match = LSE_PATTERN.match(mnemonic)
     if match is None:  # pragma: no cover - dispatch only sends matching names
-        raise ctx.error("ASM_UNSUPPORTED", f"unknown atomic {mnemonic}", 0)
+        raise ctx.error("ASM_UNSUPPORTED", f"unknown atomic {mnemonic}")
     size_suffix = match.group("size") or ""
     if match.group("casp"):
         _count(ops, 5, ctx, mnemonic)
         regs = [parse_gpr(op, ctx) for op in ops[:4]]
         if size_suffix:
-            raise ctx.error("ASM_UNSUPPORTED", "casp has no byte or halfword form", 0)
+            raise ctx.error("ASM_UNSUPPORTED", "casp has no byte or halfword form")
         for first, second, op in ((regs[0], regs[1], ops[0]), (regs[2], regs[3], ops[2])):
             if first.number % 2 or second.number != first.number + 1:
                 raise ctx.error("ASM_SYNTAX", "casp needs consecutive even/odd register pairs",

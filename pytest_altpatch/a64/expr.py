@@ -18,6 +18,8 @@ from pytest_altpatch.errors import AsmError, Location
 Resolver = Callable[[str, int], int]
 
 _LIMIT: Final = 1 << 128
+#: Deepest nesting of parentheses and unary operators (keeps recursion bounded).
+MAX_DEPTH: Final = 64
 _TOKEN: Final = re.compile(
     r"\s*(?:"
     r"(?P<hex>0[xX][0-9a-fA-F]+)|(?P<bin>0[bB][01]+)"
@@ -75,6 +77,7 @@ class _Parser:
         self.resolve = resolve
         self.line = line
         self.end_column = end_column
+        self.depth = 0
 
     def error(self, code: str, message: str, column: int | None = None) -> AsmError:
         where = column if column is not None else self.peek_column()
@@ -127,6 +130,15 @@ class _Parser:
         token = self.peek()
         if token is None:
             raise self.error("ASM_SYNTAX", "expression expected")
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise self.error("ASM_SYNTAX", f"expression nested deeper than {MAX_DEPTH}")
+            return self.operand(token)
+        finally:
+            self.depth -= 1
+
+    def operand(self, token: Token) -> int:
         if token.kind == "op" and token.text in ("-", "+", "~"):
             self.pos += 1
             value = self.unary()

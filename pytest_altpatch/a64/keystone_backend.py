@@ -87,7 +87,7 @@ _KEYWORD: Final = re.compile(
     r"|eq|ne|cs|hs|cc|lo|mi|pl|vs|vc|hi|ls|ge|lt|gt|le|al|nv"
     r"|sy|st|ld|ish|ishst|ishld|nsh|nshst|nshld|osh|oshst|oshld"
     r"|(?:pld|pli|pst)l[123](?:keep|strm)"
-    r"|[a-z][a-z0-9]*_el[0-3]|s[0-3]_[0-7]_c(?:[0-9]|1[0-5])_c(?:[0-9]|1[0-5])_[0-7]"
+    r"|[a-z][a-z0-9_]*_el[0-3]|s[0-3]_[0-7]_c(?:[0-9]|1[0-5])_c(?:[0-9]|1[0-5])_[0-7]"
     r"|nzcv|fpcr|fpsr|daifset|daifclr|daif|spsel|currentel|pan|uao|dit|ssbs|tco"
     r"|c(?:[0-9]|1[0-5]))$"
 )
