@@ -131,6 +131,8 @@ class _Resolver:
     catalog: Catalog
     problems: list[SpecError] = field(default_factory=list)
     cap_names: set[str] = field(default_factory=set)
+    case_caps: set[str] = field(default_factory=set)
+    dialect_list: tuple[Dialect, ...] = ()
 
     # -- helpers ----------------------------------------------------------------
     def at(self, path: str) -> Location:
@@ -144,14 +146,28 @@ class _Resolver:
             return None
         return SourceBlock(str(value), _first_line_location(self.document, path))
 
-    def check_cap(self, name: str, location: Location | str) -> None:
-        if name in self.cap_names:
-            return
+    def check_cap(self, name: str, location: Location | str, *, encoded: bool = True) -> None:
+        """``name`` must be known; if ``encoded`` (it goes into a table entry), every
+        dialect the case runs in must number it, or the image would not build there."""
         where = self.at(location) if isinstance(location, str) else location
-        self.problems.append(SpecError(
-            "SPEC_UNKNOWN_CAP", f"unknown capability {name!r}", location=where,
-            hint=did_you_mean(name, self.cap_names),
-        ))
+        if name not in self.cap_names:
+            self.problems.append(SpecError(
+                "SPEC_UNKNOWN_CAP", f"unknown capability {name!r}", location=where,
+                hint=did_you_mean(name, self.cap_names),
+            ))
+            return
+        if not encoded or name in self.case_caps:
+            return
+        missing = [dialect for dialect in self.dialect_list
+                   if dialect in self.catalog.numberings
+                   and self.catalog.numberings[dialect].number(name) is None]
+        if missing:
+            self.problems.append(SpecError(
+                "SPEC_UNKNOWN_CAP",
+                f"capability {name!r} has no number in {', '.join(missing)}; "
+                "restrict the case's dialects",
+                location=where,
+            ))
 
     def check_label(self, name: str, known: set[str], path: str, what: str) -> None:
         if name not in known:
@@ -338,7 +354,7 @@ class _Resolver:
         if "caps" in entry:
             caps = tuple(cast(list[str], entry["caps"]))
             for index, cap in enumerate(caps):
-                self.check_cap(cap, join_path(join_path(path, "caps"), index))
+                self.check_cap(cap, join_path(join_path(path, "caps"), index), encoded=False)
         streams: list[StreamExpectation] = []
         for label, asm in cast(Mapping[str, str], entry.get("text", {})).items():
             label_path = join_path(join_path(path, "text"), label)
@@ -417,13 +433,15 @@ class _Resolver:
     def case(self) -> Case:
         doc = cast(Mapping[str, object], self.document.value)
         dialects = self.dialects(doc.get("dialects"))
+        self.dialect_list = dialects
         requires = self.requires(doc.get("requires"))
         platform = self.cpus(doc["platform"], "platform")
         late_cpus = self.cpus(doc.get("late_cpus"), "late_cpus")
         if len(platform) + len(late_cpus) > MAX_CPUS:
             self.problem("SPEC_BAD_RANGE", f"more than {MAX_CPUS} CPUs", "platform")
         extra_caps = self.caps(doc.get("caps"))
-        self.cap_names = set(known_capabilities(self.catalog)) | {c.name for c in extra_caps}
+        self.case_caps = {c.name for c in extra_caps}
+        self.cap_names = set(known_capabilities(self.catalog)) | self.case_caps
 
         image_raw = cast(Mapping[str, object], doc["image"])
         text = self.block(image_raw["text"], "image.text")
