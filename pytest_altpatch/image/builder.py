@@ -38,6 +38,7 @@ from pytest_altpatch.image.layout import default_layout
 from pytest_altpatch.image.macros import (
     MARKER_PREFIX,
     Alternative,
+    ExpandedText,
     InlineItem,
     NopFill,
     SourceLine,
@@ -58,6 +59,7 @@ from pytest_altpatch.image.model import (
     SYM_REPL_START,
     SYM_STACKS_END,
     SYM_STACKS_START,
+    SYM_TEXT,
     SYM_TEXT_END,
     SYM_TEXT_START,
     Image,
@@ -90,6 +92,8 @@ class _Unit:
     items: tuple[InlineItem, ...]
     #: The case file the lines come from; None for generated code (callbacks).
     file: str | None
+    #: File column of the block's first character (YAML block scalars are indented).
+    column_base: int = 1
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,22 @@ def _lines_of(block: SourceBlock) -> tuple[SourceLine, ...]:
     first = block.location.line or 1
     return tuple(SourceLine(text, first + offset) for offset, text in
                  enumerate(block.text.split("\n")))
+
+
+def _column_base(block: SourceBlock) -> int:
+    return block.location.column or 1
+
+
+def expand_block(block: SourceBlock, file: str | None) -> ExpandedText:
+    """Expand a case block's macros, with errors at the block's file columns."""
+    try:
+        return expand(block.text, block.location.line or 1, file)
+    except BuildError as error:
+        column = error.location.column
+        if column is None:
+            raise
+        location = dataclasses.replace(error.location, column=column + _column_base(block) - 1)
+        raise BuildError(error.code, error.message, location=location, hint=error.hint) from None
 
 
 def _generated(text: str) -> tuple[SourceLine, ...]:
@@ -152,6 +172,8 @@ def _relocate_error(error: AltpatchError, unit: _Unit, rendered: _Rendered,
         return type(error)(error.code, error.message, location=where, phase=error.phase,
                            hint=error.hint)
     column = source_line.column or error.location.column
+    if column is not None:
+        column += unit.column_base - 1
     location = dataclasses.replace(
         error.location, file=unit.file, line=source_line.file_line, column=column
     )
@@ -184,21 +206,34 @@ def _place(units: Sequence[_Unit], sizes: Mapping[str, int], layout: ImageLayout
     """Unit base addresses and section bounds for the current sizes."""
     section_base: dict[SectionKind, int] = {
         "text": layout.text_base,
-        "replacement": layout.replacement_base,
         "rodata": layout.rodata_base,
         "data": layout.data_base,
     }
     cursor = dict(section_base)
     bases: dict[str, int] = {}
-    for unit in units:
+    # Text first: a replacement section without a fixed base follows it.
+    order = sorted(units, key=lambda unit: unit.section != "text")
+    for unit in order:
+        if unit.section == "replacement" and "replacement" not in section_base:
+            section_base["replacement"] = cursor["replacement"] = _replacement_base(
+                layout, cursor["text"])
         address = _align(cursor[unit.section], unit.align)
         bases[unit.key] = address
         cursor[unit.section] = address + sizes.get(unit.key, 0)
+    if "replacement" not in section_base:
+        section_base["replacement"] = cursor["replacement"] = _replacement_base(
+            layout, cursor["text"])
     bounds: dict[SectionKind, tuple[int, int]] = {
         kind: (section_base[kind], cursor[kind]) for kind in section_base
     }
     bounds["alt-table"] = (layout.table_base, layout.table_base + table_size)
     return _Placed(bases, bounds)
+
+
+def _replacement_base(layout: ImageLayout, text_end: int) -> int:
+    if layout.replacement_base is not None:
+        return layout.replacement_base
+    return _align(max(text_end, layout.text_base + 1), PAGE_SIZE)
 
 
 def _linker_symbols(placed: _Placed, layout: ImageLayout, repl_bounds: tuple[int, int],
@@ -207,6 +242,7 @@ def _linker_symbols(placed: _Placed, layout: ImageLayout, repl_bounds: tuple[int
     table = placed.bounds["alt-table"]
     data = placed.bounds["data"]
     return {
+        SYM_TEXT: text[0],
         SYM_TEXT_START: text[0],
         SYM_TEXT_END: text[1],
         SYM_ALT_START: table[0],
@@ -228,7 +264,7 @@ def _units(case: Case, expanded_alts: Sequence[Alternative], inline: Sequence[In
         "text" if layout.replacement_placement == "subsection" else "replacement"
     )
     units = [
-        _Unit("text", "text", 4, tuple(inline), file),
+        _Unit("text", "text", 4, tuple(inline), file, _column_base(case.image.text)),
         _Unit("callbacks", "text", 4, _generated(cb.guest_text()), None),
     ]
     for alt in expanded_alts:
@@ -237,11 +273,14 @@ def _units(case: Case, expanded_alts: Sequence[Alternative], inline: Sequence[In
         items: tuple[InlineItem, ...] = (
             (alt.replacement,) if isinstance(alt.replacement, NopFill) else alt.replacement
         )
-        units.append(_Unit(f"repl:{alt.index}", repl_section, 4, items, file))
+        units.append(_Unit(f"repl:{alt.index}", repl_section, 4, items, file,
+                           _column_base(case.image.text)))
     if case.image.rodata is not None:
-        units.append(_Unit("rodata", "rodata", 16, _lines_of(case.image.rodata), file))
+        units.append(_Unit("rodata", "rodata", 16, _lines_of(case.image.rodata), file,
+                           _column_base(case.image.rodata)))
     if case.image.data is not None:
-        units.append(_Unit("data", "data", 16, _lines_of(case.image.data), file))
+        units.append(_Unit("data", "data", 16, _lines_of(case.image.data), file,
+                           _column_base(case.image.data)))
     units.append(_Unit("callback-data", "data", 16, _generated(cb.guest_data()), None))
     return units
 
@@ -294,7 +333,7 @@ def _assemble_all(units: Sequence[_Unit], alts: Sequence[Alternative], layout: I
              placed.bases[repl_keys[-1]] + sizes.get(repl_keys[-1], 0))
             if repl_keys else (placed.bounds["text"][1],) * 2
             if layout.replacement_placement == "subsection"
-            else (layout.replacement_base, layout.replacement_base)
+            else (placed.bounds["replacement"][0],) * 2
         )
         linker = _linker_symbols(placed, layout, repl_bounds, ncpus)
 
@@ -513,7 +552,7 @@ def build_image(
     cpu_count = ncpus if ncpus is not None else max(1, len(case.platform) + len(case.late_cpus))
     file = case.path or None
     text_block = case.image.text
-    expanded = expand(text_block.text, text_block.location.line or 1, file)
+    expanded = expand_block(text_block, file)
     units = _units(case, expanded.alternatives, expanded.inline, layout)
     raw_entries = case.image.alt_table or ()
     table_size = ENTRY_SIZE * (len(expanded.alternatives) + len(raw_entries))
@@ -552,7 +591,7 @@ def build_image(
     contents["alt-table"] = bytes(table)
     contents["stack"] = bytes(cpu_count * layout.stack_size)
     bases: dict[SectionKind, int] = {
-        "text": layout.text_base, "replacement": layout.replacement_base,
+        "text": layout.text_base, "replacement": placed.bounds["replacement"][0],
         "alt-table": layout.table_base, "rodata": layout.rodata_base,
         "data": layout.data_base, "stack": layout.stack_base,
         "harness": layout.harness_base,
@@ -634,4 +673,4 @@ def _source_map(units: Sequence[_Unit], assembled: _Assembled, file: str | None)
     return SourceMap(file, tuple(spans))
 
 
-__all__ = ["build_image", "extend_numbering"]
+__all__ = ["build_image", "expand_block", "extend_numbering"]

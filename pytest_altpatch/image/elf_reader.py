@@ -12,6 +12,7 @@ turns any non-project exception into ``ELF_MALFORMED`` naming the section.
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,7 +23,8 @@ from elftools.elf.elffile import ELFFile
 
 from pytest_altpatch.errors import AltpatchError, ElfError, Location
 from pytest_altpatch.image import elf_format as ef
-from pytest_altpatch.image.alt_table import decode_alt_table
+from pytest_altpatch.image.alt_table import CALLBACK_MARKING, decode_alt_table
+from pytest_altpatch.image.elf_writer import NUMBERING_SECTION
 from pytest_altpatch.image.model import (
     PAGE_SIZE,
     SYM_ALT_END,
@@ -35,7 +37,7 @@ from pytest_altpatch.image.model import (
 )
 from pytest_altpatch.image.objects import AppliedRelocation, LoadedObject, LoadedSection
 from pytest_altpatch.image.relocations import NO_OP_TYPES, RECIPES, relocate, type_name
-from pytest_altpatch.spec.model import CapNumbering, Dialect
+from pytest_altpatch.spec.model import DIALECTS, CapNumbering, Dialect
 
 #: NOBITS sections larger than this are refused rather than materialised.
 MAX_NOBITS: Final = 64 * 1024 * 1024
@@ -248,6 +250,8 @@ class ElfImage:
     text_end: int
     #: Non-allocated sections are not loaded; their names are kept for reports.
     other_sections: tuple[str, ...] = field(default=())
+    #: The numbering recorded by ``altpatch build`` (None for foreign images).
+    numbering: CapNumbering | None = None
 
     def alt_entries(
         self, dialect: Dialect, ncaps: int, numbering: CapNumbering | None = None
@@ -306,6 +310,7 @@ def read_image(data: bytes, *, require_table: bool = True) -> ElfImage:
     else:
         start = end = 0
         table = b""
+    recorded = next((s for s in raw if s.name == NUMBERING_SECTION), None)
     text = next((s for s in sections if s.name == ".text"), None)
     text_start = named.get(SYM_TEXT_START, text.va if text else 0)
     text_end = named.get(SYM_TEXT_END, text.end if text else 0)
@@ -320,7 +325,27 @@ def read_image(data: bytes, *, require_table: bool = True) -> ElfImage:
         text_start=text_start,
         text_end=text_end,
         other_sections=tuple(s.name for s in raw if not s.flags & ef.SHF_ALLOC and s.name),
+        numbering=None if recorded is None else decode_numbering(recorded.content),
     )
+
+
+def decode_numbering(body: bytes) -> CapNumbering:
+    """Parse a :data:`NUMBERING_SECTION` body (``ELF_MALFORMED`` if it is not one)."""
+    where = Location(section=NUMBERING_SECTION)
+    try:
+        document = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise ElfError("ELF_MALFORMED", "numbering section is not JSON",
+                       location=where) from None
+    dialect = document.get("dialect") if isinstance(document, dict) else None
+    ncaps = document.get("ncaps") if isinstance(document, dict) else None
+    numbers = document.get("numbers") if isinstance(document, dict) else None
+    if (dialect not in DIALECTS or not isinstance(ncaps, int) or not isinstance(numbers, dict)
+            or not all(isinstance(k, str) and isinstance(v, int) for k, v in numbers.items())):
+        raise ElfError("ELF_MALFORMED", "numbering section lacks dialect, ncaps or numbers",
+                       location=where)
+    return CapNumbering(dialect, ncaps, MappingProxyType(dict(numbers)),
+                        callback_marking=CALLBACK_MARKING[dialect])
 
 
 # --------------------------------------------------------------------------- objects
@@ -370,10 +395,13 @@ def load_relocatable(
     *,
     base_symbols: Mapping[str, int],
     placement: Placement,
+    undefined: int | None = None,
 ) -> LoadedObject:
     """Link an ET_REL object at the chosen addresses and apply its RELA relocations.
 
-    Undefined symbols resolve against ``base_symbols`` (the base image's symbols).
+    Undefined symbols resolve against ``base_symbols`` (the base image's symbols);
+    ``undefined``, when given, is the address of any symbol defined nowhere (for
+    inspection without a base image) instead of ``RELOC_UNDEFINED_SYMBOL``.
     Errors are :class:`ElfError` naming section, offset and symbol:
     ``ELF_MALFORMED``, ``ELF_WRONG_MACHINE``, ``RELOC_UNSUPPORTED``,
     ``RELOC_OUT_OF_RANGE``, ``RELOC_UNDEFINED_SYMBOL``.
@@ -388,7 +416,7 @@ def load_relocatable(
 
     def resolve(symbol: _RawSymbol) -> int | None:
         if symbol.shndx == ef.SHN_UNDEF:
-            return base_symbols.get(symbol.name)
+            return base_symbols.get(symbol.name, undefined)
         if symbol.shndx == ef.SHN_ABS:
             return symbol.value
         if symbol.shndx >= ef.SHN_LORESERVE:
@@ -483,6 +511,7 @@ __all__ = [
     "ElfImage",
     "ElfType",
     "Placement",
+    "decode_numbering",
     "load_relocatable",
     "packed_placement",
     "read_image",

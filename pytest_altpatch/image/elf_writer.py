@@ -8,6 +8,7 @@ allocated section, with file offsets congruent to addresses modulo the page size
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -22,6 +23,7 @@ from pytest_altpatch.image.model import (
 )
 from pytest_altpatch.image.objects import RelocatableObject
 from pytest_altpatch.image.relocations import RECIPES
+from pytest_altpatch.spec.model import CapNumbering
 
 _SYMBOL_TYPES: Final[Mapping[str, int]] = {
     "notype": ef.STT_NOTYPE,
@@ -185,6 +187,20 @@ def _symbol_sections(
     ]
 
 
+#: Non-allocated section recording the image's dialect and capability numbering.
+NUMBERING_SECTION: Final = ".altpatch.numbering"
+
+
+def encode_numbering(numbering: CapNumbering) -> bytes:
+    """The JSON body of :data:`NUMBERING_SECTION` (sorted keys: deterministic)."""
+    document = {
+        "dialect": numbering.dialect,
+        "ncaps": numbering.ncaps,
+        "numbers": dict(sorted(numbering.numbers.items())),
+    }
+    return json.dumps(document, sort_keys=True).encode("utf-8")
+
+
 def write_image(image: Image) -> bytes:
     """The ELF ET_EXEC bytes of ``image`` (sections, symbols, one segment per section)."""
     sections: list[_OutSection] = []
@@ -197,6 +213,11 @@ def write_image(image: Image) -> bytes:
             b"" if sh_type == ef.SHT_NOBITS else section.content,
             len(section.content), PAGE_SIZE if section.content else 4,
         ))
+    # Not loaded: tells ``altpatch inspect`` the numbering (case-local caps included).
+    sections.append(_OutSection(
+        NUMBERING_SECTION, ef.SHT_PROGBITS, 0, 0, encode_numbering(image.numbering),
+        len(encode_numbering(image.numbering)), 1,
+    ))
     strtab = _StringTable()
     symbols: list[_OutSymbol] = []
     for index, section in enumerate(image.sections, start=1):
@@ -279,4 +300,4 @@ def write_relocatable(obj: RelocatableObject) -> bytes:
     return _serialise(ef.ET_REL, 0, out_sections, with_segments=False)
 
 
-__all__ = ["write_image", "write_relocatable"]
+__all__ = ["NUMBERING_SECTION", "encode_numbering", "write_image", "write_relocatable"]

@@ -3,8 +3,9 @@
 Every address stays below 2**40 (the machine maps VAs below 2**47).  Sections are
 page-aligned and far enough apart that the interesting PC-relative cases happen:
 data is 32 MiB above text, beyond ADR's +-1 MiB but within ADRP's +-4 GiB and B's
-+-128 MiB; a separate ``.altinstr_replacement`` sits 4 MiB above text, so a copied
-ADR cannot reach what it reached from the replacement.
++-128 MiB.  A separate ``.altinstr_replacement`` starts on the first page after text
+(Xen's linker script: ``. = ALIGN(PAGE_SIZE)`` then the replacements), so even TBZ
+(+-32 KiB) in a replacement can reach text labels of a small case.
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ PLACEMENTS: Final[Mapping[Dialect, ReplacementPlacement]] = MappingProxyType({
 })
 
 #: Offsets of each region from the text base.
-REPLACEMENT_OFFSET: Final = 4 * MIB
 TABLE_OFFSET: Final = 6 * MIB
 RODATA_OFFSET: Final = 8 * MIB
 DATA_OFFSET: Final = 32 * MIB
@@ -56,7 +56,7 @@ def default_layout(
     base = TEXT_BASES[dialect]
     return ImageLayout(
         text_base=base,
-        replacement_base=base + REPLACEMENT_OFFSET,
+        replacement_base=None,
         table_base=base + TABLE_OFFSET,
         rodata_base=base + RODATA_OFFSET,
         data_base=base + DATA_OFFSET,
@@ -72,7 +72,8 @@ def rebased(layout: ImageLayout, text_base: int) -> ImageLayout:
     return replace(
         layout,
         text_base=text_base,
-        replacement_base=layout.replacement_base + delta,
+        replacement_base=None if layout.replacement_base is None
+        else layout.replacement_base + delta,
         table_base=layout.table_base + delta,
         rodata_base=layout.rodata_base + delta,
         data_base=layout.data_base + delta,
@@ -85,7 +86,6 @@ __all__ = [
     "DATA_OFFSET",
     "HARNESS_OFFSET",
     "PLACEMENTS",
-    "REPLACEMENT_OFFSET",
     "RODATA_OFFSET",
     "STACK_OFFSET",
     "TABLE_OFFSET",

@@ -52,6 +52,8 @@ SECTION_PERMS: Final[Mapping[SectionKind, Perms]] = MappingProxyType({
 SYM_ALT_START: Final = "__alt_instructions"
 SYM_ALT_END: Final = "__alt_instructions_end"
 SYM_TEXT_START: Final = "_stext"
+#: Linux's name for the image start; cases may use it (the spec's harness symbols).
+SYM_TEXT: Final = "_text"
 SYM_TEXT_END: Final = "_etext"
 SYM_REPL_START: Final = "__altinstr_replacement"
 SYM_REPL_END: Final = "__altinstr_replacement_end"
@@ -151,12 +153,13 @@ class ImageLayout:
     """Where the builder puts each part of an image; every base is page-aligned.
 
     ``replacement_base`` is used only with the ``section`` placement (a separate
-    ``.altinstr_replacement``); with ``subsection`` replacements follow the text of
-    their own section, as Linux >= 5.8 places them.
+    ``.altinstr_replacement``; None: the first page after text, as Xen's linker script
+    puts it); with ``subsection`` replacements follow the text of their own section,
+    as Linux >= 5.8 places them.
     """
 
     text_base: int
-    replacement_base: int
+    replacement_base: int | None
     table_base: int
     rodata_base: int
     data_base: int
@@ -256,6 +259,7 @@ __all__ = [
     "SYM_REPL_START",
     "SYM_STACKS_END",
     "SYM_STACKS_START",
+    "SYM_TEXT",
     "SYM_TEXT_END",
     "SYM_TEXT_START",
     "AltEntry",

@@ -33,12 +33,14 @@ from pytest_altpatch.image.alt_table import CALLBACK_MARKING, CB_BIT, cap_field_
 from pytest_altpatch.image.builder import (
     _assemble_all,
     _cap_number,
+    _column_base,
     _lines_of,
     _require_callback,
     _site_bounds,
     _Unit,
+    expand_block,
 )
-from pytest_altpatch.image.macros import MARKER_PREFIX, InlineItem, NopFill, SourceLine, expand
+from pytest_altpatch.image.macros import MARKER_PREFIX, InlineItem, NopFill, SourceLine
 from pytest_altpatch.image.model import Image, ImageLayout, SectionKind
 from pytest_altpatch.image.objects import (
     ObjectRelocation,
@@ -185,11 +187,12 @@ def build_payload(payload: PayloadSpec, image: Image, *, file: str | None = None
     dialect, numbering = image.dialect, image.numbering
     file = file or payload.location.file or payload.text.location.file
     text = payload.text
-    expanded = expand(text.text, text.location.line or 1, file)
+    expanded = expand_block(text, file)
     repl_section: SectionKind = (
         "text" if image.layout.replacement_placement == "subsection" else "replacement"
     )
-    units = [_Unit("text", "text", 4, _split_statements(expanded.inline), file)]
+    units = [_Unit("text", "text", 4, _split_statements(expanded.inline), file,
+                   _column_base(text))]
     for alt in expanded.alternatives:
         if alt.replacement is None:
             continue
@@ -197,10 +200,11 @@ def build_payload(payload: PayloadSpec, image: Image, *, file: str | None = None
             (alt.replacement,) if isinstance(alt.replacement, NopFill)
             else _split_statements(alt.replacement)
         )
-        units.append(_Unit(f"repl:{alt.index}", repl_section, 4, items, file))
+        units.append(_Unit(f"repl:{alt.index}", repl_section, 4, items, file,
+                           _column_base(text)))
     if payload.data is not None:
         units.append(_Unit("data", "data", 16, _split_statements(_lines_of(payload.data)),
-                           file))
+                           file, _column_base(payload.data)))
     externals = sorted(image.symbols)
     assembled = _assemble_all(units, expanded.alternatives, _PSEUDO_LAYOUT, 1, 0, externals)
     placed = assembled.placed
