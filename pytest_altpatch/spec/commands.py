@@ -23,12 +23,27 @@ EXIT_PROBLEMS = 1
 EXIT_USAGE = 2
 
 
+def format_problem(problem: AltpatchError) -> str:
+    """``file:line:col: CODE: message (json path; hint)``, the lint line format."""
+    where = problem.location
+    head = where.file or "<input>"
+    if where.line is not None:
+        head += f":{where.line}"
+        if where.column is not None:
+            head += f":{where.column}"
+    extras = [f"at {where.json_path}"] if where.json_path else []
+    if problem.hint:
+        extras.append(problem.hint)
+    tail = f" ({'; '.join(extras)})" if extras else ""
+    return f"{head}: {problem.code}: {problem.message}{tail}"
+
+
 def run_lint(args: argparse.Namespace) -> int:
     """Lint corpus roots, directories or case files; one line per problem."""
     paths = [Path(p) for p in args.paths] or [bundled_corpus()]
     problems = lint_paths(paths)
     for problem in problems:
-        print(problem.render())
+        print(format_problem(problem))
     if problems:
         print(f"{len(problems)} problem(s)", file=sys.stderr)
         return EXIT_PROBLEMS
@@ -99,7 +114,7 @@ def _guarded(run: Any) -> Any:
         try:
             return int(run(args))
         except AltpatchError as exc:
-            print(exc.render(), file=sys.stderr)
+            print(format_problem(exc), file=sys.stderr)
             return EXIT_USAGE if exc.code in ("SPEC_IO", "SPEC_VERSION") else EXIT_PROBLEMS
     wrapper.__doc__ = run.__doc__
     return wrapper
@@ -129,4 +144,4 @@ def register(subparsers: Any) -> None:
     export.set_defaults(run=_guarded(run_export))
 
 
-__all__ = ["register", "run_catalog", "run_export", "run_lint"]
+__all__ = ["format_problem", "register", "run_catalog", "run_export", "run_lint"]

@@ -126,9 +126,12 @@ def _to_spec_errors(error: ValidationError, document: LocatedDocument) -> Iterat
                     hint=description or None)
 
 
-def _sort_key(error: SpecError) -> tuple[int, int, str]:
+def _sort_key(error: SpecError) -> tuple[int, int, int, str]:
+    # A misspelt key also makes the right key "missing"; the misspelling is the
+    # more useful report, so missing-key errors come after the others.
     loc = error.location
-    return (loc.line or 0, loc.column or 0, error.message)
+    missing = error.message.startswith("missing required key")
+    return (int(missing), loc.line or 0, loc.column or 0, error.message)
 
 
 def validate(document: LocatedDocument, schema_file: Path) -> list[SpecError]:
