@@ -78,6 +78,11 @@ ERROR_CODES: Final[Mapping[str, str]] = {
     "NO_TEXT": "a payload has alternatives but no text section",
     "NO_REPLACEMENT_SECTION": "a payload has alternatives but no .altinstr_replacement",
     "EXPECTATION_FAILED": "a function's old bytes are not what the payload expects",
+    # --- the emulated machine (raised to the caller that configures it) ---
+    "MACHINE_CONFIG": "a machine or CPU configuration value is invalid",
+    "MACHINE_SCHEDULE": "a schedule name cannot be parsed",
+    "MACHINE_MAPPING": "a mapping request overlaps, is misaligned or is out of range",
+    "MACHINE_STATE": "a machine operation is not valid in the CPU's current state",
     # --- hot-plugged CPUs (phase: hotplug) ---
     "LATE_CPU_ERRATUM": "a late CPU needs an erratum workaround the system did not enable",
     "LATE_CPU_MISSING_FEATURE": "a late CPU lacks a system feature that is enabled",

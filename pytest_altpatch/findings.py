@@ -17,6 +17,7 @@ FINDING_CODES: Final[Mapping[str, str]] = {
     "ro-write": "a store to a mapping without write permission (the store did not happen)",
     "unmapped-access": "a load, store or fetch at a virtual address with no mapping",
     "undefined-instruction": "a CPU executed an undefined or unsupported instruction",
+    "fetch-fault": "a CPU fetched an instruction from a mapping without execute permission",
     "stale-fetch": "a CPU executed a modified line before the maintenance sequence completed",
     "cmodx": "a CPU executed a word while another CPU's modification was unsynchronised",
     "budget": "the run exceeded its instruction or host-time budget",
