@@ -35,6 +35,8 @@ ERROR_CODES: Final[Mapping[str, str]] = {
     "SPEC_BAD_RANGE": "a MIDR range, revision or numeric field is out of its range",
     "SPEC_BAD_REFERENCE": "a reference inside the case points at nothing",
     "SPEC_VERSION": "the corpus or case format is newer than this plugin understands",
+    "SPEC_BAD_PLATFORM": "a platform item (CPU reference or inline CPU) cannot be parsed",
+    "SPEC_UNKNOWN_CODE": "a case names an error or finding code that is not registered",
     # --- the assembler (phase: build) ---
     "ASM_SYNTAX": "a source line cannot be parsed",
     "ASM_UNDEFINED_SYMBOL": "a source line uses a symbol that is not defined",

@@ -188,7 +188,14 @@ class _Builder:
 
 def load_yaml_text(text: str, file: str) -> LocatedDocument:
     """Parse one YAML document from ``text``; errors are :class:`SpecError` s."""
-    loader = _PrivateSafeLoader(text)
+    try:
+        # The reader rejects non-printable characters already in the constructor.
+        loader = _PrivateSafeLoader(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "position", None)
+        line = text[:mark].count("\n") + 1 if isinstance(mark, int) else None
+        raise SpecError("SPEC_SYNTAX", f"invalid YAML: {getattr(exc, 'reason', exc)}",
+                        location=Location(file=file, line=line)) from None
     try:
         try:
             node = loader.get_single_node()

@@ -193,7 +193,7 @@ def test_catalog_erratum_naming_an_unknown_cpu(tmp_path: Path) -> None:
     text = errata.read_text().replace("{cpu: cortex-a57, from: r0p0, to: r1p2}",
                                       "{cpu: cortex-a75x, from: r0p0, to: r1p2}", 1)
     errata.write_text(text)
-    line = next(i for i, l in enumerate(text.splitlines(), 1) if "cortex-a75x" in l)
+    line = next(n for n, row in enumerate(text.splitlines(), 1) if "cortex-a75x" in row)
     with pytest.raises(SpecError) as caught:
         load_catalog(root)
     error = caught.value
