@@ -1,1 +1,67 @@
-"""machine layer of pytest-altpatch."""
+"""The emulated SMP AArch64 machine of pytest-altpatch.
+
+A :class:`Machine` runs 1-256 unicorn CPUs over one physical memory with a shared
+mapping table (text R-X, tables R--, data and stacks RW-, ``vmap`` RW aliases),
+serves each CPU its own ID registers, enforces the architecture's rules for modified
+code (:mod:`.ifetch`) and records every rule broken as a Finding.  Guest code reaches
+the harness through ``svc #imm`` (:mod:`.services`); Python patchers act through a
+:class:`CpuContext`.  It knows nothing of YAML or cases.
+"""
+
+from pytest_altpatch.machine.config import (
+    Budget,
+    CpuConfig,
+    MachineError,
+    Perms,
+    Schedule,
+)
+from pytest_altpatch.machine.context import CpuContext, GuestFault
+from pytest_altpatch.machine.core import (
+    HARNESS_VA,
+    PROBE_STACK_TOP,
+    PROBE_TRAP_VA,
+    VMAP_BASE,
+    VMAP_LIMIT,
+    Machine,
+    MappingEntry,
+)
+from pytest_altpatch.machine.ifetch import MAINTENANCE_STEPS
+from pytest_altpatch.machine.results import (
+    CpuOutcome,
+    CpuState,
+    ProbeResult,
+    PythonException,
+    RunReason,
+    RunResult,
+)
+from pytest_altpatch.machine.services import HostService, svc_word
+from pytest_altpatch.machine.trace import Trace, TraceEvent, render_timeline
+
+__all__ = [
+    "HARNESS_VA",
+    "MAINTENANCE_STEPS",
+    "PROBE_STACK_TOP",
+    "PROBE_TRAP_VA",
+    "VMAP_BASE",
+    "VMAP_LIMIT",
+    "Budget",
+    "CpuConfig",
+    "CpuContext",
+    "CpuOutcome",
+    "CpuState",
+    "GuestFault",
+    "HostService",
+    "Machine",
+    "MachineError",
+    "MappingEntry",
+    "Perms",
+    "ProbeResult",
+    "PythonException",
+    "RunReason",
+    "RunResult",
+    "Schedule",
+    "Trace",
+    "TraceEvent",
+    "render_timeline",
+    "svc_word",
+]
