@@ -481,14 +481,23 @@ def _item_keys(item: pytest.Item) -> tuple[str, ...]:
     return (item.nodeid,)
 
 
+def _warn_stale(line: ExpectationLine, kind: str) -> None:
+    message = f"{kind} entry {line.pattern!r} matches no collected item"
+    try:
+        # Attributed to the expectation file's line, so the summary points at it.
+        warnings.warn_explicit(AltpatchExpectationWarning(message), AltpatchExpectationWarning,
+                               filename=line.file, lineno=line.line)
+    except AltpatchExpectationWarning:
+        # -W error made it an error: a clean usage error, not an internal error.
+        raise pytest.UsageError(f"{line.file}:{line.line}: {message}") from None
+
+
 def _apply_expectations(items: Sequence[pytest.Item], lines: Sequence[ExpectationLine],
                         kind: str) -> None:
     for line in lines:
         hits = [item for item in items if any(line.matches(key) for key in _item_keys(item))]
         if not hits:
-            warnings.warn(AltpatchExpectationWarning(
-                f"{line.file}:{line.line}: {kind} entry {line.pattern!r} matches no collected "
-                "item"), stacklevel=1)
+            _warn_stale(line, kind)
         for item in hits:
             if kind == "skip":
                 item.add_marker(pytest.mark.skip(reason=line.reason))
