@@ -15,11 +15,7 @@ from .a64words import (
     IC_IALLUIS,
     ISB,
     RET,
-    Program,
-    add_imm as add_imm,
-    b as b,
     bl,
-    cbnz_x as cbnz_x,
     cbz_w,
     dc_civac,
     dc_cvau,
@@ -30,6 +26,27 @@ from .a64words import (
     str_w,
     svc,
 )
+from .a64words import (
+    Program,
+)
+from .a64words import (
+    add_imm,
+)
+from .a64words import (
+    b,
+)
+from .a64words import (
+    b_ne,
+)
+from .a64words import (
+    cbnz_x,
+)
+from .a64words import (
+    subs_imm,
+)
+
+#: Encoders re-exported for the tests that build programs through the rig.
+REEXPORTED = (Program, add_imm, b, b_ne, cbnz_x, dc_cvau, subs_imm)
 
 TEXT_VA = 0x400000
 TEXT_PA = 0x0
