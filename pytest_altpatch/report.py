@@ -24,6 +24,7 @@ from pytest_altpatch.a64.disasm import disassemble
 from pytest_altpatch.errors import AltpatchError, Location
 from pytest_altpatch.findings import Finding
 from pytest_altpatch.image.model import symbolize
+from pytest_altpatch.machine.trace import render_timeline
 
 if TYPE_CHECKING:
     from pytest_altpatch.image.model import AltEntry, Image
@@ -204,18 +205,10 @@ def stream_diff(expected: bytes, actual: bytes, address: int,
 
 
 def finding_timeline(outcome: Outcome, finding: Finding) -> str | None:
-    """The per-CPU timeline excerpt around ``finding``, if the run recorded one."""
-    if finding.step is not None and finding.step in outcome.timelines:
-        return outcome.timelines[finding.step]
-    trace = getattr(outcome, "trace", None)
-    if finding.step is None or not trace:
+    """The per-CPU timeline excerpt around ``finding``, if the run recorded a trace."""
+    if finding.step is None or not outcome.trace:
         return None
-    try:
-        # The machine package is optional here: reports work on recorded timelines alone.
-        from pytest_altpatch.machine import render_timeline  # type: ignore[attr-defined]  # noqa: PLC0415
-    except ImportError:
-        return None
-    return str(render_timeline(trace, finding.step))
+    return render_timeline(outcome.trace, finding.step)
 
 
 def finding_lines(outcome: Outcome, finding: Finding, style: Style = PLAIN) -> list[str]:
@@ -437,12 +430,12 @@ def render_show(case: Case, outcome: Outcome, verdict: Verdict, *, style: Style 
         out.append(style.bad(f"  {error.code} ({error.phase}): {error.message}"))
         if str(error.location):
             out.append(f"  at {error.location}")
-    if outcome.trace_text:
-        shown = outcome.trace_text[-trace_lines:] if trace_lines else outcome.trace_text
-        skipped = len(outcome.trace_text) - len(shown)
-        out.append(style.heading("timeline" + (f" (last {len(shown)} events, {skipped} "
-                                               "earlier)" if skipped else "")))
-        out += ["  " + line for line in shown]
+    if outcome.trace:
+        shown = outcome.trace[-trace_lines:] if trace_lines else outcome.trace
+        earlier = len(outcome.trace) - len(shown) + outcome.trace_dropped
+        out.append(style.heading("timeline" + (f" (last {len(shown)} events, {earlier} "
+                                               "earlier)" if earlier else "")))
+        out += ["  " + event.render() for event in shown]
     out.append(style.heading("verdict"))
     if verdict.passed:
         out.append(style.good("  PASS"))

@@ -11,6 +11,7 @@ a terminal and only when ``NO_COLOR`` is unset.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,8 +121,7 @@ def _load(args: argparse.Namespace, err: TextIO) -> _Loaded | None:
         err.write(f"altpatch: --schedule: {exc}\n")
         return None
     if args.seed is not None:
-        schedules = tuple(type(choice)(choice.name, args.seed, choice.label)
-                          for choice in schedules)
+        schedules = tuple(dataclasses.replace(choice, seed=args.seed) for choice in schedules)
     modes = (args.mode,) if args.mode else case_modes(case)
     return _Loaded(case, catalog, patcher, schedules, modes)
 

@@ -69,3 +69,30 @@ def write_corpus(root: Path, cases: Mapping[str, str]) -> Path:
     return root
 
 
+
+#: Expects a refusal that the (well-formed) table does not provoke.
+CASE_EXPECTS_ERROR = CASE_APPLIED.replace("demo/applied", "demo/expects-error").split(
+    "expect:\n")[0] + "expect:\n  boot:\n    error: {code: LENGTH_MISMATCH, phase: boot}\n"
+
+#: A probe that never returns.
+CASE_HANGS = CASE_APPLIED.replace("demo/applied", "demo/hangs").replace(
+    "answer:\n", "answer:\n    b answer\n")
+
+#: A patcher module for pytester runs: the reference patcher minus cache maintenance.
+MUTANT_PATCHER = '''
+from pytest_altpatch.patchers.reference import ReferencePatcher
+
+
+class NoMaintenance(ReferencePatcher):
+    """Writes through the alias like linux-6.1 but never cleans or invalidates."""
+
+    def __init__(self) -> None:
+        super().__init__("linux-6.1")
+        self.name = "mutant:no-maintenance"
+
+    def _clean_site(self, ctx, env, entry):
+        pass
+
+    def _finish_maintenance(self, ctx):
+        pass
+'''

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from altpatch_cases import (
     CASE_APPLIED,
+    CASE_HANGS,
     CASE_NEEDS_ADRP,
     CASE_NEEDS_LIVEPATCH,
     CASE_WRONG_STREAM,
@@ -207,14 +208,10 @@ def test_bad_timeout_is_a_usage_error(pytester: pytest.Pytester, two_cases: Path
     result.stderr.fnmatch_lines(["*--altpatch-timeout: expected positive seconds*"])
 
 
-HANGS = CASE_APPLIED.replace("demo/applied", "demo/hangs").replace(
-    "answer:\n", "answer:\n    b answer\n")
-
-
 @BOTH
 def test_timeout_fails_a_hung_item_and_the_session_goes_on(
         pytester: pytest.Pytester, corpus: CaseWriter, how: str) -> None:
-    corpus({"demo/applied.yaml": CASE_APPLIED, "demo/hangs.yaml": HANGS})
+    corpus({"demo/applied.yaml": CASE_APPLIED, "demo/hangs.yaml": CASE_HANGS})
     result = _run(pytester, how, "timeout", "2")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*demo/hangs*"])
