@@ -54,7 +54,12 @@ class DialectRules:
     features: frozenset[str]
 
 
-_COMMON = frozenset({"branch-reloc", "late-alternatives"})
+#: Features (corpus/catalog/patcher-features.yaml) every dialect supports.
+_COMMON = frozenset({"boot-alternatives", "branch-reloc", "length-check", "write-alias",
+                     "smp-rendezvous", "late-alternatives", "hotplug"})
+_LINUX_4_9 = _COMMON | {"adrp-reloc", "literal-refusal", "callbacks", "ncaps-callbacks"}
+_LINUX_6_1 = _COMMON | {"adrp-reloc", "literal-refusal", "callbacks", "cap-callbacks",
+                        "two-pass"}
 
 DIALECT_RULES: Final[Mapping[str, DialectRules]] = {
     "linux-4.6": DialectRules(
@@ -66,27 +71,26 @@ DIALECT_RULES: Final[Mapping[str, DialectRules]] = {
         "linux-4.9", adrp_reloc=True, refuse_literals=True, callbacks="ncaps",
         conditional_callbacks=False, two_pass=False, maintenance="flush-icache-range",
         line_source="sanitised", out_of_range="truncate",
-        features=_COMMON | {"adrp-reloc", "literal-refusal", "callbacks"},
+        features=_LINUX_4_9,
     ),
     "linux-6.1": DialectRules(
         "linux-6.1", adrp_reloc=True, refuse_literals=True, callbacks="bit15",
         conditional_callbacks=True, two_pass=True, maintenance="civac-then-ialluis",
         line_source="sanitised", out_of_range="truncate",
-        features=_COMMON | {"adrp-reloc", "literal-refusal", "callbacks", "cap-callbacks",
-                            "two-pass"},
+        features=_LINUX_6_1,
     ),
     "xen-4.17": DialectRules(
         "xen-4.17", adrp_reloc=False, refuse_literals=False, callbacks="ncaps",
         conditional_callbacks=False, two_pass=False, maintenance="xen",
         line_source="own", out_of_range="truncate",
-        features=_COMMON | {"callbacks", "livepatch"},
+        features=_COMMON | {"callbacks", "ncaps-callbacks", "livepatch",
+                            "payload-validation"},
     ),
     "strict": DialectRules(
         "strict", adrp_reloc=True, refuse_literals=True, callbacks="bit15",
         conditional_callbacks=True, two_pass=True, maintenance="civac-then-ialluis",
         line_source="sanitised", out_of_range="error",
-        features=_COMMON | {"adrp-reloc", "literal-refusal", "callbacks", "cap-callbacks",
-                            "two-pass", "range-checks"},
+        features=_LINUX_6_1 | {"strict-ranges"},
     ),
 }
 

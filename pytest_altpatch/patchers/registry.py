@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-from typing import cast
 
 from pytest_altpatch.errors import PatchError
 from pytest_altpatch.patchers.contract import Patcher
@@ -52,7 +51,7 @@ def resolve_patcher(name: str, *, dialect: str | None = None) -> Patcher:
         raise PatchError("PATCHER_UNKNOWN",
                          f"{name!r} does not provide the patcher protocol (name, version, "
                          "dialect, features and the three apply_* entries)", phase="load")
-    return cast(Patcher, target)
+    return target
 
 
 __all__ = ["DEFAULT_DIALECT", "resolve_patcher"]

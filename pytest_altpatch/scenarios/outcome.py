@@ -9,11 +9,12 @@ any.  It never says whether the case passed: that is the judge's business.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pytest_altpatch.errors import ErrorInfo
 from pytest_altpatch.findings import Finding
 from pytest_altpatch.image.model import Image
+from pytest_altpatch.machine.trace import TraceEvent
 
 
 @dataclass(frozen=True)
@@ -96,9 +97,12 @@ class Outcome:
     hotplug: tuple[HotplugOutcome, ...] = ()
     #: An error that ended the run (any phase); phases before it are still recorded.
     error: ErrorInfo | None = None
-    trace_text: tuple[str, ...] = ()
-    timelines: Mapping[int, str] = field(default_factory=dict)  # step -> rendered timeline
-    instructions: int = 0  # guest instructions executed, all CPUs
+    #: The machine's trace (bounded: the most recent events) and how many were dropped.
+    trace: tuple[TraceEvent, ...] = ()
+    trace_dropped: int = 0
+    instructions: int = 0  # guest instructions and context operations, all CPUs
+    #: CPUs that took no part after boot (Xen parking), by machine CPU number.
+    parked: tuple[int, ...] = ()
 
     def phase(self, name: str) -> PhaseOutcome | None:
         """The outcome of phase ``name``, or None if the run never got there."""

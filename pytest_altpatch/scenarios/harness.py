@@ -1,0 +1,79 @@
+"""The harness's own guest code and data layout (never part of any patch site).
+
+Each CPU runs :data:`DETECT_SYMBOL` at bring-up with x0 pointing at its detection
+record: the stub reads the CPU's own identification registers with MRS (served per
+CPU by the machine) into the record and ends with the ``done`` host service, so
+capability resolution works from what each CPU really read.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from pytest_altpatch.machine.services import HostService
+
+DETECT_SYMBOL: Final = "altpatch_detect"
+BRINGUP_SYMBOL: Final = "altpatch_bringup"
+
+#: Registers the stub reads, in record order, with their (op0, op1, CRn, CRm, op2).
+DETECTED_REGISTERS: Final[tuple[tuple[str, tuple[int, int, int, int, int]], ...]] = (
+    ("midr_el1", (3, 0, 0, 0, 0)),
+    ("revidr_el1", (3, 0, 0, 0, 6)),
+    ("mpidr_el1", (3, 0, 0, 0, 5)),
+    ("ctr_el0", (3, 3, 0, 0, 1)),
+    ("id_aa64pfr0_el1", (3, 0, 0, 4, 0)),
+    ("id_aa64pfr1_el1", (3, 0, 0, 4, 1)),
+    ("id_aa64zfr0_el1", (3, 0, 0, 4, 4)),
+    ("id_aa64dfr0_el1", (3, 0, 0, 5, 0)),
+    ("id_aa64isar0_el1", (3, 0, 0, 6, 0)),
+    ("id_aa64isar1_el1", (3, 0, 0, 6, 1)),
+    ("id_aa64isar2_el1", (3, 0, 0, 6, 2)),
+    ("id_aa64mmfr0_el1", (3, 0, 0, 7, 0)),
+    ("id_aa64mmfr1_el1", (3, 0, 0, 7, 1)),
+    ("id_aa64mmfr2_el1", (3, 0, 0, 7, 2)),
+)
+
+#: Bytes per CPU detection record (one 64-bit slot per register, padded).
+RECORD_SIZE: Final = 128
+
+
+def mrs_word(rt: int, op0: int, op1: int, crn: int, crm: int, op2: int) -> int:
+    """``MRS Xt, S<op0>_<op1>_C<crn>_C<crm>_<op2>`` (system instruction class, L=1)."""
+    return (0xD5300000 | ((op0 - 2) << 19) | (op1 << 16) | (crn << 12) | (crm << 8)
+            | (op2 << 5) | rt)
+
+
+def detect_source() -> str:
+    """Assembly of the detection stub (x0 = record address; clobbers x1)."""
+    lines = [f"{DETECT_SYMBOL}:"]
+    for slot, (name, key) in enumerate(DETECTED_REGISTERS):
+        lines.append(f"    .inst {mrs_word(1, *key):#010x}  // mrs x1, {name}")
+        lines.append(f"    str x1, [x0, #{8 * slot}]")
+    lines.append(f"    svc #{int(HostService.DONE)}")
+    return "\n".join(lines) + "\n"
+
+
+def bringup_source() -> str:
+    """A hot-plugged CPU's first steps: invalidate its own I-cache, then synchronise."""
+    return (f"{BRINGUP_SYMBOL}:\n"
+            "    ic iallu\n"
+            "    dsb nsh\n"
+            "    isb\n"
+            f"    svc #{int(HostService.DONE)}\n")
+
+
+def harness_source() -> str:
+    """All harness code the image builder places in the harness section."""
+    return detect_source() + bringup_source()
+
+
+__all__ = [
+    "BRINGUP_SYMBOL",
+    "DETECTED_REGISTERS",
+    "DETECT_SYMBOL",
+    "RECORD_SIZE",
+    "bringup_source",
+    "detect_source",
+    "harness_source",
+    "mrs_word",
+]

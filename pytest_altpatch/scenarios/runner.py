@@ -1,0 +1,515 @@
+"""Run one case under one patcher and schedule, and record what happened.
+
+Boot flow: build the image; map it into a fresh machine (text and replacements R-X,
+the table and rodata R--, data and stacks RW-, plus Linux's writable linear alias of
+the executable sections); bring up CPU0, which runs the detection stub; for two-pass
+patchers, patch the boot-CPU capabilities on CPU0; bring up the secondaries (Xen may
+park some); resolve capabilities from what each CPU read; enter stop_machine (every
+online CPU calls the patcher's ``apply_alternatives_all``); then run the case's probes
+and bring up hot-plugged CPUs.  Late flows live in :mod:`.late`.
+
+Nothing a case or a patcher does raises out of :func:`run_case`: build errors,
+patcher refusals and crashes become the outcome's error; rule violations are findings.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from pytest_altpatch.errors import AltpatchError, ErrorInfo, Location, Phase
+from pytest_altpatch.findings import Finding
+from pytest_altpatch.image.builder import build_image
+from pytest_altpatch.image.model import Image
+from pytest_altpatch.machine import Budget, CpuConfig, CpuContext, GuestFault, Machine, Schedule
+from pytest_altpatch.machine.results import RunResult
+from pytest_altpatch.patchers.capabilities import (
+    Capabilities,
+    CpuReading,
+    late_cpu_verdict,
+    resolve_capabilities,
+    semantics_of,
+)
+from pytest_altpatch.patchers.contract import AltRegion, PatchEnvironment, Patcher
+from pytest_altpatch.scenarios.harness import (
+    BRINGUP_SYMBOL,
+    DETECT_SYMBOL,
+    DETECTED_REGISTERS,
+    RECORD_SIZE,
+    harness_source,
+)
+from pytest_altpatch.scenarios.outcome import (
+    HotplugOutcome,
+    Outcome,
+    PhaseOutcome,
+    ProbeOutcome,
+    SectionSnapshot,
+)
+from pytest_altpatch.spec.model import Case, Catalog, CpuInstance, Dialect, ProbeSpec
+
+PAGE: Final = 4096
+#: Linux's writable linear-map alias of kernel text: text VA + this offset.
+LINEAR_ALIAS_OFFSET: Final = 0x0200_0000_0000
+#: Harness data (detection records, the patcher's rendezvous word), outside any image.
+HARNESS_DATA_VA: Final = 0x0100_0000_0000
+RECORDS_SIZE: Final = 256 * RECORD_SIZE
+SYNC_VA: Final = HARNESS_DATA_VA + RECORDS_SIZE
+HARNESS_DATA_SIZE: Final = RECORDS_SIZE + PAGE
+#: Capability whose errata make DC CVAU insufficient (Cortex-A53 826319 and friends).
+CLEAN_CACHE_CAP: Final = "ARM64_WORKAROUND_CLEAN_CACHE"
+DEFAULT_INSTRUCTION_BUDGET: Final = 20_000_000
+PROBE_BUDGET: Final = 200_000
+
+
+# --------------------------------------------------------------------------- schedules
+
+
+@dataclass(frozen=True)
+class ScheduleChoice:
+    """One schedule to run a case under; ``label`` goes into item ids."""
+
+    name: str
+    seed: int
+    label: str
+
+
+def parse_schedules(text: str) -> tuple[ScheduleChoice, ...]:
+    """``rr:100,random:1-3,adversarial`` -> one choice per schedule (ranges expanded)."""
+    choices: list[ScheduleChoice] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        span = re.fullmatch(r"random:(\d+)-(\d+)", item)
+        if span is not None:
+            low, high = int(span.group(1)), int(span.group(2))
+            if high < low or high - low > 1000:
+                raise AltpatchError("MACHINE_SCHEDULE", f"bad seed range in {item!r}",
+                                    phase="load")
+            choices += [ScheduleChoice(f"random:{n}", n, f"random:{n}")
+                        for n in range(low, high + 1)]
+            continue
+        try:
+            schedule = Schedule.parse(item)
+        except AltpatchError as exc:
+            raise exc.with_phase("load") from None
+        choices.append(ScheduleChoice(str(schedule), schedule.seed, str(schedule)))
+    if not choices:
+        raise AltpatchError("MACHINE_SCHEDULE", f"no schedule in {text!r}", phase="load")
+    return tuple(dict.fromkeys(choices))
+
+
+# --------------------------------------------------------------------------- applicability
+
+
+def has_mode(case: Case, mode: str) -> bool:
+    """Whether ``case`` has anything to check in ``mode``."""
+    expect = case.expect
+    if mode == "late":
+        return expect.late is not None or (expect.error is not None
+                                           and expect.error.phase == "late")
+    return (expect.boot is not None or bool(expect.hotplug)
+            or (expect.error is not None and expect.error.phase != "late"
+                and expect.late is None))
+
+
+def not_applicable(case: Case, patcher: Patcher, mode: str) -> str | None:
+    """Why ``case`` cannot run against ``patcher`` in ``mode``, or None if it can."""
+    missing = [name for name in case.requires if name not in patcher.features]
+    if missing:
+        return f"{patcher.name} does not declare feature(s): {', '.join(missing)}"
+    if patcher.dialect not in case.dialects:
+        return (f"case is written for {', '.join(case.dialects)}; "
+                f"{patcher.name} implements {patcher.dialect}")
+    if not has_mode(case, mode):
+        return f"case has no {mode} expectations"
+    return None
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def numbering_for(catalog: Catalog, dialect: str) -> str:
+    """The catalog numbering a dialect uses (``strict`` numbers as linux-6.1 if absent)."""
+    if dialect in catalog.numberings:
+        return dialect
+    return "linux-6.1"
+
+
+def run_case(
+    case: Case,
+    catalog: Catalog,
+    *,
+    mode: str,
+    patcher: Patcher,
+    schedule: str = "rr:100",
+    seed: int = 0,
+    timeout: float | None = None,
+    instruction_budget: int = DEFAULT_INSTRUCTION_BUDGET,
+) -> Outcome:
+    """Build, boot, patch and probe ``case``; never raises for case or patcher problems."""
+    session = BootSession(case, catalog, patcher, schedule=schedule, seed=seed,
+                          timeout=timeout, instruction_budget=instruction_budget)
+    outcome = session.boot(hotplug=(mode == "boot"))
+    if mode == "late" and outcome.error is None:
+        # Imported here: the late flow builds on this module's session.
+        from pytest_altpatch.scenarios.late import run_late  # noqa: PLC0415
+
+        outcome = run_late(session, outcome)
+    return outcome
+
+
+def _reading_of(values: Mapping[str, int]) -> CpuReading:
+    id_regs = {name: value for name, value in values.items() if name.startswith("id_")}
+    return CpuReading(values["midr_el1"], values["revidr_el1"], values["ctr_el0"], id_regs)
+
+
+def _config_of(cpu: CpuInstance, index: int) -> CpuConfig:
+    # Aff0 = index within a cluster of 8, Aff1 = cluster (bit 31 is RES1).
+    mpidr = (1 << 31) | ((index // 8) << 8) | (index % 8)
+    return CpuConfig(midr=cpu.midr, revidr=cpu.revidr, mpidr=mpidr, ctr=cpu.ctr,
+                     id_regs=dict(cpu.id_regs))
+
+
+def _line(ctr: int, shift: int) -> int:
+    return 4 << ((ctr >> shift) & 0xF)
+
+
+@dataclass
+class _Allocator:
+    """Hands out page-aligned physical ranges in order."""
+
+    next_pa: int = 0
+
+    def take(self, size: int) -> int:
+        pa = self.next_pa
+        self.next_pa += max(PAGE, -(-size // PAGE) * PAGE)
+        return pa
+
+
+@dataclass
+class BootSession:
+    """One machine, one image, one patcher: boot, then whatever follows (late)."""
+
+    case: Case
+    catalog: Catalog
+    patcher: Patcher
+    schedule: str = "rr:100"
+    seed: int = 0
+    timeout: float | None = None
+    instruction_budget: int = DEFAULT_INSTRUCTION_BUDGET
+    image: Image | None = None
+    machine: Machine | None = None
+    section_pa: dict[str, int] = field(default_factory=dict)
+    online: list[int] = field(default_factory=list)
+    parked: list[int] = field(default_factory=list)
+    readings: dict[int, CpuReading] = field(default_factory=dict)
+    capabilities: Capabilities | None = None
+    env: PatchEnvironment | None = None
+    allocator: _Allocator = field(default_factory=_Allocator)
+    spare_pa: int = 0  # start of physical memory left for late payloads
+    findings_seen: int = 0
+    last_run: RunResult | None = None
+
+    @property
+    def dialect(self) -> Dialect:
+        """The dialect of the patcher under test."""
+        return self.patcher.dialect  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ outcome helpers
+
+    def _outcome(self, *, phases: Sequence[PhaseOutcome] = (), error: ErrorInfo | None = None,
+                 hotplug: Sequence[HotplugOutcome] = ()) -> Outcome:
+        machine = self.machine
+        trace = machine.trace.events if machine is not None else ()
+        return Outcome(
+            case_id=self.case.id, mode="boot", schedule=self.schedule, seed=self.seed,
+            patcher=self.patcher.name, dialect=self.patcher.dialect, image=self.image,
+            phases=tuple(phases), hotplug=tuple(hotplug), error=error, trace=tuple(trace),
+            trace_dropped=machine.trace.dropped if machine is not None else 0,
+            instructions=sum(c.instructions for c in self.last_run.cpus)
+            if self.last_run is not None else 0,
+            parked=tuple(self.parked),
+        )
+
+    def new_findings(self) -> tuple[Finding, ...]:
+        """Machine findings since the last call."""
+        assert self.machine is not None
+        all_findings = self.machine.findings
+        fresh = all_findings[self.findings_seen:]
+        self.findings_seen = len(all_findings)
+        return tuple(fresh)
+
+    def snapshots(self) -> tuple[SectionSnapshot, ...]:
+        """Every image section as built and as it is now."""
+        assert self.image is not None and self.machine is not None
+        return tuple(
+            SectionSnapshot(s.name, s.va, s.content,
+                            self.machine.read_phys(self.section_pa[s.name], len(s.content)),
+                            s.kind)
+            for s in self.image.sections
+        )
+
+    # ------------------------------------------------------------------ building
+
+    def _build(self) -> Image:
+        numbering = self.catalog.numberings[numbering_for(self.catalog, self.dialect)]
+        return build_image(self.case, dialect=self.dialect, numbering=numbering,
+                           harness_text=harness_source())
+
+    def _make_machine(self, image: Image) -> Machine:
+        cpus = (*self.case.platform, *self.case.late_cpus)
+        clean_cache = any(
+            erratum.capability == CLEAN_CACHE_CAP and erratum.affects(cpu.midr, cpu.revidr)
+            for erratum in self.catalog.errata.values() for cpu in cpus
+        )
+        for section in image.sections:
+            self.section_pa[section.name] = self.allocator.take(len(section.content))
+        harness_pa = self.allocator.take(HARNESS_DATA_SIZE)
+        self.spare_pa = self.allocator.take(0)
+        memory_size = self.spare_pa + (8 << 20)  # room for late payloads
+        budget = Budget(instructions=self.instruction_budget,
+                        seconds=self.timeout if self.timeout else 120.0)
+        machine = Machine([_config_of(cpu, i) for i, cpu in enumerate(cpus)],
+                          memory_size=memory_size, schedule=self.schedule, seed=self.seed,
+                          budget=budget, clean_cache_erratum=clean_cache)
+        linux = semantics_of(self.dialect) == "linux"
+        for section in image.sections:
+            if not section.content:
+                continue
+            pa = self.section_pa[section.name]
+            machine.load_phys(pa, section.content)
+            size = -(-len(section.content) // PAGE) * PAGE
+            machine.map(section.va, pa, size, section.perms)
+            if linux and section.kind in ("text", "replacement"):
+                machine.map(section.va + LINEAR_ALIAS_OFFSET, pa, size, "rw-")
+        machine.map(HARNESS_DATA_VA, harness_pa, HARNESS_DATA_SIZE, "rw-")
+        self.section_pa["<harness-data>"] = harness_pa
+        return machine
+
+    # ------------------------------------------------------------------ CPUs
+
+    def _stack_top(self, cpu: int) -> int:
+        assert self.image is not None
+        return self.image.stacks[cpu].top
+
+    def _detect(self, cpus: Sequence[int]) -> None:
+        assert self.machine is not None and self.image is not None
+        entry = self.image.symbols[DETECT_SYMBOL]
+        for cpu in cpus:
+            self.machine.start_cpu(cpu, entry, sp=self._stack_top(cpu),
+                                   x={0: HARNESS_DATA_VA + RECORD_SIZE * cpu})
+        self.last_run = self.machine.run()
+        record_base = self.section_pa["<harness-data>"]
+        for cpu in cpus:
+            raw = self.machine.read_phys(record_base + RECORD_SIZE * cpu, RECORD_SIZE)
+            values = {name: int.from_bytes(raw[8 * slot:8 * slot + 8], "little")
+                      for slot, (name, _) in enumerate(DETECTED_REGISTERS)}
+            self.readings[cpu] = _reading_of(values)
+
+    def _bring_up(self, cpu: int) -> None:
+        """A late CPU starts by invalidating its local I-cache (so it cannot run pre-patch
+        text), then synchronises its context."""
+        assert self.machine is not None and self.image is not None
+        self.machine.start_cpu(cpu, self.image.symbols[BRINGUP_SYMBOL],
+                               sp=self._stack_top(cpu))
+        self.machine.run()
+
+    def _xen_parks(self, cpu: int) -> bool:
+        if semantics_of(self.dialect) != "xen":
+            return False
+        boot, own = self.readings[0], self.readings[cpu]
+        options = self.case.options
+        if not options.hmp_unsafe and own.midr != boot.midr:
+            return True
+        return options.park_dcache_mismatch and _line(own.ctr, 16) != _line(boot.ctr, 16)
+
+    # ------------------------------------------------------------------ patching
+
+    def environment(self, caps: Capabilities, region: AltRegion) -> PatchEnvironment:
+        """The patch environment for ``region`` given the boot-time capabilities."""
+        assert self.image is not None
+        numbering = self.image.numbering
+        numbers = {name: numbering.number(name) for name in caps.system}
+        online_ctrs = [self.readings[c].ctr for c in self.online] or [self.readings[0].ctr]
+        return PatchEnvironment(
+            dialect=self.dialect,
+            region=region,
+            caps=frozenset(n for n in numbers.values() if n is not None),
+            boot_caps=frozenset(n for name in caps.boot_cpu
+                                if (n := numbering.number(name)) is not None),
+            ncaps=numbering.ncaps,
+            ncpus=len(self.online),
+            sync_va=SYNC_VA,
+            dcache_line=min(_line(ctr, 16) for ctr in online_ctrs),
+            icache_line=min(_line(ctr, 0) for ctr in online_ctrs),
+            callbacks={address: name for name, address in self.image.callbacks.items()},
+            cap_names={n: name for name, n in numbers.items() if n is not None},
+            smccc_conduit=self.case.options.smccc_conduit,
+        )
+
+    def kernel_region(self) -> AltRegion:
+        """The base image's alternatives region."""
+        assert self.image is not None
+        image = self.image
+        linux = semantics_of(self.dialect) == "linux"
+        return AltRegion(
+            table_start=image.alt_table_start, table_end=image.alt_table_end,
+            text_start=image.text_start, text_end=image.text_end,
+            alias_offset=LINEAR_ALIAS_OFFSET if linux else None,
+            text_phys=self.section_pa[".text"],
+        )
+
+    def run_patcher(self, cpus: Sequence[int],
+                    entry: Callable[[CpuContext], None]) -> tuple[RunResult, ErrorInfo | None]:
+        """Run ``entry`` on ``cpus`` until all return, one refuses, or the run ends."""
+        assert self.machine is not None
+        machine = self.machine
+        refusals: dict[int, AltpatchError] = {}
+
+        def on(cpu: int) -> Callable[[CpuContext], None]:
+            def body(ctx: CpuContext) -> None:
+                try:
+                    entry(ctx)
+                except AltpatchError as exc:
+                    refusals[cpu] = exc
+            return body
+
+        for cpu in cpus:
+            machine.start_python(cpu, on(cpu))
+        result = machine.run(
+            until=lambda: bool(refusals) or any(machine.cpu_state(c) == "faulted" for c in cpus))
+        self.last_run = result
+        if refusals:
+            cpu = min(refusals)
+            return result, refusals[cpu].info()
+        for outcome in result.cpus:
+            exc = outcome.exception
+            if exc is not None and exc.type != GuestFault.__name__:
+                return result, ErrorInfo(
+                    "PATCHER_RAISED", f"cpu{outcome.cpu}: {exc.type}: {exc.message}",
+                    "boot", Location(), hint=exc.traceback.strip().splitlines()[-1]
+                    if exc.traceback.strip() else None)
+        return result, None
+
+    def run_probes(self, probes: Sequence[ProbeSpec], cpus: Sequence[int]) -> tuple[ProbeOutcome,
+                                                                                    ...]:
+        """Run each probe on the CPUs it names (``all``: ``cpus``)."""
+        assert self.machine is not None and self.image is not None
+        done: list[ProbeOutcome] = []
+        for index, spec in enumerate(probes):
+            targets = cpus if spec.cpus == "all" else spec.cpus
+            address = self.image.symbols.get(spec.call)
+            for cpu in targets:
+                if address is None or cpu not in cpus:
+                    done.append(ProbeOutcome(index, spec.call, cpu, spec.args, (0,) * 8, False))
+                    continue
+                args = {int(reg[1:]): value for reg, value in spec.args.items()}
+                result = self.machine.probe(cpu, address, args, budget=PROBE_BUDGET)
+                self.findings_seen = len(self.machine.findings)
+                done.append(ProbeOutcome(index, spec.call, cpu, spec.args, result.x,
+                                         result.completed, result.findings))
+        return tuple(done)
+
+    # ------------------------------------------------------------------ the boot flow
+
+    def boot(self, *, hotplug: bool) -> Outcome:
+        """Build, boot and patch; then probes and (optionally) hot-plugged CPUs."""
+        try:
+            self.image = self._build()
+        except AltpatchError as exc:
+            return self._outcome(error=_in_phase(exc, "build"))
+        try:
+            self.machine = self._make_machine(self.image)
+            return self._boot_flow(hotplug=hotplug)
+        except AltpatchError as exc:
+            return self._outcome(error=_in_phase(exc, "boot"))
+
+    def _boot_flow(self, *, hotplug: bool) -> Outcome:
+        assert self.machine is not None and self.image is not None
+        nboot = len(self.case.platform)
+        self._detect([0])
+        self.online = [0]
+        region = self.kernel_region()
+        if "two-pass" in self.patcher.features:
+            early = resolve_capabilities([self.readings[0]], self.catalog, self.dialect,
+                                         self.case.caps)
+            env = self.environment(early, region)
+            _, error = self.run_patcher([0], lambda ctx: self.patcher.apply_boot_alternatives(
+                ctx, env))
+            if error is not None:
+                return self._failed_boot(error)
+        secondaries = list(range(1, nboot))
+        if secondaries:
+            self._detect(secondaries)
+        for cpu in secondaries:
+            (self.parked if self._xen_parks(cpu) else self.online).append(cpu)
+        caps = resolve_capabilities([self.readings[c] for c in self.online], self.catalog,
+                                    self.dialect, self.case.caps)
+        self.capabilities = caps
+        self.env = env = self.environment(caps, region)
+        _, error = self.run_patcher(self.online,
+                                    lambda ctx: self.patcher.apply_alternatives_all(ctx, env))
+        if error is not None or any(self.machine.cpu_state(c) != "done" for c in self.online):
+            # A refusal, a crash, a fault, a hang or an exhausted budget: the CPUs left in
+            # the rendezvous cannot run probes, and the findings already tell the story.
+            return self._failed_boot(error)
+        plugged = self._hotplug() if hotplug else ()
+        findings = self.new_findings()
+        expectation = self.case.expect.boot
+        # Probes run last, so accepted hot-plugged CPUs run the patched text too.
+        probes = self.run_probes(expectation.probes if expectation else (), self.online)
+        boot_phase = PhaseOutcome(
+            phase="boot", caps=tuple(sorted(caps.system)),
+            caps_per_cpu=tuple(tuple(sorted(c)) for c in caps.per_cpu),
+            sections=self.snapshots(), probes=probes, findings=findings,
+            patchable=self.patchable(),
+        )
+        return self._outcome(phases=(boot_phase,), hotplug=plugged)
+
+    def patchable(self) -> tuple[tuple[int, int], ...]:
+        """Ranges the patcher may change: every site of the base table."""
+        assert self.image is not None
+        return tuple((e.site, e.site + e.site_len) for e in self.image.alt_entries)
+
+    def _failed_boot(self, error: ErrorInfo | None) -> Outcome:
+        phase = PhaseOutcome(phase="boot", sections=self.snapshots(),
+                             findings=self.new_findings(), error=error,
+                             patchable=self.patchable())
+        return self._outcome(phases=(phase,), error=error)
+
+    def _hotplug(self) -> tuple[HotplugOutcome, ...]:
+        assert self.capabilities is not None
+        results: list[HotplugOutcome] = []
+        nboot = len(self.case.platform)
+        for index in range(len(self.case.late_cpus)):
+            cpu = nboot + index
+            self._detect([cpu])
+            verdict = late_cpu_verdict(
+                self.readings[cpu], self.readings[0], self.capabilities, self.catalog,
+                self.dialect, hmp_unsafe=self.case.options.hmp_unsafe,
+                park_dcache_mismatch=self.case.options.park_dcache_mismatch)
+            if verdict.accepted:
+                self._bring_up(cpu)
+                self.online.append(cpu)
+            results.append(HotplugOutcome(index, cpu, verdict.accepted, verdict.code,
+                                          verdict.message))
+        return tuple(results)
+
+
+def _in_phase(exc: AltpatchError, phase: Phase) -> ErrorInfo:
+    info = exc.info()
+    if exc.phase in ("internal",):
+        return ErrorInfo(info.code, info.message, phase, info.location, info.hint)
+    return info
+
+
+__all__ = [
+    "BootSession",
+    "ScheduleChoice",
+    "has_mode",
+    "not_applicable",
+    "parse_schedules",
+    "run_case",
+]
