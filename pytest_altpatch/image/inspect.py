@@ -229,7 +229,7 @@ def inspect_elf(
         symbols_for_load = dict(base.symbols) if base is not None else {}
         loaded = load_relocatable(
             data, base_symbols=symbols_for_load, placement=packed_placement(_INSPECT_BASE),
-            undefined=0,
+            undefined=_INSPECT_BASE,  # near the object, so branches to it stay in range
         )
         numbering = numbering or recorded
         chosen: Dialect = dialect or (numbering.dialect if numbering else "linux-6.1")
