@@ -15,7 +15,12 @@ from .a64words import (
     IC_IALLUIS,
     ISB,
     RET,
+    Program,
+    add_imm,
+    b,
+    b_ne,
     bl,
+    cbnz_x,
     cbz_w,
     dc_civac,
     dc_cvau,
@@ -24,25 +29,8 @@ from .a64words import (
     mov64,
     movz,
     str_w,
-    svc,
-)
-from .a64words import (
-    Program,
-)
-from .a64words import (
-    add_imm,
-)
-from .a64words import (
-    b,
-)
-from .a64words import (
-    b_ne,
-)
-from .a64words import (
-    cbnz_x,
-)
-from .a64words import (
     subs_imm,
+    svc,
 )
 
 #: Encoders re-exported for the tests that build programs through the rig.
