@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from unicorn import UC_ARCH_ARM64, UC_MODE_ARM, UC_PROT_ALL
+from unicorn import UC_ARCH_ARM64, UC_MODE_ARM, UC_PROT_ALL, Uc, UcError
 from unicorn import arm64_const as arm64
 
 from pytest_altpatch.machine import CpuConfig, CpuContext, Machine
