@@ -88,8 +88,12 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
 
 def _ld_sections(linked: bytes) -> dict[str, tuple[int, bytes]]:
     elf = ELFFile(io.BytesIO(linked))
-    return {name: (elf.get_section_by_name(name)["sh_addr"],
-                   elf.get_section_by_name(name).data()) for name in PLACEMENT}
+    found: dict[str, tuple[int, bytes]] = {}
+    for name in PLACEMENT:
+        section = elf.get_section_by_name(name)
+        assert section is not None, name
+        found[name] = (int(section["sh_addr"]), bytes(section.data()))
+    return found
 
 
 @pytest.mark.parametrize("object_name", ["module.o", "module-r.o"])
