@@ -146,7 +146,8 @@ def _judge_phase(case: Case, outcome: Outcome, name: str, expectation: PhaseExpe
 def _judge_streams(case: Case, outcome: Outcome, phase: PhaseOutcome,
                    expectation: PhaseExpectation, json_path: str) -> list[Discrepancy]:
     found: list[Discrepancy] = []
-    symbols = outcome.image.symbols if outcome.image is not None else {}
+    symbols: Mapping[str, int] = outcome.symbols or (
+        outcome.image.symbols if outcome.image is not None else {})
     for stream in expectation.text:
         where = stream.location if stream.location.line else case.location_of(
             f"{json_path}.text.{stream.label}")

@@ -16,6 +16,8 @@ Boot-time patching has up to two entries:
 
 Late patching (a livepatch payload's own alternatives) calls
 ``apply_alternatives_region(ctx, env)`` on one CPU; the region is not live yet.
+Patchers with the ``livepatch`` feature also provide ``apply_livepatch`` and
+``revert_livepatch`` (see :class:`LivepatchPatcher`).
 """
 
 from __future__ import annotations
@@ -63,6 +65,34 @@ class PatchEnvironment:
     smccc_conduit: str = "hvc"
 
 
+@dataclass(frozen=True)
+class LivepatchFunction:
+    """One function a livepatch payload replaces (Xen ``struct livepatch_func``)."""
+
+    name: str
+    old_addr: int  # executable address of the old function in the base image
+    old_size: int
+    new_addr: int | None  # None: the old function's first ``new_size`` bytes become NOPs
+    new_size: int
+    expect: bytes | None = None  # the old bytes the payload expects, if it says
+
+
+@dataclass(frozen=True)
+class LivepatchEnvironment:
+    """What the harness tells a patcher applying or reverting a livepatch payload."""
+
+    payload: str
+    functions: tuple[LivepatchFunction, ...]
+    text_start: int  # the base image's text (where old functions live)
+    text_end: int
+    text_phys: int  # physical address of ``text_start`` (for a vmap alias)
+    alias_offset: int | None  # a writable alias of text, if the kernel keeps one
+    ncpus: int
+    sync_va: int  # a zeroed, writable word for the rendezvous
+    dcache_line: int
+    icache_line: int
+
+
 @runtime_checkable
 class Patcher(Protocol):
     """What the harness calls; see the module docstring for when."""
@@ -82,4 +112,27 @@ class Patcher(Protocol):
         """Patch a region that is not live yet (a payload), on one CPU."""
 
 
-__all__ = ["AltRegion", "PatchEnvironment", "Patcher"]
+@runtime_checkable
+class LivepatchPatcher(Patcher, Protocol):
+    """A patcher that also switches livepatch payloads in and out (feature ``livepatch``).
+
+    Both entries are called on every online CPU at a quiescent point: one CPU does
+    the work while the others wait, and every CPU must synchronise its instruction
+    fetch before it runs patched code again.
+    """
+
+    def apply_livepatch(self, ctx: CpuContext, env: LivepatchEnvironment) -> None:
+        """Redirect each old function to its replacement (or NOP it out)."""
+
+    def revert_livepatch(self, ctx: CpuContext, env: LivepatchEnvironment) -> None:
+        """Restore each old function's saved words."""
+
+
+__all__ = [
+    "AltRegion",
+    "LivepatchEnvironment",
+    "LivepatchFunction",
+    "LivepatchPatcher",
+    "PatchEnvironment",
+    "Patcher",
+]

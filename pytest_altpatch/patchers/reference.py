@@ -27,9 +27,15 @@ from pytest_altpatch.patchers.callbacks import CALLBACKS
 
 if TYPE_CHECKING:
     from pytest_altpatch.machine.context import CpuContext
-    from pytest_altpatch.patchers.contract import PatchEnvironment
+    from pytest_altpatch.patchers.contract import (
+        LivepatchEnvironment,
+        LivepatchFunction,
+        PatchEnvironment,
+    )
 
 ENTRY_SIZE: Final = 12
+NOP: Final = 0xD503201F
+B_OPCODE: Final = 0x14000000
 CB_BIT: Final = 1 << 15
 CLEAN_CACHE_CAP: Final = "ARM64_WORKAROUND_CLEAN_CACHE"
 
@@ -140,6 +146,8 @@ class ReferencePatcher:
         self.version = __version__
         self.dialect = dialect
         self.features = self.rules.features
+        #: Original words of each function a livepatch payload replaced, for revert.
+        self._saved: dict[str, dict[str, bytes]] = {}
 
     # ------------------------------------------------------------------ entries
 
@@ -267,6 +275,85 @@ class ReferencePatcher:
         base = site_pc & ~0xFFF if cls.is_page else site_pc
         goal = target & ~0xFFF if cls.is_page else target
         return cls.encode_offset(word, _wrapped(cls, (goal - base) & ((1 << 64) - 1)))
+
+    # ------------------------------------------------------------------ livepatch
+
+    def apply_livepatch(self, ctx: CpuContext, env: LivepatchEnvironment) -> None:
+        """Xen ``arch_livepatch_apply``: B new (or NOPs) at each old function, via an alias."""
+        if self._wait_for_master(ctx, env):
+            return
+        planned = [(f, self._trampoline(f)) for f in env.functions]
+        for function, _ in planned:  # every check before any write: nothing half-applied
+            if function.expect is not None and \
+                    ctx.read(function.old_addr, len(function.expect)) != function.expect:
+                raise PatchError("EXPECTATION_FAILED",
+                                 f"{function.name}: old bytes differ from the payload's "
+                                 "expectation", location=Location(address=function.old_addr),
+                                 phase="late")
+        saved = {f.name: ctx.read(f.old_addr, len(words) * 4) for f, words in planned}
+        self._write_functions(ctx, env, [(f, words) for f, words in planned])
+        self._saved[env.payload] = saved
+        ctx.write32(env.sync_va, 1)
+
+    def revert_livepatch(self, ctx: CpuContext, env: LivepatchEnvironment) -> None:
+        """Xen ``arch_livepatch_revert``: put the saved words back, via an alias."""
+        if self._wait_for_master(ctx, env):
+            return
+        saved = self._saved.pop(env.payload, {})
+        planned = [(f, [int.from_bytes(saved[f.name][i:i + 4], "little")
+                        for i in range(0, len(saved[f.name]), 4)])
+                   for f in env.functions if f.name in saved]
+        self._write_functions(ctx, env, planned)
+        ctx.write32(env.sync_va, 1)
+
+    @staticmethod
+    def _wait_for_master(ctx: CpuContext, env: LivepatchEnvironment) -> bool:
+        """Non-master CPUs spin until released, then ISB (Xen 84c3ae30aa). True if waited."""
+        if ctx.cpu == 0:
+            return False
+        while ctx.read32(env.sync_va) == 0:
+            ctx.relax()
+        ctx.isb()
+        return True
+
+    @staticmethod
+    def _trampoline(function: LivepatchFunction) -> list[int]:
+        """The words written over the old function, range-checked before any write."""
+        where = Location(address=function.old_addr)
+        if function.new_addr is None:
+            if function.new_size % 4 or function.new_size > function.old_size:
+                raise PatchError("PATCHER_UNSUPPORTED",
+                                 f"{function.name}: cannot NOP {function.new_size} bytes",
+                                 location=where, phase="late")
+            return [NOP] * (function.new_size // 4)
+        try:
+            return [retarget(B_OPCODE, function.old_addr, function.new_addr)]
+        except EncodingError as exc:
+            raise PatchError(exc.code, f"{function.name}: {exc.message}", location=where,
+                             phase="late") from None
+
+    def _write_functions(self, ctx: CpuContext, env: LivepatchEnvironment,
+                         planned: list[tuple[LivepatchFunction, list[int]]]) -> None:
+        alias_va: int | None = None
+        offset = env.alias_offset
+        if offset is None:
+            alias_va = ctx.vmap(env.text_phys, env.text_end - env.text_start)
+            offset = alias_va - env.text_start
+        try:
+            for function, words in planned:
+                for index, word in enumerate(words):
+                    ctx.write32(function.old_addr + offset + 4 * index, word)
+            for function, words in planned:
+                end = function.old_addr + 4 * len(words)
+                for va in range(function.old_addr & -env.dcache_line, end, env.dcache_line):
+                    ctx.dc("civac", va)
+            ctx.dsb("ish")
+            ctx.ic("ialluis")
+            ctx.dsb("ish")
+            ctx.isb()
+        finally:
+            if alias_va is not None:
+                ctx.vunmap(alias_va)
 
     # ------------------------------------------------------------------ caches
 

@@ -9,7 +9,7 @@ any.  It never says whether the case passed: that is the judge's business.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pytest_altpatch.errors import ErrorInfo
 from pytest_altpatch.findings import Finding
@@ -93,6 +93,8 @@ class Outcome:
     patcher: str
     dialect: str
     image: Image | None = None
+    #: Every symbol a label in the case may name: the image's, plus loaded payloads'.
+    symbols: Mapping[str, int] = field(default_factory=dict)
     phases: tuple[PhaseOutcome, ...] = ()
     hotplug: tuple[HotplugOutcome, ...] = ()
     #: An error that ended the run (any phase); phases before it are still recorded.

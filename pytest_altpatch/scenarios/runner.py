@@ -226,6 +226,7 @@ class BootSession:
         return Outcome(
             case_id=self.case.id, mode="boot", schedule=self.schedule, seed=self.seed,
             patcher=self.patcher.name, dialect=self.patcher.dialect, image=self.image,
+            symbols=dict(self.image.symbols) if self.image is not None else {},
             phases=tuple(phases), hotplug=tuple(hotplug), error=error, trace=tuple(trace),
             trace_dropped=machine.trace.dropped if machine is not None else 0,
             instructions=sum(c.instructions for c in self.last_run.cpus)

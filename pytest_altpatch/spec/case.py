@@ -21,6 +21,7 @@ from pytest_altpatch.findings import FINDING_CODES
 from pytest_altpatch.resources import bundled_corpus
 from pytest_altpatch.spec.catalog import display_path, known_capabilities
 from pytest_altpatch.spec.model import (
+    DEFAULT_PAYLOAD_OFFSET,
     DIALECTS,
     BootOptions,
     Case,
@@ -491,6 +492,7 @@ class _Resolver:
             hmp_unsafe=cast(bool, options_raw.get("hmp_unsafe", True)),
             park_dcache_mismatch=cast(bool, options_raw.get("park_dcache_mismatch", False)),
             smccc_conduit=cast(Literal["hvc", "smc"], options_raw.get("smccc_conduit", "hvc")),
+            payload_offset=cast(int, options_raw.get("payload_offset", DEFAULT_PAYLOAD_OFFSET)),
         )
         return Case(
             path=self.document.file,

@@ -401,6 +401,10 @@ class Expectations:
     error: ErrorExpectation | None = None
 
 
+#: Default distance from the base text to the payload window (8 MiB).
+DEFAULT_PAYLOAD_OFFSET: Final = 0x0080_0000
+
+
 @dataclass(frozen=True)
 class BootOptions:
     """Boot-time switches of the emulated kernel."""
@@ -412,6 +416,9 @@ class BootOptions:
     #: SMCCC conduit the firmware reports; ``arm64_update_smccc_conduit`` writes
     #: ``HVC #0`` or ``SMC #0`` accordingly.
     smccc_conduit: Literal["hvc", "smc"] = "hvc"
+    #: Distance from the base text to the livepatch payload window (Xen places
+    #: payloads a few MiB away so a single B reaches them).
+    payload_offset: int = DEFAULT_PAYLOAD_OFFSET
 
 
 @dataclass(frozen=True)
