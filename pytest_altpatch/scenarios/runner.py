@@ -22,6 +22,7 @@ from typing import Final
 from pytest_altpatch.errors import AltpatchError, ErrorInfo, Location, Phase
 from pytest_altpatch.findings import Finding
 from pytest_altpatch.image.builder import build_image
+from pytest_altpatch.image.callbacks import SMCCC_CONDUIT_SYMBOL, SMCCC_CONDUIT_VALUES
 from pytest_altpatch.image.model import Image
 from pytest_altpatch.machine import Budget, CpuConfig, CpuContext, GuestFault, Machine, Schedule
 from pytest_altpatch.machine.results import RunResult
@@ -287,7 +288,18 @@ class BootSession:
                 machine.map(section.va + LINEAR_ALIAS_OFFSET, pa, size, "rw-")
         machine.map(HARNESS_DATA_VA, harness_pa, HARNESS_DATA_SIZE, "rw-")
         self.section_pa["<harness-data>"] = harness_pa
+        self._set_conduit(machine, image)
         return machine
+
+    def _set_conduit(self, machine: Machine, image: Image) -> None:
+        """Tell the guest SMCCC callback which conduit the firmware reported."""
+        address = image.symbols.get(SMCCC_CONDUIT_SYMBOL)
+        section = image.section_at(address) if address is not None else None
+        if address is None or section is None:
+            return
+        value = SMCCC_CONDUIT_VALUES[self.case.options.smccc_conduit]
+        machine.load_phys(self.section_pa[section.name] + (address - section.va),
+                          value.to_bytes(4, "little"))
 
     # ------------------------------------------------------------------ CPUs
 
