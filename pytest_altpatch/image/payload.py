@@ -40,6 +40,7 @@ from pytest_altpatch.image.builder import (
     _Unit,
     expand_block,
 )
+from pytest_altpatch.image.callbacks import CALLBACKS
 from pytest_altpatch.image.macros import MARKER_PREFIX, InlineItem, NopFill, SourceLine
 from pytest_altpatch.image.model import Image, ImageLayout, SectionKind
 from pytest_altpatch.image.objects import (
@@ -49,7 +50,7 @@ from pytest_altpatch.image.objects import (
     RelocatableObject,
 )
 from pytest_altpatch.image.relocations import BY_NAME, relocate
-from pytest_altpatch.spec.model import PayloadSpec
+from pytest_altpatch.spec.model import CapNumbering, PayloadSpec, RawAltEntry
 
 #: Placeholder section bases while assembling (section-relative offsets follow).
 _PSEUDO: Final[Mapping[SectionKind, int]] = {
@@ -175,6 +176,45 @@ def _statement_relocations(
             return []
         return [(offset, rtype, ref)]
     return []
+
+
+def _raw_entry(raw: RawAltEntry, entry: int, relocatable: set[str], numbering: CapNumbering,
+               relocations: list[ObjectRelocation], file: str | None) -> bytes:
+    """Encode one hand-written payload entry; its fields become PREL32 relocations.
+
+    Sites and replacements are label expressions (``label+8``) of the payload or the
+    base image, so the loader resolves them like any other reference; absolute
+    numbers have no meaning before the payload is placed and are refused.
+    """
+    where = raw.location.merged(Location(file=file))
+    prel32 = BY_NAME["PREL32"].rtype
+    fields_to_link: list[tuple[int, str | int, str]] = [(entry, raw.site, "site")]
+    if raw.callback is not None:
+        fields_to_link.append((entry + 4, raw.callback, "callback"))
+    elif raw.replacement is not None:
+        fields_to_link.append((entry + 4, raw.replacement, "replacement"))
+    # else: the replacement field stays 0 (it points at itself), as in the base image.
+    for offset, expression, what in fields_to_link:
+        ref = None
+        if isinstance(expression, str):
+            try:
+                ref = _reference(expression, relocatable | set(CALLBACKS), where)
+            except AltpatchError as error:
+                raise BuildError("BUILD_ALT_ENTRY", f"{what} {expression!r}: "
+                                 f"{error.message}", location=where) from None
+        if ref is None:
+            raise BuildError("BUILD_ALT_ENTRY", f"{what} {expression!r} of a payload entry "
+                             "must name a label (addresses are not known before loading)",
+                             location=where)
+        relocations.append(ObjectRelocation(".altinstructions", offset, prel32, ref.symbol,
+                                            ref.addend))
+    cap_field = _cap_number(raw.cap, numbering, where)
+    if raw.cb_bit:
+        cap_field |= CB_BIT
+    if cap_field > 0xFFFF:
+        raise BuildError("BUILD_ALT_ENTRY", f"capability field {cap_field:#x} does not fit "
+                         "16 bits", location=where)
+    return struct.pack("<iiHBB", 0, 0, cap_field, raw.site_len, raw.repl_len)
 
 
 def build_payload(payload: PayloadSpec, image: Image, *, file: str | None = None
@@ -305,6 +345,11 @@ def build_payload(payload: PayloadSpec, image: Image, *, file: str | None = None
             raise BuildError("BUILD_MACRO", f"site of {site_len} bytes does not fit the u8 "
                              "length field", location=where)
         table += struct.pack("<iiHBB", 0, 0, cap_field, site_len, repl_len)
+    for raw in payload.alt_table or ():
+        entry = len(table)
+        table += _raw_entry(raw, entry, relocatable, numbering, relocations, file)
+    # Negative cases: a table whose size is not a multiple of the 12-byte entry.
+    table += bytes(payload.alt_table_trailing_bytes)
 
     referenced = {r.symbol for r in relocations}
     defined = {s.name for s in symbols}
@@ -316,7 +361,7 @@ def build_payload(payload: PayloadSpec, image: Image, *, file: str | None = None
                       "data" else 4)
         for kind in ("text", "replacement", "rodata", "data") if kind in contents
     ]
-    if expanded.alternatives:
+    if table:
         sections.append(ObjectSection(".altinstructions", "alt-table", bytes(table), 4))
     return RelocatableObject(payload.name, tuple(sections), tuple(symbols),
                              tuple(relocations))

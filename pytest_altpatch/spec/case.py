@@ -258,12 +258,13 @@ class _Resolver:
                                 hint=did_you_mean(name, self.catalog.callbacks),
                             ))
 
-    def alt_table(self, raw: object, labels: set[str]) -> tuple[RawAltEntry, ...] | None:
+    def alt_table(self, raw: object, labels: set[str], where: str = "image.alt_table"
+                  ) -> tuple[RawAltEntry, ...] | None:
         if raw is None:
             return None
         entries: list[RawAltEntry] = []
         for index, entry in enumerate(cast(list[Mapping[str, object]], raw)):
-            path = join_path("image.alt_table", index)
+            path = join_path(where, index)
             for key in ("site", "replacement"):
                 target = entry.get(key)
                 if isinstance(target, str):
@@ -323,9 +324,14 @@ class _Resolver:
             for symbol in expect_old:
                 self.check_label(symbol, base_labels,
                                  join_path(join_path(path, "expect_old"), symbol), "base symbol")
+            # A payload's own entries may name its labels and the base image's.
+            alt_table = self.alt_table(entry.get("alt_table"), own | base_labels,
+                                       join_path(path, "alt_table"))
             result.append(PayloadSpec(
                 name=name, text=text, data=data, replaces=tuple(replaces),
                 expect_old=MappingProxyType(dict(expect_old)), location=self.at(path),
+                alt_table=alt_table,
+                alt_table_trailing_bytes=cast(int, entry.get("alt_table_trailing_bytes", 0)),
             ))
         return tuple(result)
 

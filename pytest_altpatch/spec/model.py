@@ -327,6 +327,11 @@ class PayloadSpec:
     replaces: tuple[FunctionReplacement, ...] = ()
     expect_old: Mapping[str, str] = field(default_factory=_frozen)  # type: ignore[arg-type]
     location: Location = field(default_factory=Location)
+    #: Hand-written ``.altinstructions`` entries appended after the macro entries (for
+    #: negative cases: sites outside the payload text, misplaced replacements, ...).
+    alt_table: tuple[RawAltEntry, ...] | None = None
+    #: Extra zero bytes at the end of ``.altinstructions`` (a size not a multiple of 12).
+    alt_table_trailing_bytes: int = 0
 
 
 @dataclass(frozen=True)
