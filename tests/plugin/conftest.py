@@ -5,8 +5,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+# pytester's in-process runs drop every module first imported during the run; loading
+# the pipeline here keeps it (and its assertion rewriting) out of each run's cost.
+# Hypothesis's pytest plugin imports the library lazily at the end of every run.
 import pytest
 from altpatch_cases import CASE_APPLIED, CASE_NEEDS_ADRP, CaseWriter, write_corpus
+
+import pytest_altpatch.judge
+import pytest_altpatch.report
+import pytest_altpatch.scenarios.commands
+import pytest_altpatch.scenarios.runner
+import pytest_altpatch.spec.case
+import pytest_altpatch.spec.catalog
+import pytest_altpatch.spec.corpus  # noqa: F401
 
 
 @pytest.fixture

@@ -150,26 +150,40 @@ def test_xfail_file_expects_failure_and_a_pass_is_a_strict_xpass(
     pytester.makefile(".txt", xfails="demo/wrong-stream  # bad on purpose\ndemo/applied\n")
     result = _run(pytester, how, "xfail-file", "xfails.txt", "-rxX")
     result.assert_outcomes(xfailed=1, failed=1)
-    result.stdout.fnmatch_lines(["*XFAIL*wrong-stream*bad on purpose*",
-                                 "*[[]XPASS(strict)[]]*listed in xfails.txt:2*"])
+    result.stdout.fnmatch_lines(["*[[]XPASS(strict)[]]*listed in xfails.txt:2*",
+                                 "*XFAIL*wrong-stream*bad on purpose*"])
 
 
-@BOTH
+SHARD_SCHEDULES = "--altpatch-schedules=rr:100,random:1-2"
+
+
+@pytest.fixture
+def nine_items(corpus: CaseWriter) -> Path:
+    """Three cases under three schedules."""
+    return corpus({"demo/applied.yaml": CASE_APPLIED, "demo/wrong-stream.yaml": CASE_WRONG_STREAM,
+                   "demo/needs-adrp.yaml": CASE_NEEDS_ADRP})
+
+
 @pytest.mark.parametrize("count", [2, 3])
-def test_shards_partition_the_items_exactly(pytester: pytest.Pytester, corpus: CaseWriter,
-                                            how: str, count: int) -> None:
-    corpus({"demo/applied.yaml": CASE_APPLIED, "demo/wrong-stream.yaml": CASE_WRONG_STREAM,
-            "demo/needs-adrp.yaml": CASE_NEEDS_ADRP})
-    schedules = "--altpatch-schedules=rr:100,random:1-2"
-    everything = set(_ids(pytester.runpytest("--altpatch-corpus", "corpus", schedules,
+def test_shards_partition_the_items_exactly(pytester: pytest.Pytester, nine_items: Path,
+                                            count: int) -> None:
+    everything = set(_ids(pytester.runpytest("--altpatch-corpus", "corpus", SHARD_SCHEDULES,
                                              "--collect-only", "-q")))
     assert len(everything) == 9
-    shards = [_ids(_run(pytester, how, "shard", f"{k}/{count}", schedules,
+    shards = [_ids(_run(pytester, "cli", "shard", f"{k}/{count}", SHARD_SCHEDULES,
                         "--collect-only", "-q")) for k in range(1, count + 1)]
     assert set(itertools.chain(*shards)) == everything
     assert sum(map(len, shards)) == len(everything)  # no item in two shards
     # Round-robin over the sorted ids: shard K holds positions K-1, K-1+N, ...
     assert sorted(shards[0]) == sorted(everything)[::count]
+
+
+def test_shard_ini_key_selects_the_same_items(pytester: pytest.Pytester,
+                                              nine_items: Path) -> None:
+    cli = _ids(_run(pytester, "cli", "shard", "2/3", SHARD_SCHEDULES, "--collect-only", "-q"))
+    ini = _ids(_run(pytester, "ini", "shard", "2/3", SHARD_SCHEDULES, "--collect-only", "-q"))
+    assert len(cli) == 3
+    assert ini == cli
 
 
 @pytest.mark.parametrize("value", ["0/2", "3/2", "1", "a/b"])

@@ -64,7 +64,7 @@ def test_missing_error_compares_expected_and_actual_code_and_phase(
     result = pytester.runpytest("--altpatch-corpus", "corpus")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
-        "*missing-error (boot) at corpus/cases/demo/expects-error.yaml:17:*",
+        "*missing-error (boot) at corpus/cases/demo/expects-error.yaml:16:*",
         "*code*phase",
         "*expected*LENGTH_MISMATCH*boot",
         "*actual*(no error)*-",
