@@ -7,10 +7,9 @@ from pathlib import Path
 import pytest
 from sitegen import case_yaml
 
+from conformance.mutants import NoBranchRetarget, WaitersSkipIsb
 from pytest_altpatch.judge import judge
-from pytest_altpatch.machine import CpuContext
-from pytest_altpatch.patchers.contract import PatchEnvironment
-from pytest_altpatch.patchers.reference import RawEntry, ReferencePatcher
+from pytest_altpatch.patchers.reference import ReferencePatcher
 from pytest_altpatch.scenarios.runner import run_case
 from pytest_altpatch.spec import load_case, load_catalog
 from pytest_altpatch.spec.model import Case, Catalog
@@ -73,28 +72,10 @@ def test_same_schedule_and_seed_give_identical_outcomes(big_little_case: Case,
     assert runs[0].phases == runs[1].phases
 
 
-class _NoRetarget(ReferencePatcher):
-    """Copies replacements verbatim, as the patcher did before Linux v4.6."""
-
-    def _relocated(self, word: int, entry: RawEntry, slot: int) -> int:
-        return word
-
-
-class _WaitersSkipIsb(ReferencePatcher):
-    """Waiting CPUs return without a context synchronisation."""
-
-    def apply_alternatives_all(self, ctx: CpuContext, env: PatchEnvironment) -> None:
-        if ctx.cpu == 0:
-            super().apply_alternatives_all(ctx, env)
-            return
-        while ctx.read32(env.sync_va) == 0:
-            ctx.relax()
-
-
 def test_unrelocated_branches_fail_the_generated_case(big_little_case: Case,
                                                       catalog: Catalog) -> None:
     outcome = run_case(big_little_case, catalog, mode="boot",
-                       patcher=_NoRetarget("linux-6.1"), schedule="rr:100")
+                       patcher=NoBranchRetarget("linux-6.1"), schedule="rr:100")
     codes = set(judge(big_little_case, outcome).codes)
     assert {"stream-mismatch", "probe-mismatch"} <= codes
 
@@ -102,7 +83,7 @@ def test_unrelocated_branches_fail_the_generated_case(big_little_case: Case,
 def test_waiters_without_isb_fail_the_generated_case(big_little_case: Case,
                                                      catalog: Catalog) -> None:
     outcome = run_case(big_little_case, catalog, mode="boot",
-                       patcher=_WaitersSkipIsb("linux-6.1"), schedule="rr:100")
+                       patcher=WaitersSkipIsb("linux-6.1"), schedule="rr:100")
     verdict = judge(big_little_case, outcome)
     stale = [d for d in verdict.discrepancies if d.finding and d.finding.code == "stale-fetch"]
     assert stale and stale[0].finding is not None and stale[0].finding.cpu != 0
