@@ -122,22 +122,29 @@ def _iter_sections(loaded: LoadedObject) -> Iterator[tuple[str, int, bytes]]:
 
 
 def load_payload(session: BootSession, spec: PayloadSpec, index: int, *,
-                 alternatives_before_relocations: bool = False) -> LoadedPayload:
+                 alternatives_before_relocations: bool = False,
+                 object_bytes: bytes | None = None) -> LoadedPayload:
     """Build, link, map (RW), validate and patch one payload; then make it executable.
 
-    ``alternatives_before_relocations`` reproduces the historical loader bug (x86
-    livepatch, 2016) for tests that show a case catches it.
+    ``object_bytes``, when given, is a relocatable ELF built elsewhere (a real
+    toolchain's ``.o``) loaded instead of building ``spec.text``; ``spec`` still names
+    the payload and the functions it replaces.  ``alternatives_before_relocations``
+    reproduces the historical loader bug (x86 livepatch, 2016) for tests that show a
+    case catches it.
     """
     image, machine = session.image, session.machine
     assert image is not None and machine is not None and session.capabilities is not None
-    obj = build_payload(spec, image)
-    data = write_relocatable(obj)
+    if object_bytes is None:
+        obj = build_payload(spec, image)
+        data = write_relocatable(obj)
+        raw_text = _raw_section(obj, ".text")
+    else:
+        data, raw_text = object_bytes, None
     window = _payload_window(session, index)
     loaded = load_relocatable(data, base_symbols=image.symbols,
                               placement=packed_placement(window))
     validate_payload_alternatives(loaded, spec.name, image)
     in_memory = loaded
-    raw_text = _raw_section(obj, ".text")
     if alternatives_before_relocations and raw_text is not None:
         # The buggy order: text still holds unrelocated bytes when alternatives run.
         in_memory = replace(loaded, sections=tuple(
