@@ -523,6 +523,7 @@ class CaseFile(pytest.File):
 
     def collect(self) -> Iterator[pytest.Item]:
         """Load the case (never raising) and yield its items in a stable order."""
+        from pytest_altpatch.scenarios.runner import not_applicable  # noqa: PLC0415
         from pytest_altpatch.spec.case import read_case  # noqa: PLC0415
 
         state = plugin_state(self.config)
@@ -544,10 +545,16 @@ class CaseFile(pytest.File):
         for mode in case_modes(case):
             if mode not in state.settings.modes:
                 continue
+            # Decided at collection, so the skip points at the case and -rs says why.
+            reason = not_applicable(case, state.patcher, mode)
             for schedule in state.schedules:
-                yield CaseItem.from_parent(self, name=f"{mode}[{schedule.label}]", case=case,
-                                           catalog=corpus.catalog, mode=mode, schedule=schedule,
-                                           corpus_version=corpus.version or "")
+                item = CaseItem.from_parent(self, name=f"{mode}[{schedule.label}]", case=case,
+                                            catalog=corpus.catalog, mode=mode,
+                                            schedule=schedule,
+                                            corpus_version=corpus.version or "")
+                if reason is not None:
+                    item.add_marker(pytest.mark.skip(reason=f"not applicable: {reason}"))
+                yield item
 
 
 class CaseLoadItem(pytest.Item):
@@ -606,14 +613,11 @@ class CaseItem(pytest.Item):
         """Run the case, judge the outcome, and fail with a report if anything differs."""
         from pytest_altpatch.judge import judge  # noqa: PLC0415
         from pytest_altpatch.report import render_failure, reproduce_command  # noqa: PLC0415
-        from pytest_altpatch.scenarios.runner import not_applicable, run_case  # noqa: PLC0415
+        from pytest_altpatch.scenarios.runner import run_case  # noqa: PLC0415
 
         state = plugin_state(self.config)
         if state is None:  # pragma: no cover - items exist only when switched on
             pytest.skip("altpatch is not switched on")
-        reason = not_applicable(self.case, state.patcher, self.mode)
-        if reason is not None:
-            pytest.skip(reason)
         outcome = run_case(self.case, self.catalog, mode=self.mode, patcher=state.patcher,
                            schedule=self.schedule.name, seed=self.schedule.seed,
                            timeout=state.settings.timeout)
