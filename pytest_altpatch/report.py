@@ -35,6 +35,11 @@ if TYPE_CHECKING:
 #: Lines of case source shown above and below the line an expectation comes from.
 EXCERPT_CONTEXT: Final = 2
 
+#: Finding detail keys whose integer values are addresses or encodings (shown in hex);
+#: other integers (steps, CPU numbers, counts) are shown in decimal.
+HEX_DETAIL_KEYS: Final = frozenset({"address", "pa", "va", "pc", "old", "new", "word",
+                                    "target", "site", "alias"})
+
 #: Markers in the side-by-side stream diff.
 MARK_FIRST: Final = ">"
 MARK_OTHER: Final = "!"
@@ -215,7 +220,10 @@ def finding_lines(outcome: Outcome, finding: Finding, style: Style = PLAIN) -> l
     """A finding, the case line of the code it concerns, its detail, and its timeline."""
     out = [style.bad(finding.render())]
     image = outcome.image
-    for label, address in (("pc", finding.pc), ("address", finding.address)):
+    places = [("pc", finding.pc)]
+    if finding.address != finding.pc:
+        places.append(("address", finding.address))
+    for label, address in places:
         if image is None or address is None:
             continue
         span = image.source_map.span_at(address)
@@ -223,8 +231,9 @@ def finding_lines(outcome: Outcome, finding: Finding, style: Style = PLAIN) -> l
             out.append(f"  {label} {image.symbolize(address)} is case line {span.line}: "
                        f"{span.text.strip()}")
     for key, value in sorted(finding.detail.items()):
-        shown = f"{value:#x}" if isinstance(value, int) and not isinstance(value, bool) else value
-        out.append(f"  {key}: {shown}")
+        hexadecimal = key in HEX_DETAIL_KEYS and isinstance(value, int) \
+            and not isinstance(value, bool)
+        out.append(f"  {key}: {value:#x}" if hexadecimal else f"  {key}: {value}")
     timeline = finding_timeline(outcome, finding)
     if timeline:
         out.append(style.heading(f"  timeline around step {finding.step}:"))
@@ -251,8 +260,10 @@ def discrepancy_lines(case: Case, outcome: Outcome, discrepancy: Discrepancy,
                       style: Style = PLAIN) -> list[str]:
     """Everything about one discrepancy: where the expectation is, and what differed."""
     out = [style.heading(f"{discrepancy.code} ({discrepancy.phase}) at "
-                         f"{where(discrepancy.location, case.path)}"),
-           f"  {discrepancy.message}"]
+                         f"{where(discrepancy.location, case.path)}")]
+    finding = discrepancy.finding
+    if finding is None or discrepancy.message != finding.render():
+        out.append(f"  {discrepancy.message}")  # else the finding lines below say it
     out += ["  " + line for line in case_excerpt(discrepancy.location, fallback_file=case.path)]
     detail = discrepancy.detail
     symbols = outcome.image.symbols if outcome.image is not None else {}
@@ -282,12 +293,20 @@ def run_heading(case: Case, outcome: Outcome) -> str:
             f"seed {outcome.seed}, patcher {outcome.patcher} ({outcome.dialect})")
 
 
+def summary_line(verdict: Verdict) -> str:
+    """``N expectations failed: code, code x2`` (the line pytest's short summary shows)."""
+    counts: dict[str, int] = {}
+    for code in verdict.codes:
+        counts[code] = counts.get(code, 0) + 1
+    codes = ", ".join(code if n == 1 else f"{code} x{n}" for code, n in counts.items())
+    total = len(verdict.discrepancies)
+    return f"{total} expectation{'s' if total != 1 else ''} failed: {codes}"
+
+
 def render_failure(case: Case, outcome: Outcome, verdict: Verdict, *, reproduce: str,
                    style: Style = PLAIN) -> str:
     """The whole failure report of one run: heading, each discrepancy, reproduce line."""
-    count = len(verdict.discrepancies)
-    out = [run_heading(case, outcome),
-           f"{count} expectation{'s' if count != 1 else ''} failed:"]
+    out = [summary_line(verdict), run_heading(case, outcome)]
     for number, discrepancy in enumerate(verdict.discrepancies, start=1):
         body = discrepancy_lines(case, outcome, discrepancy, style)
         out.append("")
@@ -462,5 +481,6 @@ __all__ = [
     "run_heading",
     "stream_diff",
     "style_for",
+    "summary_line",
     "where",
 ]

@@ -1,0 +1,111 @@
+"""``altpatch run`` and ``altpatch show`` on single case files."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from altpatch_cases import (
+    CASE_APPLIED,
+    CASE_BROKEN,
+    CASE_WRONG_STREAM,
+    MUTANT_PATCHER,
+    write_corpus,
+)
+
+from pytest_altpatch.cli import main
+from pytest_altpatch.report import style_for
+
+
+@pytest.fixture
+def cases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    root = write_corpus(tmp_path / "corpus", {"applied.yaml": CASE_APPLIED,
+                                              "wrong.yaml": CASE_WRONG_STREAM,
+                                              "broken.yaml": CASE_BROKEN})
+    return root / "cases"
+
+
+def test_run_passing_case_exits_zero(cases: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", str(cases / "applied.yaml")]) == 0
+    assert capsys.readouterr().out == (
+        "PASS  demo/applied boot rr:100 seed 0 reference:linux-6.1 (linux-6.1)\n")
+
+
+def test_run_runs_every_schedule(cases: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", str(cases / "applied.yaml"), "--schedule", "rr:100,random:1-2"]) == 0
+    assert [line.split()[3] for line in capsys.readouterr().out.splitlines()] == [
+        "rr:100", "random:1", "random:2"]
+
+
+def test_run_failing_case_exits_one_with_diff_and_reproduce(
+        cases: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "corpus/cases/wrong.yaml", "--seed", "5"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("FAIL  demo/wrong-stream boot rr:100 seed 5 ")
+    assert "stream-mismatch (boot) at corpus/cases/wrong.yaml:17:" in out
+    assert "reproduce: altpatch show corpus/cases/wrong.yaml --mode boot --patcher reference " \
+           "--schedule rr:100 --seed 5" in out
+
+
+def test_run_unreadable_case_exits_two_with_location(
+        cases: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "corpus/cases/broken.yaml"]) == 2
+    captured = capsys.readouterr()
+    assert "corpus/cases/broken.yaml:4:1: SPEC_SCHEMA: unknown key 'colour'" in captured.err
+    assert captured.out == ""
+
+
+@pytest.mark.parametrize("argv", [["run", "missing.yaml"],
+                                  ["run", "corpus/cases/applied.yaml", "--patcher", "nosuch"],
+                                  ["run", "corpus/cases/applied.yaml", "--schedule", "rr:x"],
+                                  ["show", "corpus/cases/applied.yaml", "--schedule",
+                                   "rr:100,adversarial"]])
+def test_unusable_arguments_exit_two(cases: Path, argv: list[str],
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    assert capsys.readouterr().err.startswith("altpatch: ")
+
+
+def test_show_prints_image_sites_caps_streams_findings_and_verdict(
+        cases: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["show", "corpus/cases/applied.yaml", "--schedule", "adversarial"]) == 0
+    out = capsys.readouterr().out
+    for expected in ("case demo/applied: demo: the replacement is applied on every CPU",
+                     "cpu0: cortex-a53/r0p4", ".altinstructions", "site #0 at site",
+                     "mov x0, #1", "replacement:", "mov x0, #2", "after boot",
+                     "capabilities: ALT_TEST_ON", "1 word(s) changed", "findings", "timeline",
+                     "PASS", "reproduce: altpatch show corpus/cases/applied.yaml --mode boot "
+                     "--patcher reference --schedule adversarial --seed 0"):
+        assert expected in out
+    assert "\x1b[" not in out  # captured output is not a terminal
+
+
+def test_show_names_the_finding_of_a_broken_patcher(
+        cases: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    (cases.parent.parent / "mutant_for_show.py").write_text(MUTANT_PATCHER)
+    monkeypatch.syspath_prepend(str(cases.parent.parent))
+    assert main(["show", "corpus/cases/applied.yaml",
+                 "--patcher", "mutant_for_show:NoMaintenance"]) == 1
+    out = capsys.readouterr().out
+    assert "stale-fetch: [cpu" in out
+    assert "timeline around step" in out
+    assert "FAIL" in out
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("stream", "environ", "colour"), [
+    (_Terminal(), {}, True),
+    (_Terminal(), {"NO_COLOR": ""}, False),
+    (_Terminal(), {"TERM": "dumb"}, False),
+    (io.StringIO(), {}, False),
+])
+def test_colour_only_on_a_terminal_without_no_color(stream: io.StringIO,
+                                                    environ: dict[str, str],
+                                                    colour: bool) -> None:
+    assert style_for(stream, environ).colour is colour
