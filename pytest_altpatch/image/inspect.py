@@ -45,6 +45,9 @@ LINT_CODES: Final[Mapping[str, str]] = MappingProxyType({
 ADRP_RELOCATING: Final = frozenset({"linux-4.9", "linux-6.1", "strict"})
 #: Where relocatable objects are placed for inspection (any address would do).
 _INSPECT_BASE: Final = 0x1000_0000
+#: With a base image, objects go this far past its text (a livepatch window), so their
+#: branches into the base stay within B/BL range (+-128 MiB).
+_PAYLOAD_DISTANCE: Final = 0x0080_0000
 
 
 @dataclass(frozen=True)
@@ -227,9 +230,11 @@ def inspect_elf(
     if is_relocatable:
         recorded = base.numbering if base is not None else None
         symbols_for_load = dict(base.symbols) if base is not None else {}
+        origin = _INSPECT_BASE if base is None else base.text_end + _PAYLOAD_DISTANCE
+        origin = -(-origin // 0x1000) * 0x1000
         loaded = load_relocatable(
-            data, base_symbols=symbols_for_load, placement=packed_placement(_INSPECT_BASE),
-            undefined=_INSPECT_BASE,  # near the object, so branches to it stay in range
+            data, base_symbols=symbols_for_load, placement=packed_placement(origin),
+            undefined=origin,  # near the object, so branches to it stay in range
         )
         numbering = numbering or recorded
         chosen: Dialect = dialect or (numbering.dialect if numbering else "linux-6.1")
