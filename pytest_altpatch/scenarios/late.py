@@ -143,6 +143,7 @@ def load_payload(session: BootSession, spec: PayloadSpec, index: int, *,
     window = _payload_window(session, index)
     loaded = load_relocatable(data, base_symbols=image.symbols,
                               placement=packed_placement(window))
+    _check_window(loaded, spec.name, image)
     validate_payload_alternatives(loaded, spec.name, image)
     in_memory = loaded
     if alternatives_before_relocations and raw_text is not None:
@@ -171,6 +172,23 @@ def load_payload(session: BootSession, spec: PayloadSpec, index: int, *,
                                   text.content[reloc.offset:reloc.offset + 4])
     _secure(session, payload)
     return payload
+
+
+def _check_window(loaded: LoadedObject, name: str, image: Image) -> None:
+    """Refuse a payload placed over the base image (the window is the case's choice)."""
+    for section in loaded.sections:
+        if not section.content:
+            continue
+        end = section.va + -(-len(section.content) // PAGE) * PAGE
+        for base in image.sections:
+            base_end = base.va + -(-len(base.content) // PAGE) * PAGE
+            if base.content and section.va < base_end and base.va < end:
+                raise LateFlowError(
+                    "BUILD_LAYOUT",
+                    f"payload {name}: {section.name} at {section.va:#x} overlaps the base "
+                    f"image's {base.name} [{base.va:#x}, {base_end:#x})",
+                    location=Location(section=section.name, address=section.va),
+                    hint="choose another options.payload_offset")
 
 
 def _raw_section(obj: RelocatableObject, name: str) -> bytes | None:

@@ -322,3 +322,55 @@ def test_same_seed_gives_the_same_late_outcome(name: str, catalog: Catalog) -> N
     assert first.phases == second.phases
     assert first.error == second.error
     assert first.instructions == second.instructions
+
+
+# --------------------------------------------------------------------------- window
+
+RODATA_CASE: Final = """\
+format: 1
+id: late/test-window
+title: "a payload window over the base image's rodata"
+refs: ["Xen image layout: rodata 8 MiB past text, as the default payload window"]
+requires: [livepatch]
+dialects: [xen-4.17]
+platform: ["cortex-a57/r1p3"]
+options: {OPTIONS}
+image:
+  text: |
+    greet:
+        mov     x0, #0
+        ret
+  rodata: |
+    answer:
+        .word   42
+payloads:
+  - name: over_rodata
+    text: |
+      new_greet:
+          mov     x0, #1
+          ret
+    replaces:
+      - {old: greet, new: new_greet}
+expect:
+  late:
+    apply:
+      probes:
+        - {call: greet, cpus: all, result: {x0: 1}}
+"""
+
+
+@pytest.mark.parametrize(("options", "error"), [
+    ("{}", "BUILD_LAYOUT"),  # default 8 MiB: the payload .text would sit on .rodata
+    ("{payload_offset: 0x1000000}", None),  # 16 MiB: between rodata and data
+])
+def test_a_payload_window_over_the_base_image_is_a_located_error(
+        options: str, error: str | None, tmp_path: Path, catalog: Catalog) -> None:
+    path = tmp_path / "window.yaml"
+    path.write_text(RODATA_CASE.replace("{OPTIONS}", options))
+    case = load_case(path, catalog)
+    outcome = run_case(case, catalog, mode="late", patcher=ReferencePatcher(XEN))
+    assert (outcome.error.code if outcome.error else None) == error
+    if outcome.error is not None:
+        assert outcome.error.phase == "late" and outcome.error.location.section == ".text"
+    else:
+        assert judge(case, outcome).passed
