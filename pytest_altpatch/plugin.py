@@ -301,7 +301,36 @@ class AltpatchState:
         return None
 
 
+#: Loaded catalogs by (root, accepted major, fingerprint of the files they come from).
+#: A process runs one session, except under pytester or an IDE that runs pytest again
+#: in-process; catalogs are frozen values, so sharing them between sessions is safe.
+_CORPUS_CACHE: dict[tuple[Path, int | None, tuple[tuple[str, int, int], ...]], CorpusState] = {}
+
+
+def _fingerprint(root: Path) -> tuple[tuple[str, int, int], ...]:
+    """Name, size and modification time of every file a corpus's catalog depends on."""
+    files = [root / "VERSION"]
+    for part in ("catalog", "schema"):
+        if (root / part).is_dir():
+            files += sorted(path for path in (root / part).rglob("*") if path.is_file())
+    found = []
+    for path in files:
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        found.append((str(path), stat.st_size, stat.st_mtime_ns))
+    return tuple(found)
+
+
 def _load_corpus_state(root: Path, accept_major: int | None) -> CorpusState:
+    key = (root, accept_major, _fingerprint(root))
+    if key not in _CORPUS_CACHE:
+        _CORPUS_CACHE[key] = _read_corpus_state(root, accept_major)
+    return _CORPUS_CACHE[key]
+
+
+def _read_corpus_state(root: Path, accept_major: int | None) -> CorpusState:
     from pytest_altpatch.spec.catalog import read_catalog  # noqa: PLC0415
     from pytest_altpatch.spec.corpus import check_version  # noqa: PLC0415
 
