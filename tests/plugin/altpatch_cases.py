@@ -74,10 +74,6 @@ def write_corpus(root: Path, cases: Mapping[str, str]) -> Path:
 CASE_EXPECTS_ERROR = CASE_APPLIED.replace("demo/applied", "demo/expects-error").split(
     "expect:\n")[0] + "expect:\n  boot:\n    error: {code: LENGTH_MISMATCH, phase: boot}\n"
 
-#: A probe that never returns.
-CASE_HANGS = CASE_APPLIED.replace("demo/applied", "demo/hangs").replace(
-    "answer:\n", "answer:\n    b answer\n")
-
 #: A patcher module for pytester runs: the reference patcher minus cache maintenance.
 MUTANT_PATCHER = '''
 from pytest_altpatch.patchers.reference import ReferencePatcher
@@ -95,4 +91,22 @@ class NoMaintenance(ReferencePatcher):
 
     def _finish_maintenance(self, ctx):
         pass
+'''
+
+#: A patcher that never returns but keeps making progress (so no hang is detected):
+#: only the host-time budget (--altpatch-timeout) can end its run.
+SPINNING_PATCHER = '''
+from pytest_altpatch.patchers.reference import ReferencePatcher
+
+
+class Spinner(ReferencePatcher):
+    def __init__(self) -> None:
+        super().__init__("linux-6.1")
+        self.name = "mutant:spinner"
+
+    def apply_alternatives_all(self, ctx, env):
+        count = 0
+        while True:
+            count += 1
+            ctx.write32(env.sync_va, count)
 '''

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from altpatch_cases import (
     CASE_APPLIED,
-    CASE_HANGS,
     CASE_NEEDS_ADRP,
     CASE_NEEDS_LIVEPATCH,
     CASE_WRONG_STREAM,
+    SPINNING_PATCHER,
     CaseWriter,
 )
 
@@ -225,7 +225,10 @@ def test_bad_timeout_is_a_usage_error(pytester: pytest.Pytester, two_cases: Path
 @BOTH
 def test_timeout_fails_a_hung_item_and_the_session_goes_on(
         pytester: pytest.Pytester, corpus: CaseWriter, how: str) -> None:
-    corpus({"demo/applied.yaml": CASE_APPLIED, "demo/hangs.yaml": CASE_HANGS})
-    result = _run(pytester, how, "timeout", "2")
-    result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(["*demo/hangs*"])
+    corpus({"demo/applied.yaml": CASE_APPLIED, "demo/needs-adrp.yaml": CASE_NEEDS_ADRP})
+    pytester.makepyfile(spinner=SPINNING_PATCHER)
+    pytester.syspathinsert()
+    result = _run(pytester, how, "timeout", "0.5", "--altpatch-patcher=spinner:Spinner")
+    # Both items run (the first hung one did not end the session) and both fail on time.
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*budget: [[]cpu* run budget spent*"] * 2)
