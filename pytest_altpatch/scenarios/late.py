@@ -232,17 +232,19 @@ def _loader_maintenance(session: BootSession, start: int, end: int, line: int) -
 
 
 def _secure(session: BootSession, payload: LoadedPayload) -> None:
-    """Xen ``arch_livepatch_secure``: text R-X, read-only data R--, data stays RW-."""
+    """Xen ``arch_livepatch_secure``: text R-X, read-only data R--, data stays RW-.
+
+    Like Xen's ``move_payload``, a section's kind comes from its ELF flags (executable,
+    writable, else read-only), so ``.altinstructions`` and ``.rodata*`` become R--.
+    """
     machine = session.machine
     assert machine is not None
     for section in payload.loaded.sections:
         if not section.content:
             continue
         size = -(-len(section.content) // PAGE) * PAGE
-        perms = _KIND_PERMS.get(section.name)
-        if perms is None and section.name.startswith(".rodata"):
-            perms = "r--"
-        if perms is not None:
+        perms = _KIND_PERMS.get(section.name, section.perms)
+        if perms != "rw-":
             machine.protect(section.va, size, perms)
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from pytest_altpatch.judge import judge
 from pytest_altpatch.machine import CpuContext
+from pytest_altpatch.machine.config import Perms
 from pytest_altpatch.patchers.contract import LivepatchEnvironment
 from pytest_altpatch.patchers.reference import ReferencePatcher
 from pytest_altpatch.patchers.registry import resolve_patcher
@@ -374,3 +375,44 @@ def test_a_payload_window_over_the_base_image_is_a_located_error(
         assert outcome.error.phase == "late" and outcome.error.location.section == ".text"
     else:
         assert judge(case, outcome).passed
+
+
+# --------------------------------------------------------------------------- load rules
+
+
+def test_a_loaded_payload_is_secured_text_rx_table_read_only(catalog: Catalog) -> None:
+    case = _case("late/payload-branch-to-base.yaml", catalog)
+    session, _ = _booted(case, catalog)
+    payload = load_payload(session, case.payloads[0], 0)
+    assert session.machine is not None
+    mappings = session.machine.mappings()
+    # Runs of pages are coalesced: find the run holding each section's first byte.
+    perms = {s.va: next(m.perms for m in mappings if m.va <= s.va < m.va + m.size)
+             for s in payload.loaded.sections}
+    homes = {s.name: s.va for s in payload.loaded.sections}
+    # Xen arch_livepatch_secure(): text (and replacements) R-X once patched.
+    assert perms[homes[".text"]] == Perms.parse("r-x")
+    assert perms[homes[".altinstr_replacement"]] == Perms.parse("r-x")
+    # The table is allocated, neither writable nor executable: Xen's ro region, R--.
+    assert perms[homes[".altinstructions"]] == Perms.parse("r--")
+
+
+@pytest.mark.parametrize(("replacement", "repl_len", "cap", "error"), [
+    ("repl_two", 4, "LIVEPATCH_FEATURE", None),  # exactly [start, end): fits
+    ("repl_two+4", 0, "ARM64_WORKAROUND_DEVICE_LOAD_ACQUIRE", None),  # empty, at the end
+    ("repl_two+4", 4, "LIVEPATCH_FEATURE", "REPL_OUT_OF_REGION"),  # [end, end+4)
+    ("repl_two+2", 4, "LIVEPATCH_FEATURE", "REPL_OUT_OF_REGION"),  # straddles the end
+])
+def test_replacement_bounds_are_checked_at_the_section_end(
+        replacement: str, repl_len: int, cap: str, error: str | None,
+        catalog: Catalog) -> None:
+    # .altinstr_replacement is the 4 bytes at repl_two (see the case's comment).  The
+    # empty replacement entry uses a capability that is off (A57 r1p3 is outside 832075),
+    # so its length difference never reaches the patcher.
+    case = _case("late/payload-repl-outside.yaml", catalog)
+    payload = case.payloads[0]
+    assert payload.alt_table is not None
+    entry = replace(payload.alt_table[0], replacement=replacement, repl_len=repl_len, cap=cap)
+    moved = replace(case, payloads=(replace(payload, alt_table=(entry,)),))
+    outcome = run_case(moved, catalog, mode="late", patcher=ReferencePatcher(XEN))
+    assert (outcome.error.code if outcome.error else None) == error
