@@ -407,6 +407,17 @@ def _check_regions(regions: Sequence[tuple[str, int, int]]) -> None:
             raise BuildError("BUILD_LAYOUT", f"{name} base {start:#x} is not page-aligned")
 
 
+def check_lengths(site_len: int, repl_len: int, where: Location, end_line: int) -> None:
+    """Refuse unequal site and replacement lengths, as the kernel macros' ``.org`` does."""
+    if repl_len != site_len:
+        raise BuildError(
+            "BUILD_LENGTH_MISMATCH",
+            f"site is {site_len} bytes but replacement is {repl_len} bytes "
+            f"(alternative at lines {where.line}-{end_line})",
+            location=where,
+        )
+
+
 def _cap_number(cap: str | int, numbering: CapNumbering, where: Location) -> int:
     if isinstance(cap, int):
         if not 0 <= cap <= 0xFFFF:
@@ -459,13 +470,7 @@ def _macro_entry(alt: Alternative, assembled: _Assembled, dialect: Dialect,
         key = f"repl:{alt.index}"
         target = assembled.placed.bases[key]
         repl_len = len(assembled.results[key].code)
-        if repl_len != site_len:
-            raise BuildError(
-                "BUILD_LENGTH_MISMATCH",
-                f"site is {site_len} bytes but replacement is {repl_len} bytes "
-                f"(alternative at lines {where.line}-{alt.end_line})",
-                location=where,
-            )
+        check_lengths(site_len, repl_len, where, alt.end_line)
     if site_len > 0xFF:
         raise BuildError("BUILD_MACRO", f"site of {site_len} bytes does not fit the u8 "
                          "length field", location=where)

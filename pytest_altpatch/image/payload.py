@@ -38,6 +38,7 @@ from pytest_altpatch.image.builder import (
     _require_callback,
     _site_bounds,
     _Unit,
+    check_lengths,
     expand_block,
 )
 from pytest_altpatch.image.callbacks import CALLBACKS
@@ -329,13 +330,7 @@ def build_payload(payload: PayloadSpec, image: Image, *, file: str | None = None
             cap_field = _cap_number(alt.cap, numbering, where)
             key = f"repl:{alt.index}"
             repl_len = len(assembled.results[key].code)
-            if repl_len != site_len:
-                raise BuildError(
-                    "BUILD_LENGTH_MISMATCH",
-                    f"site is {site_len} bytes but replacement is {repl_len} bytes "
-                    f"(alternative at lines {where.line}-{alt.end_line})",
-                    location=where,
-                )
+            check_lengths(site_len, repl_len, where, alt.end_line)
             repl_base = _PSEUDO[repl_section]
             relocations.append(ObjectRelocation(
                 ".altinstructions", entry + 4, BY_NAME["PREL32"].rtype,
