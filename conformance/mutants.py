@@ -15,22 +15,23 @@ from typing import Final
 from pytest_altpatch.a64.classify import is_branch_imm
 from pytest_altpatch.a64.pcrel import decode_target, pc_relative_class
 from pytest_altpatch.errors import Location
+from pytest_altpatch.image.model import AltEntry
 from pytest_altpatch.machine import CpuContext
 from pytest_altpatch.patchers.contract import LivepatchEnvironment, PatchEnvironment
-from pytest_altpatch.patchers.reference import RawEntry, ReferencePatcher
+from pytest_altpatch.patchers.reference import ReferencePatcher
 
 
 class NoBranchRetarget(ReferencePatcher):
     """Linux <= 4.5: replacements memcpy'd, PC-relative branches left pointing nowhere."""
 
-    def _relocated(self, word: int, entry: RawEntry, slot: int) -> int:
+    def _relocated(self, word: int, entry: AltEntry, slot: int) -> int:
         return word if is_branch_imm(word) else super()._relocated(word, entry, slot)
 
 
 class NoAdrpRetarget(ReferencePatcher):
     """Linux 4.6-era rules in a 4.9+ kernel: ADRP copied, computing the wrong page."""
 
-    def _relocated(self, word: int, entry: RawEntry, slot: int) -> int:
+    def _relocated(self, word: int, entry: AltEntry, slot: int) -> int:
         cls = pc_relative_class(word)
         if cls is not None and cls.is_page:
             return word
@@ -40,7 +41,7 @@ class NoAdrpRetarget(ReferencePatcher):
 class InternalBranchesRetargeted(ReferencePatcher):
     """Linux 5679b2814219's regression: branches inside the replacement re-targeted too."""
 
-    def _relocated(self, word: int, entry: RawEntry, slot: int) -> int:
+    def _relocated(self, word: int, entry: AltEntry, slot: int) -> int:
         if is_branch_imm(word):
             cls = pc_relative_class(word)
             assert cls is not None
@@ -53,7 +54,7 @@ class InternalBranchesRetargeted(ReferencePatcher):
 class ExclusiveEndBound(ReferencePatcher):
     """A branch to just past the replacement treated as external (powerpc selftest bug)."""
 
-    def _relocated(self, word: int, entry: RawEntry, slot: int) -> int:
+    def _relocated(self, word: int, entry: AltEntry, slot: int) -> int:
         if is_branch_imm(word):
             target = decode_target(word, entry.target + 4 * slot)
             if target == entry.target + entry.repl_len:
@@ -94,12 +95,12 @@ class RelocatesFromAlias(ReferencePatcher):
         self._alias_offset = env.region.alias_offset or 0
         super()._patch_region(ctx, env, mask, maintain=maintain)
 
-    def _apply_entry(self, ctx: CpuContext, env: PatchEnvironment, entry: RawEntry,
+    def _apply_entry(self, ctx: CpuContext, env: PatchEnvironment, entry: AltEntry,
                      mask: frozenset[int], alias_offset: int) -> bool:
         self._alias_offset = alias_offset
         return super()._apply_entry(ctx, env, entry, mask, alias_offset)
 
-    def _relocated(self, word: int, entry: RawEntry, slot: int) -> int:
+    def _relocated(self, word: int, entry: AltEntry, slot: int) -> int:
         moved = replace(entry, site=entry.site + self._alias_offset)
         return super()._relocated(word, moved, slot)
 
@@ -116,7 +117,7 @@ class WritesThroughTextVa(ReferencePatcher):
 class NoDcacheClean(ReferencePatcher):
     """Skips the per-site D-cache clean: the new words never reach the point of unification."""
 
-    def _clean_site(self, ctx: CpuContext, env: PatchEnvironment, entry: RawEntry) -> None:
+    def _clean_site(self, ctx: CpuContext, env: PatchEnvironment, entry: AltEntry) -> None:
         return
 
 
@@ -151,7 +152,7 @@ class CapsBeyondNcapsApplied(ReferencePatcher):
 class NoLengthCheck(ReferencePatcher):
     """No BUG_ON(alt_len != orig_len): the shorter length is copied."""
 
-    def _apply_entry(self, ctx: CpuContext, env: PatchEnvironment, entry: RawEntry,
+    def _apply_entry(self, ctx: CpuContext, env: PatchEnvironment, entry: AltEntry,
                      mask: frozenset[int], alias_offset: int) -> bool:
         if entry.site_len != entry.repl_len and entry.repl_len:
             short = min(entry.site_len, entry.repl_len)

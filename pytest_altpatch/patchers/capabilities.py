@@ -12,11 +12,19 @@ decided on CPU0 alone.  Xen: any CPU sets a capability, erratum or feature alike
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pytest_altpatch.spec.model import Catalog, Dialect, Erratum, ExtraCap, Feature
+from pytest_altpatch.spec.model import (
+    Catalog,
+    Dialect,
+    Erratum,
+    ExtraCap,
+    Feature,
+    ctr_dminline_bytes,
+    ctr_iminline_bytes,
+)
 
 Semantics = Literal["linux", "xen"]
 
@@ -34,6 +42,16 @@ class CpuReading:
     revidr: int
     ctr: int
     id_regs: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def dcache_line(self) -> int:
+        """This CPU's smallest D-cache line in bytes."""
+        return ctr_dminline_bytes(self.ctr)
+
+    @property
+    def icache_line(self) -> int:
+        """This CPU's smallest I-cache line in bytes."""
+        return ctr_iminline_bytes(self.ctr)
 
     def register(self, name: str) -> int:
         """Value of a named ID register (``ctr_el0`` included); unread registers are 0."""
@@ -61,9 +79,18 @@ class Capabilities:
     per_cpu: tuple[frozenset[str], ...]  # what each CPU would have on its own
     sources: tuple[CapabilitySource, ...]
 
-    def numbers(self, numbering: Mapping[str, int]) -> frozenset[int]:
-        """The system capabilities that ``numbering`` can express, as numbers."""
-        return frozenset(numbering[name] for name in self.system if name in numbering)
+    def restricted_to(self, numbered: Callable[[str], bool]) -> Capabilities:
+        """Only the capabilities a dialect can express (``numbered(name)`` is true).
+
+        A dialect never turns on a capability it has no number for (Xen has no LSE
+        capability, for instance), however the CPUs' registers read.
+        """
+        return Capabilities(
+            system=frozenset(filter(numbered, self.system)),
+            boot_cpu=frozenset(filter(numbered, self.boot_cpu)),
+            per_cpu=tuple(frozenset(filter(numbered, caps)) for caps in self.per_cpu),
+            sources=tuple(s for s in self.sources if numbered(s.capability)),
+        )
 
 
 def _feature_field_floor(feature: Feature, readings: Sequence[CpuReading]) -> int:
@@ -208,7 +235,7 @@ def late_cpu_verdict(
                 False, "LATE_CPU_MIDR_MISMATCH", None,
                 f"MIDR {reading.midr:#x} differs from the boot CPU's {boot_reading.midr:#x}",
             )
-        own, boot = (4 << ((r.ctr >> 16) & 0xF) for r in (reading, boot_reading))
+        own, boot = reading.dcache_line, boot_reading.dcache_line
         if park_dcache_mismatch and own != boot:
             return LateCpuVerdict(
                 False, "LATE_CPU_CACHE_LINE", None,

@@ -14,16 +14,18 @@ real kernel would use may be among the code being patched.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Final, Literal, cast
 
 from pytest_altpatch import __version__
 from pytest_altpatch.a64.classify import is_branch_imm, uses_literal
 from pytest_altpatch.a64.pcrel import PcRelClass, decode_target, pc_relative_class, retarget
 from pytest_altpatch.errors import EncodingError, Location, PatchError
+from pytest_altpatch.image.alt_table import decode_alt_table
+from pytest_altpatch.image.model import AltEntry
 from pytest_altpatch.patchers.callbacks import CALLBACKS
+from pytest_altpatch.spec.model import Dialect, ctr_dminline_bytes, ctr_iminline_bytes
 
 if TYPE_CHECKING:
     from pytest_altpatch.machine.context import CpuContext
@@ -33,7 +35,6 @@ if TYPE_CHECKING:
         PatchEnvironment,
     )
 
-ENTRY_SIZE: Final = 12
 NOP: Final = 0xD503201F
 B_OPCODE: Final = 0x14000000
 CB_BIT: Final = 1 << 15
@@ -101,31 +102,15 @@ DIALECT_RULES: Final[Mapping[str, DialectRules]] = {
 }
 
 
-@dataclass(frozen=True)
-class RawEntry:
-    """One ``.altinstructions`` entry as read from memory, with addresses resolved."""
+def read_entries(ctx: CpuContext, env: PatchEnvironment) -> tuple[AltEntry, ...]:
+    """Read the region's table through ``ctx`` and resolve its self-relative entries.
 
-    index: int
-    entry_va: int
-    site: int
-    target: int  # replacement code, or the callback function
-    cap_field: int
-    site_len: int
-    repl_len: int
-
-
-def read_entries(ctx: CpuContext, table_start: int, table_end: int) -> tuple[RawEntry, ...]:
-    """Read and resolve the self-relative entries of a table through ``ctx``."""
-    raw = ctx.read(table_start, table_end - table_start)
-    entries = []
-    for index in range(len(raw) // ENTRY_SIZE):
-        site_off, target_off, cap_field, site_len, repl_len = struct.unpack_from(
-            "<iiHBB", raw, index * ENTRY_SIZE
-        )
-        entry_va = table_start + index * ENTRY_SIZE
-        entries.append(RawEntry(index, entry_va, entry_va + site_off, entry_va + 4 + target_off,
-                                cap_field, site_len, repl_len))
-    return tuple(entries)
+    Only the layout is taken from the decoder; whether an entry is a callback, and
+    whether it applies, is each dialect's own reading of ``cap_field``.
+    """
+    region = env.region
+    raw = ctx.read(region.table_start, region.table_end - region.table_start)
+    return decode_alt_table(raw, region.table_start, cast(Dialect, env.dialect), env.ncaps)
 
 
 def _wrapped(cls: PcRelClass, offset: int) -> int:
@@ -189,7 +174,7 @@ class ReferencePatcher:
         else:
             alias_offset = region.alias_offset
         try:
-            for entry in read_entries(ctx, region.table_start, region.table_end):
+            for entry in read_entries(ctx, env):
                 if self._apply_entry(ctx, env, entry, mask, alias_offset) and maintain:
                     self._clean_site(ctx, env, entry)
             if maintain:
@@ -212,7 +197,7 @@ class ReferencePatcher:
             return cap in mask  # Xen, Linux 4.17-6.0: unconditional callbacks
         return cap < env.ncaps and cap in mask and cap in env.caps
 
-    def _apply_entry(self, ctx: CpuContext, env: PatchEnvironment, entry: RawEntry,
+    def _apply_entry(self, ctx: CpuContext, env: PatchEnvironment, entry: AltEntry,
                      mask: frozenset[int], alias_offset: int) -> bool:
         cap, is_callback = self._decode_cap(entry.cap_field, env.ncaps)
         if not self._selected(cap, is_callback, mask, env):
@@ -230,7 +215,7 @@ class ReferencePatcher:
                 raise PatchError("PATCHER_UNSUPPORTED",
                                  f"callback at {entry.target:#x} is not a registered callback",
                                  location=where)
-            callback(ctx, env, entry.entry_va, entry.site, entry.site + alias_offset, nr_inst)
+            callback(ctx, env, entry.entry_address, entry.site, entry.site + alias_offset, nr_inst)
             return True
         if entry.site_len != entry.repl_len:
             raise PatchError("LENGTH_MISMATCH",
@@ -242,7 +227,7 @@ class ReferencePatcher:
             ctx.write32(entry.site + alias_offset + 4 * slot, new)
         return True
 
-    def _relocated(self, word: int, entry: RawEntry, slot: int) -> int:
+    def _relocated(self, word: int, entry: AltEntry, slot: int) -> int:
         """The replacement word ``slot`` as it must read at the site."""
         repl_pc = entry.target + 4 * slot
         site_pc = entry.site + 4 * slot
@@ -360,10 +345,10 @@ class ReferencePatcher:
     def _line_sizes(self, ctx: CpuContext, env: PatchEnvironment) -> tuple[int, int]:
         if self.rules.line_source == "own":
             ctr = ctx.sysreg("ctr_el0")
-            return 4 << ((ctr >> 16) & 0xF), 4 << (ctr & 0xF)
+            return ctr_dminline_bytes(ctr), ctr_iminline_bytes(ctr)
         return env.dcache_line, env.icache_line
 
-    def _clean_site(self, ctx: CpuContext, env: PatchEnvironment, entry: RawEntry) -> None:
+    def _clean_site(self, ctx: CpuContext, env: PatchEnvironment, entry: AltEntry) -> None:
         dline, iline = self._line_sizes(ctx, env)
         start, end = entry.site, entry.site + entry.site_len
         if self.rules.maintenance == "flush-icache-range":
@@ -395,4 +380,4 @@ class ReferencePatcher:
         ctx.isb()
 
 
-__all__ = ["DIALECT_RULES", "DialectRules", "RawEntry", "ReferencePatcher", "read_entries"]
+__all__ = ["DIALECT_RULES", "DialectRules", "ReferencePatcher", "read_entries"]

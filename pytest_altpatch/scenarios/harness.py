@@ -11,30 +11,23 @@ from __future__ import annotations
 from typing import Final
 
 from pytest_altpatch.machine.services import HostService
+from pytest_altpatch.machine.sysregs import ID_REGISTERS, IDENTITY_REGISTERS, SysregKey
+from pytest_altpatch.spec.model import ID_REGISTERS as CATALOG_ID_REGISTERS
 
 DETECT_SYMBOL: Final = "altpatch_detect"
 BRINGUP_SYMBOL: Final = "altpatch_bringup"
 
-#: Registers the stub reads, in record order, with their (op0, op1, CRn, CRm, op2).
-DETECTED_REGISTERS: Final[tuple[tuple[str, tuple[int, int, int, int, int]], ...]] = (
-    ("midr_el1", (3, 0, 0, 0, 0)),
-    ("revidr_el1", (3, 0, 0, 0, 6)),
-    ("mpidr_el1", (3, 0, 0, 0, 5)),
-    ("ctr_el0", (3, 3, 0, 0, 1)),
-    ("id_aa64pfr0_el1", (3, 0, 0, 4, 0)),
-    ("id_aa64pfr1_el1", (3, 0, 0, 4, 1)),
-    ("id_aa64zfr0_el1", (3, 0, 0, 4, 4)),
-    ("id_aa64dfr0_el1", (3, 0, 0, 5, 0)),
-    ("id_aa64isar0_el1", (3, 0, 0, 6, 0)),
-    ("id_aa64isar1_el1", (3, 0, 0, 6, 1)),
-    ("id_aa64isar2_el1", (3, 0, 0, 6, 2)),
-    ("id_aa64mmfr0_el1", (3, 0, 0, 7, 0)),
-    ("id_aa64mmfr1_el1", (3, 0, 0, 7, 1)),
-    ("id_aa64mmfr2_el1", (3, 0, 0, 7, 2)),
+#: Registers the stub reads, in record order, with their (op0, op1, CRn, CRm, op2): the
+#: identity registers, then the ID registers a catalog CPU can carry values for.
+DETECTED_REGISTERS: Final[tuple[tuple[str, SysregKey], ...]] = (
+    *((name, IDENTITY_REGISTERS[name][1])
+      for name in ("midr_el1", "revidr_el1", "mpidr_el1", "ctr_el0")),
+    *((name, ID_REGISTERS[name]) for name in CATALOG_ID_REGISTERS),
 )
 
 #: Bytes per CPU detection record (one 64-bit slot per register, padded).
 RECORD_SIZE: Final = 128
+assert 8 * len(DETECTED_REGISTERS) <= RECORD_SIZE  # a layout invariant, not input checking
 
 
 def mrs_word(rt: int, op0: int, op1: int, crn: int, crm: int, op2: int) -> int:

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Final
 
 from pytest_altpatch.a64 import assemble
 from pytest_altpatch.errors import AltpatchError, ErrorInfo, Location
+from pytest_altpatch.image.alt_table import ENTRY_SIZE
 from pytest_altpatch.image.elf_reader import load_relocatable, packed_placement
 from pytest_altpatch.image.elf_writer import write_relocatable
 from pytest_altpatch.image.model import Image
-from pytest_altpatch.image.objects import LoadedObject, RelocatableObject
+from pytest_altpatch.image.objects import LoadedObject, LoadedSection, RelocatableObject
 from pytest_altpatch.image.payload import build_payload
 from pytest_altpatch.machine import CpuContext
 from pytest_altpatch.patchers.capabilities import semantics_of
@@ -36,12 +36,8 @@ from pytest_altpatch.scenarios.outcome import (
     ProbeOutcome,
     SectionSnapshot,
 )
-from pytest_altpatch.scenarios.runner import HARNESS_DATA_VA, SYNC_VA, BootSession
+from pytest_altpatch.scenarios.runner import HARNESS_DATA_VA, SYNC_VA, BootSession, page_span
 from pytest_altpatch.spec.model import PayloadSpec, PhaseExpectation
-
-ENTRY_SIZE: Final = 12
-PAGE: Final = 4096
-_KIND_PERMS: Final[Mapping[str, str]] = {".text": "r-x", ".altinstr_replacement": "r-x"}
 
 
 @dataclass(frozen=True)
@@ -115,10 +111,8 @@ def _payload_window(session: BootSession, index: int) -> int:
     return image.text_start + session.case.options.payload_offset + index * 0x10_0000
 
 
-def _iter_sections(loaded: LoadedObject) -> Iterator[tuple[str, int, bytes]]:
-    for section in loaded.sections:
-        if section.content:
-            yield section.name, section.va, section.content
+def _iter_sections(loaded: LoadedObject) -> Iterator[LoadedSection]:
+    return (section for section in loaded.sections if section.content)
 
 
 def load_payload(session: BootSession, spec: PayloadSpec, index: int, *,
@@ -151,14 +145,14 @@ def load_payload(session: BootSession, spec: PayloadSpec, index: int, *,
         in_memory = replace(loaded, sections=tuple(
             replace(s, content=raw_text) if s.name == ".text" else s for s in loaded.sections))
     section_pa: dict[str, int] = {}
-    for name, va, content in _iter_sections(in_memory):
-        size = -(-len(content) // PAGE) * PAGE
+    for section in _iter_sections(in_memory):
+        size = page_span(len(section.content))
         pa = session.spare_pa
         session.spare_pa += size
-        section_pa[name] = pa
-        machine.load_phys(pa, content)
-        machine.map(va, pa, size, "rw-")
-        if name in _KIND_PERMS:
+        section_pa[section.name] = pa
+        machine.load_phys(pa, section.content)
+        machine.map(section.va, pa, size, "rw-")
+        if section.perms == "r-x":
             machine.declare_code(pa, size)  # writes from here on are tracked by the fetch model
     payload = LoadedPayload(spec.name, spec, loaded, section_pa)
     _apply_payload_alternatives(session, payload)
@@ -179,9 +173,9 @@ def _check_window(loaded: LoadedObject, name: str, image: Image) -> None:
     for section in loaded.sections:
         if not section.content:
             continue
-        end = section.va + -(-len(section.content) // PAGE) * PAGE
+        end = section.va + page_span(len(section.content))
         for base in image.sections:
-            base_end = base.va + -(-len(base.content) // PAGE) * PAGE
+            base_end = base.va + page_span(len(base.content))
             if base.content and section.va < base_end and base.va < end:
                 raise LateFlowError(
                     "BUILD_LAYOUT",
@@ -242,10 +236,8 @@ def _secure(session: BootSession, payload: LoadedPayload) -> None:
     for section in payload.loaded.sections:
         if not section.content:
             continue
-        size = -(-len(section.content) // PAGE) * PAGE
-        perms = _KIND_PERMS.get(section.name, section.perms)
-        if perms != "rw-":
-            machine.protect(section.va, size, perms)
+        if section.perms != "rw-":
+            machine.protect(section.va, page_span(len(section.content)), section.perms)
 
 
 # --------------------------------------------------------------------------- apply/revert
@@ -323,10 +315,10 @@ def _snapshots(session: BootSession, payloads: Sequence[LoadedPayload]
     assert machine is not None
     snaps = list(session.snapshots())
     for payload in payloads:
-        for name, va, content in _iter_sections(payload.loaded):
-            after = machine.read_phys(payload.section_pa[name], len(content))
-            snaps.append(SectionSnapshot(f"{payload.name}:{name}", va, content, after,
-                                         "payload"))
+        for section in _iter_sections(payload.loaded):
+            after = machine.read_phys(payload.section_pa[section.name], len(section.content))
+            snaps.append(SectionSnapshot(f"{payload.name}:{section.name}", section.va,
+                                         section.content, after, "payload"))
     return tuple(snaps)
 
 

@@ -173,8 +173,9 @@ def _config_of(cpu: CpuInstance, index: int) -> CpuConfig:
                      id_regs=dict(cpu.id_regs))
 
 
-def _line(ctr: int, shift: int) -> int:
-    return 4 << ((ctr >> shift) & 0xF)
+def page_span(size: int) -> int:
+    """``size`` rounded up to whole 4 KiB pages."""
+    return -(-size // PAGE) * PAGE
 
 
 @dataclass
@@ -185,7 +186,7 @@ class _Allocator:
 
     def take(self, size: int) -> int:
         pa = self.next_pa
-        self.next_pa += max(PAGE, -(-size // PAGE) * PAGE)
+        self.next_pa += max(PAGE, page_span(size))
         return pa
 
 
@@ -282,7 +283,7 @@ class BootSession:
                 continue
             pa = self.section_pa[section.name]
             machine.load_phys(pa, section.content)
-            size = -(-len(section.content) // PAGE) * PAGE
+            size = page_span(len(section.content))
             machine.map(section.va, pa, size, section.perms)
             if linux and section.kind in ("text", "replacement"):
                 machine.map(section.va + LINEAR_ALIAS_OFFSET, pa, size, "rw-")
@@ -336,29 +337,33 @@ class BootSession:
         options = self.case.options
         if not options.hmp_unsafe and own.midr != boot.midr:
             return True
-        return options.park_dcache_mismatch and _line(own.ctr, 16) != _line(boot.ctr, 16)
+        return options.park_dcache_mismatch and own.dcache_line != boot.dcache_line
 
     # ------------------------------------------------------------------ patching
+
+    def _resolve(self, cpus: Sequence[int]) -> Capabilities:
+        """Capabilities from what ``cpus`` read."""
+        return resolve_capabilities([self.readings[c] for c in cpus], self.catalog,
+                                    self.dialect, self.case.caps)
 
     def environment(self, caps: Capabilities, region: AltRegion) -> PatchEnvironment:
         """The patch environment for ``region`` given the boot-time capabilities."""
         assert self.image is not None
         numbering = self.image.numbering
-        numbers = {name: numbering.number(name) for name in caps.system}
-        online_ctrs = [self.readings[c].ctr for c in self.online] or [self.readings[0].ctr]
+        numbers = {name: n for name in caps.system if (n := numbering.number(name)) is not None}
+        online = [self.readings[c] for c in self.online] or [self.readings[0]]
         return PatchEnvironment(
             dialect=self.dialect,
             region=region,
-            caps=frozenset(n for n in numbers.values() if n is not None),
-            boot_caps=frozenset(n for name in caps.boot_cpu
-                                if (n := numbering.number(name)) is not None),
+            caps=frozenset(numbers.values()),
+            boot_caps=frozenset(numbers[name] for name in caps.boot_cpu),
             ncaps=numbering.ncaps,
             ncpus=len(self.online),
             sync_va=SYNC_VA,
-            dcache_line=min(_line(ctr, 16) for ctr in online_ctrs),
-            icache_line=min(_line(ctr, 0) for ctr in online_ctrs),
+            dcache_line=min(reading.dcache_line for reading in online),
+            icache_line=min(reading.icache_line for reading in online),
             callbacks={address: name for name, address in self.image.callbacks.items()},
-            cap_names={n: name for name, n in numbers.items() if n is not None},
+            cap_names={n: name for name, n in numbers.items()},
             smccc_conduit=self.case.options.smccc_conduit,
         )
 
@@ -446,8 +451,7 @@ class BootSession:
         self.online = [0]
         region = self.kernel_region()
         if "two-pass" in self.patcher.features:
-            early = resolve_capabilities([self.readings[0]], self.catalog, self.dialect,
-                                         self.case.caps)
+            early = self._resolve([0])
             env = self.environment(early, region)
             _, error = self.run_patcher([0], lambda ctx: self.patcher.apply_boot_alternatives(
                 ctx, env))
@@ -458,8 +462,7 @@ class BootSession:
             self._detect(secondaries)
         for cpu in secondaries:
             (self.parked if self._xen_parks(cpu) else self.online).append(cpu)
-        caps = resolve_capabilities([self.readings[c] for c in self.online], self.catalog,
-                                    self.dialect, self.case.caps)
+        caps = self._resolve(self.online)
         self.capabilities = caps
         self.env = env = self.environment(caps, region)
         _, error = self.run_patcher(self.online,
@@ -513,7 +516,7 @@ class BootSession:
 
 def _in_phase(exc: AltpatchError, phase: Phase) -> ErrorInfo:
     info = exc.info()
-    if exc.phase in ("internal",):
+    if exc.phase == "internal":
         return ErrorInfo(info.code, info.message, phase, info.location, info.hint)
     return info
 
@@ -523,6 +526,7 @@ __all__ = [
     "ScheduleChoice",
     "has_mode",
     "not_applicable",
+    "page_span",
     "parse_schedules",
     "run_case",
 ]

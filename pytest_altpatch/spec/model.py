@@ -65,6 +65,16 @@ def midr_model(implementer: int, part: int, architecture: int = 0xF) -> int:
     return (implementer << 24) | (architecture << 16) | (part << 4)
 
 
+def ctr_dminline_bytes(ctr: int) -> int:
+    """Smallest D-cache line in bytes from a CTR_EL0 value (DminLine, bits [19:16])."""
+    return 4 << ((ctr >> 16) & 0xF)
+
+
+def ctr_iminline_bytes(ctr: int) -> int:
+    """Smallest I-cache line in bytes from a CTR_EL0 value (IminLine, bits [3:0])."""
+    return 4 << (ctr & 0xF)
+
+
 def midr_rv(variant: int, revision: int) -> int:
     """The variant/revision part of a MIDR (``rNpM`` -> ``N << 20 | M``)."""
     return (variant << 20) | revision
@@ -244,12 +254,12 @@ class CpuInstance:
     @property
     def dminline_bytes(self) -> int:
         """Smallest D-cache line in bytes (CTR_EL0.DminLine, bits [19:16])."""
-        return 4 << ((self.ctr >> 16) & 0xF)
+        return ctr_dminline_bytes(self.ctr)
 
     @property
     def iminline_bytes(self) -> int:
         """Smallest I-cache line in bytes (CTR_EL0.IminLine, bits [3:0])."""
-        return 4 << (self.ctr & 0xF)
+        return ctr_iminline_bytes(self.ctr)
 
     def register_value(self, register: str) -> int:
         """The value this CPU reads from ``register`` (``ctr_el0``, ``midr_el1``,
@@ -504,6 +514,8 @@ __all__ = [
     "Scope",
     "SourceBlock",
     "StreamExpectation",
+    "ctr_dminline_bytes",
+    "ctr_iminline_bytes",
     "midr_model",
     "midr_rv",
 ]
