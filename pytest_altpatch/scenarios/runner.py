@@ -342,9 +342,13 @@ class BootSession:
     # ------------------------------------------------------------------ patching
 
     def _resolve(self, cpus: Sequence[int]) -> Capabilities:
-        """Capabilities from what ``cpus`` read."""
-        return resolve_capabilities([self.readings[c] for c in cpus], self.catalog,
-                                    self.dialect, self.case.caps)
+        """Capabilities from what ``cpus`` read, limited to those the dialect numbers
+        (INTERPRETING.md §4: Xen has no LSE or CRC32 capability, for instance)."""
+        assert self.image is not None
+        numbering = self.image.numbering  # the dialect's, plus the case's own caps
+        resolved = resolve_capabilities([self.readings[c] for c in cpus], self.catalog,
+                                        self.dialect, self.case.caps)
+        return resolved.restricted_to(lambda name: numbering.number(name) is not None)
 
     def environment(self, caps: Capabilities, region: AltRegion) -> PatchEnvironment:
         """The patch environment for ``region`` given the boot-time capabilities."""

@@ -128,6 +128,19 @@ def test_a_write_outside_the_sites_is_unexpected_write(case: Case, catalog: Cata
     assert "unexpected-write" in verdict.codes
 
 
+def test_a_dialect_only_turns_on_capabilities_it_numbers(case: Case,
+                                                        catalog: Catalog) -> None:
+    # A57 r1p3 and A53 r0p4 read ID_AA64ISAR0.CRC32 = 1 (catalog); linux-6.1 numbers
+    # ARM64_HAS_CRC32, Xen's cpufeature.h has no such capability.
+    linux = run_case(case, catalog, mode="boot", patcher=ReferencePatcher("linux-6.1"))
+    xen = run_case(case, catalog, mode="boot", patcher=ReferencePatcher("xen-4.17"))
+    linux_boot, xen_boot = linux.phase("boot"), xen.phase("boot")
+    assert linux_boot is not None and xen_boot is not None
+    assert "ARM64_HAS_CRC32" in linux_boot.caps
+    assert "ARM64_HAS_CRC32" not in xen_boot.caps
+    assert "ALT_TEST_ON" in xen_boot.caps  # the case's own capability is always numbered
+
+
 def test_parse_schedules_expands_random_ranges() -> None:
     labels = [c.label for c in parse_schedules("rr:100, random:1-3,adversarial")]
     assert labels == ["rr:100", "random:1", "random:2", "random:3", "adversarial"]
