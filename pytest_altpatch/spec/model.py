@@ -399,7 +399,7 @@ class LateExpectation:
 class HotplugExpectation:
     """The verdict for one hot-plugged CPU."""
 
-    cpu: int  # index into Case.late_cpus
+    cpu: int  # CPU number (INTERPRETING §2): len(platform) + index into Case.late_cpus
     verdict: Literal["accepted", "refused"]
     code: str | None = None
     location: Location = field(default_factory=Location)
