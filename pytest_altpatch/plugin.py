@@ -34,6 +34,7 @@ from pytest_altpatch.fixtures import (
     altpatch_platform,
     altpatch_run,
 )
+from pytest_altpatch.tally import NOT_APPLICABLE_PROPERTY, Tally
 
 if TYPE_CHECKING:
     from _pytest._code.code import ExceptionInfo, TerminalRepr
@@ -148,6 +149,8 @@ class Settings:
     shard: tuple[int, int] | None
     accept_major: int | None
     timeout: float | None
+    #: Not-applicable items fail instead of being skipped (--altpatch-strict).
+    strict: bool = False
     #: Selections outside any corpus (one's own case directories or files), each with
     #: the corpus root whose catalog resolves them (--altpatch-catalog, else bundled).
     own_cases: tuple[tuple[Path, Path], ...] = ()
@@ -274,6 +277,7 @@ def read_settings(config: pytest.Config) -> Settings | None:
         accept_major=_parse_major(_value(config, "altpatch_accept_version")),
         timeout=_parse_seconds(_value(config, "altpatch_timeout")),
         own_cases=tuple(own_cases),
+        strict=bool(config.getoption("altpatch_strict") or config.getini("altpatch_strict")),
     )
 
 
@@ -311,6 +315,7 @@ class AltpatchState:
     patchers: tuple[Patcher, ...]
     schedules: tuple[ScheduleChoice, ...]
     corpora: dict[Path, CorpusState] = field(default_factory=dict)
+    tally: Tally = field(default_factory=Tally)
 
     @property
     def patcher(self) -> Patcher:
@@ -385,6 +390,8 @@ def _read_corpus_state(root: Path, accept_major: int | None) -> CorpusState:
 
 
 _STATE: Final = pytest.StashKey["AltpatchState | None"]()
+#: The state ``pytest_runtest_logreport`` counts into (that hook gets no config).
+_REPORT_STATE: list[AltpatchState | None] = [None]
 
 
 def plugin_state(config: pytest.Config) -> AltpatchState | None:
@@ -413,6 +420,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="conformance corpus paths (relative to the ini file, or 'bundled'); setting it "
              "turns the plugin on",
     )
+    strict_help = "fail the items the patcher cannot run (not applicable) instead of skipping"
+    group.addoption("--altpatch-strict", dest="altpatch_strict", action="store_true",
+                    default=False, help=strict_help)
+    parser.addini("altpatch_strict", type="bool", default=False, help=strict_help)
     for suffix, ini_type, help_text, default in _VALUE_OPTIONS:
         dest = "altpatch_" + suffix.replace("-", "_")
         group.addoption(f"--altpatch-{suffix}", dest=dest, default=None, help=help_text)
@@ -451,7 +462,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"--altpatch-schedules: {exc.render()}") from None
     except ValueError as exc:
         raise pytest.UsageError(f"--altpatch-schedules: {exc}") from None
-    config.stash[_STATE] = AltpatchState(settings, patchers, schedules)
+    config.stash[_STATE] = _REPORT_STATE[0] = AltpatchState(settings, patchers, schedules)
     selected = [str(path) for path in settings.selections]
     if config.args_source != pytest.Config.ArgsSource.ARGS:
         # No paths on the command line: the corpus replaces testpaths when asked for on
@@ -485,6 +496,29 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     lines.append("altpatch: schedules " + ", ".join(s.label for s in state.schedules)
                  + f"; modes {', '.join(state.settings.modes)}")
     return lines
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Count altpatch items run and not applicable, for the coverage line."""
+    state = _REPORT_STATE[0]
+    if state is not None:
+        state.tally.add(report.when, report.outcome, report.user_properties)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The coverage line: items run, and not applicable by what the patcher lacks."""
+    state = plugin_state(terminalreporter.config)
+    if state is None:
+        return
+    line = state.tally.line(strict=state.settings.strict)
+    if line is not None:
+        terminalreporter.write_line(line)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Forget this session's state (pytester runs several sessions in one process)."""
+    if _REPORT_STATE[0] is plugin_state(config):
+        _REPORT_STATE[0] = None
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> CaseFile | None:
@@ -603,6 +637,7 @@ class CaseFile(pytest.File):
         """Load the case (never raising) and yield its items in a stable order."""
         from pytest_altpatch.scenarios.runner import not_applicable  # noqa: PLC0415
         from pytest_altpatch.spec.case import read_case  # noqa: PLC0415
+        from pytest_altpatch.tally import missing_parts  # noqa: PLC0415
 
         state = plugin_state(self.config)
         if state is None:  # pragma: no cover - only collected when switched on
@@ -637,8 +672,8 @@ class CaseFile(pytest.File):
                         catalog=corpus.catalog, mode=mode, schedule=schedule,
                         corpus_version=corpus.version or "", patcher=patcher)
                     if reason is not None:
-                        item.add_marker(pytest.mark.skip(reason=f"not applicable: {reason}"))
-                    item.not_applicable = reason
+                        item.mark_not_applicable(reason, missing_parts(case, patcher, mode),
+                                                 strict=state.settings.strict)
                     yield item
 
 
@@ -695,6 +730,13 @@ class CaseItem(pytest.Item):
             ("altpatch_corpus_version", corpus_version),
         ]
 
+    def mark_not_applicable(self, reason: str, parts: Sequence[str], *, strict: bool) -> None:
+        """Skip this item with ``reason`` (fail it instead when ``strict``)."""
+        self.not_applicable = reason
+        self.user_properties.append((NOT_APPLICABLE_PROPERTY, ",".join(parts) or "other"))
+        if not strict:
+            self.add_marker(pytest.mark.skip(reason=f"not applicable: {reason}"))
+
     def runtest(self) -> None:
         """Run the case, judge the outcome, and fail with a report if anything differs."""
         from pytest_altpatch.judge import judge  # noqa: PLC0415
@@ -704,6 +746,9 @@ class CaseItem(pytest.Item):
         state = plugin_state(self.config)
         if state is None:  # pragma: no cover - items exist only when switched on
             pytest.skip("altpatch is not switched on")
+        if self.not_applicable is not None:  # only reached under --altpatch-strict
+            raise ConformanceFailure(f"not applicable (failed under --altpatch-strict): "
+                                     f"{self.not_applicable}")
         outcome = run_case(self.case, self.catalog, mode=self.mode, patcher=self.patcher,
                            schedule=self.schedule.name, seed=self.schedule.seed,
                            timeout=state.settings.timeout)
