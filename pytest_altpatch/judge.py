@@ -92,8 +92,12 @@ def _judge_error(case: Case, expected: ErrorExpectation | None,
     if expected is None:
         if actual is None:
             return []
+        # Placed where the error is, when it is in the case file (an assembler or build
+        # error names its line); otherwise at the case.
+        where = actual.location if actual.location.file == case.path and \
+            actual.location.line else case.location
         return [Discrepancy("unexpected-error", f"{actual.code} ({actual.phase}): {actual.message}",
-                            actual.phase, case.location,
+                            actual.phase, where,
                             detail={"actual_code": actual.code, "actual_phase": actual.phase,
                                     "where": str(actual.location)})]
     if actual is None:

@@ -40,8 +40,12 @@ def format_problem(problem: AltpatchError) -> str:
 
 def run_lint(args: argparse.Namespace) -> int:
     """Lint corpus roots, directories or case files; one line per problem."""
+    # Lint also builds every case for every dialect it lists (the build is a later layer's
+    # job, so it is passed in; loading alone would pass `movv x0, #2`).
+    from pytest_altpatch.scenarios.buildcheck import build_problems  # noqa: PLC0415
+
     paths = [Path(p) for p in args.paths] or [bundled_corpus()]
-    problems = lint_paths(paths)
+    problems = lint_paths(paths, check=None if args.no_build else build_problems)
     for problem in problems:
         print(format_problem(problem))
     if problems:
@@ -124,10 +128,13 @@ def register(subparsers: Any) -> None:
     """Add the spec layer's subcommands to the ``altpatch`` parser."""
     lint = subparsers.add_parser(
         "lint", help="check corpus files (default: the bundled corpus)",
-        description="Validate case and catalog files; print file:line:col: CODE: message "
-                    "per problem. Exit 0 clean, 1 problems, 2 usage.")
+        description="Validate case and catalog files and build every case for every dialect "
+                    "it lists; print file:line:col: CODE: message per problem. Exit 0 clean, "
+                    "1 problems, 2 usage.")
     lint.add_argument("paths", nargs="*", metavar="PATH",
                       help="corpus root, case directory or case file")
+    lint.add_argument("--no-build", action="store_true",
+                      help="only load and validate; do not build each case for its dialects")
     lint.set_defaults(run=_guarded(run_lint))
 
     catalog = subparsers.add_parser("catalog", help="list CPUs, errata and features")

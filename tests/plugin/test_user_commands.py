@@ -43,3 +43,23 @@ def test_build_defaults_to_the_dialect_run_starts_with(
     assert main(["build", str(cases / "two.yaml"), "-o", str(tmp_path / "image.elf")]) == 0
     # Run's first (and show's) dialect: linux-6.1 if listed, else the case's first.
     assert capsys.readouterr().out.startswith("demo/two-dialects: linux-4.9,")
+
+
+CASE_TYPO = CASE_APPLIED.replace("demo/applied", "demo/typo").replace(
+    '"mov x0, #2", ALT_TEST_ON', '"movv x0, #2", ALT_TEST_ON')
+
+
+def test_lint_builds_the_case_and_run_refuses_it_as_unreadable(
+        cases: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Before: lint exit 0 ("clean"), then run exit 1, a patcher failure "at 1:1".
+    (cases / "typo.yaml").write_text(CASE_TYPO)
+    assert main(["lint", str(cases / "typo.yaml")]) == 1
+    line = "corpus/cases/typo.yaml:12:38: ASM_UNSUPPORTED: unsupported instruction 'movv'"
+    assert capsys.readouterr().out.splitlines()[0].endswith(line)
+    assert main(["lint", "--no-build", str(cases / "typo.yaml")]) == 0
+    capsys.readouterr()
+    assert main(["run", "corpus/cases/typo.yaml"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"altpatch: {line}" in captured.err
+    assert '> 12 |     site: ALTERNATIVE("mov x0, #1", "movv x0, #2", ALT_TEST_ON)' in captured.err
