@@ -189,6 +189,16 @@ def _judge_probes(case: Case, phase: PhaseOutcome, expectation: PhaseExpectation
             found.append(Discrepancy("probe-mismatch", f"probe {spec.call} did not run",
                                      phase.phase, where, detail={"call": spec.call}))
         for run in runs:
+            if spec.fault is not None:
+                if not any(f.code == spec.fault for f in run.findings):
+                    how = (f"raised {', '.join(sorted({f.code for f in run.findings}))} "
+                           "instead") if run.findings else "returned without one"
+                    found.append(Discrepancy(
+                        "probe-mismatch", f"probe {spec.call} on cpu{run.cpu}: expected the "
+                        f"fault {spec.fault}, but it {how}", phase.phase, where,
+                        finding=run.findings[0] if run.findings else None,
+                        detail={"call": spec.call, "cpu": run.cpu}))
+                continue
             if not run.completed:
                 found.append(Discrepancy(
                     "probe-mismatch", f"probe {spec.call} on cpu{run.cpu} did not return",
@@ -210,7 +220,10 @@ def _judge_probes(case: Case, phase: PhaseOutcome, expectation: PhaseExpectation
 
 def _judge_findings(case: Case, phase: PhaseOutcome, expectation: PhaseExpectation,
                     json_path: str) -> list[Discrepancy]:
-    observed = list(phase.findings) + [f for p in phase.probes for f in p.findings]
+    # A probe's expected fault (``fault: ro-write``) is judged with the probe, not here.
+    faults = {index: spec.fault for index, spec in enumerate(expectation.probes)}
+    observed = list(phase.findings) + [f for p in phase.probes for f in p.findings
+                                       if f.code != faults.get(p.probe_index)]
     allowed = set(expectation.findings)
     found: list[Discrepancy] = []
     reported: set[str] = set()
