@@ -90,6 +90,11 @@ ERROR_CODES: Final[Mapping[str, str]] = {
     "LATE_CPU_MISSING_FEATURE": "a late CPU lacks a system feature that is enabled",
     "LATE_CPU_MIDR_MISMATCH": "a late CPU's MIDR differs from the boot CPU's (Xen)",
     "LATE_CPU_CACHE_LINE": "a late CPU's D-cache line size differs from the boot CPU's (Xen)",
+    # --- native patchers (ABI v1; phase: load, or the phase of the entry) ---
+    "NATIVE_MANIFEST": "a native patcher manifest is unreadable or malformed",
+    "NATIVE_OBJECT": "a native patcher object cannot be read, assembled or linked",
+    "NATIVE_UNDEFINED_SYMBOL": "native patcher objects use symbols nothing defines or binds",
+    "NATIVE_ENTRY": "a native patcher entry is missing or returned an unregistered error",
 }
 
 
@@ -251,6 +256,12 @@ class ElfError(AltpatchError):
     default_phase: Phase = "build"
 
 
+class NativeError(AltpatchError):
+    """A native patcher cannot be loaded or linked (manifest, objects, symbols)."""
+
+    default_phase: Phase = "load"
+
+
 class PatchError(AltpatchError):
     """A patcher refused or failed to patch (reported with site index and address)."""
 
@@ -267,6 +278,7 @@ __all__ = [
     "EncodingError",
     "ErrorInfo",
     "Location",
+    "NativeError",
     "PatchError",
     "Phase",
     "SpecError",

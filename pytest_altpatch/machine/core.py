@@ -74,7 +74,8 @@ from pytest_altpatch.machine.results import (
     RunReason,
     RunResult,
 )
-from pytest_altpatch.machine.services import PROBE_RETURN, HostService, svc_word
+from pytest_altpatch.machine.guest_services import ServiceCall, ServiceHandler, Symbolizer
+from pytest_altpatch.machine.services import GUEST_RETURN, PROBE_RETURN, HostService, svc_word
 from pytest_altpatch.machine.sysregs import (
     ID_REGISTERS,
     IDENTITY_REGISTERS,
@@ -102,6 +103,8 @@ HARNESS_VA: Final = 0x7FFF_0000_0000
 PROBE_STACK_SIZE: Final = 0x10000
 _HARNESS_SIZE: Final = PAGE_SIZE + PROBE_STACK_SIZE
 PROBE_TRAP_VA: Final = HARNESS_VA
+#: Return address of a Python CPU's call into guest code (:meth:`Machine.call_guest`).
+GUEST_RETURN_VA: Final = HARNESS_VA + 4
 PROBE_STACK_TOP: Final = HARNESS_VA + _HARNESS_SIZE
 MAX_MEMORY: Final = 1 << 32
 
@@ -194,6 +197,8 @@ class _Cpu:
         self.write_hooks: list[int] = []
         self.resume_skip: int | None = None
         self.probe_returned = False
+        #: A Python CPU running guest code (call_guest) until it returns or faults.
+        self.guest_call = False
         self.sysregs: dict[SysregKey, int] = {}
         for field_name, key in IDENTITY_REGISTERS.values():
             self.sysregs[key] = getattr(config, field_name)
@@ -250,12 +255,16 @@ class Machine:
         self._probing: int | None = None
         #: None after any progress event; the hang detector restarts from there.
         self._hang_seen: bool | None = None
+        self._services: dict[int, ServiceHandler] = {}
+        self._symbolizers: list[Symbolizer] = []
         self._fetch = FetchModel(
             [LineGeometry(c.dminline, c.iminline, c.idc, c.dic) for c in cpus],
             clean_cache_erratum=clean_cache_erratum,
         )
         self._cpus = [self._make_cpu(index, config) for index, config in enumerate(cpus)]
         self._buffer[self._harness_pa:self._harness_pa + 4] = svc_word(PROBE_RETURN).to_bytes(
+            4, "little")
+        self._buffer[self._harness_pa + 4:self._harness_pa + 8] = svc_word(GUEST_RETURN).to_bytes(
             4, "little")
         self._map_pages(HARNESS_VA, self._harness_pa, PAGE_SIZE, Perms.R | Perms.X, "harness")
         self._map_pages(HARNESS_VA + PAGE_SIZE, self._harness_pa + PAGE_SIZE, PROBE_STACK_SIZE,
@@ -613,10 +622,15 @@ class Machine:
     def _report(self, code: str, message: str, cpu: int, *, pc: int | None = None,
                 address: int | None = None, detail: Mapping[str, object] | None = None,
                 kind: str | None = None) -> Finding:
+        details = dict(detail or {})
+        where = self.where(pc) if pc is not None else None
+        if where is not None:
+            message = f"{message} (at {where})"
+            details["where"] = where
         step = self._event(cpu, kind or code, address if address is not None else (pc or 0),
                            message)
         finding = Finding(code, message, cpu=cpu, pc=pc, address=address, step=step,
-                          detail=dict(detail or {}))
+                          detail=details)
         self._findings.append(finding)
         return finding
 
@@ -849,6 +863,22 @@ class Machine:
             target.probe_returned = True
             uc.emu_stop()
             return
+        if imm == GUEST_RETURN and target.guest_call:
+            target.guest_call = False
+            target.result = x0
+            self._event(cpu, "return", pc, f"x0={x0:#x}")
+            self._stop_slice = True
+            uc.emu_stop()
+            return
+        handler = self._services.get(imm)
+        if handler is not None:
+            call = ServiceCall(self, target.index, uc, pc)
+            handler(call)
+            if call.progress:
+                self._progress()
+            self._stop_slice = True
+            uc.emu_stop()
+            return
         if imm == HostService.DONE:
             target.state = "done"
             target.result = x0
@@ -894,6 +924,8 @@ class Machine:
     def _service_name(imm: int) -> str:
         if imm == PROBE_RETURN:
             return "probe-return"
+        if imm == GUEST_RETURN:
+            return "guest-return"
         try:
             return HostService(imm).name.lower()
         except ValueError:
@@ -925,6 +957,7 @@ class Machine:
         target.pc = pc
         target.state = "running"
         target.resume_skip = None
+        target.fault = None
         self._event(cpu, "start", pc, "guest")
         self._progress()
 
@@ -1002,7 +1035,8 @@ class Machine:
                 for target in self._cpus:
                     if target.state != "running":
                         continue
-                    snapshot = target.regs.snapshot() if target.kind == "guest" \
+                    snapshot = target.regs.snapshot() \
+                        if target.kind == "guest" or target.guest_call \
                         else target.progress.to_bytes(8, "little")
                     known = seen.setdefault(target.index, set())
                     if snapshot not in known:
@@ -1022,7 +1056,8 @@ class Machine:
 
     def _report_end(self, code: str, spent: int) -> None:
         pcs = {c.index: c.pc for c in self._cpus if c.state == "running"}
-        listing = ", ".join(f"cpu{i} pc={pc:#x}" for i, pc in pcs.items())
+        listing = ", ".join(f"cpu{i} pc={pc:#x}" + (f" ({where})" if (where := self.where(pc))
+                                                     else "") for i, pc in pcs.items())
         if code == "hang":
             message = f"every CPU spins without shared-memory progress: {listing}"
         else:
@@ -1033,25 +1068,28 @@ class Machine:
     def _quantum(self, target: _Cpu) -> int:
         if self.schedule.kind == "random":
             return self._rng.randint(1, self.schedule.quantum)
-        if self.schedule.kind == "adversarial" and target.kind == "python":
+        if self.schedule.kind == "adversarial" and target.kind == "python" \
+                and not target.guest_call:
             return 1
         return self.schedule.quantum
 
     def _slice(self, target: _Cpu, quantum: int) -> int:
         """Run one slice of ``target``; returns the instructions/operations it is charged."""
-        if target.kind == "python":
+        if target.kind == "python" and not target.guest_call:
             return self._python_slice(target, quantum)
         self._running = target.index
         self._stop_slice = False
         try:
             target.uc.emu_start(target.pc, _UNTIL, 0, quantum)
         except UcError as error:  # a guest fault the hooks did not already record
-            if target.state == "running":
+            if target.state == "running" and target.fault is None:
                 self._fault(target, "guest-exception", f"unicorn stopped: {error}",
                             pc=target.uc.reg_read(_PC), detail={"errno": error.errno})
         finally:
             self._running = None
         target.pc = target.uc.reg_read(_PC)
+        if target.guest_call and target.fault is not None:
+            target.guest_call = False  # the Python side raises GuestFault
         if target.state != "running":
             self._progress()
         target.instructions += quantum
@@ -1091,6 +1129,55 @@ class Machine:
             CpuOutcome(c.index, c.state, c.pc, c.result, c.instructions, c.exception)
             for c in self._cpus
         )
+
+    # ================================================================== guest calls
+    def add_service(self, imm: int, handler: ServiceHandler) -> None:
+        """Serve ``svc #imm`` with ``handler`` (native patcher services; the built-in
+        immediates of :class:`HostService` and the harness traps cannot be replaced)."""
+        if imm in (PROBE_RETURN, GUEST_RETURN) or imm in HostService.__members__.values() \
+                or not 0 <= imm <= 0xFFFF:
+            raise MachineError("MACHINE_CONFIG", f"svc #{imm:#x} cannot be a new service")
+        self._services[imm] = handler
+
+    def add_symbolizer(self, symbolizer: Symbolizer) -> None:
+        """Name code addresses in findings (``symbol+offset (file:line)``)."""
+        self._symbolizers.append(symbolizer)
+
+    def where(self, pc: int) -> str | None:
+        """What a symbolizer says about ``pc``, or None."""
+        for symbolizer in self._symbolizers:
+            found = symbolizer(pc)
+            if found is not None:
+                return found
+        return None
+
+    def call_guest(self, cpu: int, pc: int, args: Sequence[int] = (), *, sp: int,
+                   tpidr: int = 0) -> int:
+        """From Python CPU ``cpu``'s own function: run the guest function at ``pc`` with
+        x0..x7 = ``args`` and stack ``sp`` on that CPU, under the schedule like any guest
+        code, until it returns (the result is x0) or faults (GuestFault is raised)."""
+        target = self._python_step(cpu)
+        if len(args) > 8:
+            raise MachineError("MACHINE_CONFIG", "a guest call takes at most 8 arguments")
+        target.regs.restore(bytes(8 * len(_STATE_REGS)))
+        for index, value in enumerate(args):
+            target.uc.reg_write(_X_REGS[index], value & (2**64 - 1))
+        target.uc.reg_write(_X_REGS[30], GUEST_RETURN_VA)
+        target.uc.reg_write(arm64.UC_ARM64_REG_SP, sp)
+        target.uc.reg_write(arm64.UC_ARM64_REG_TPIDR_EL0, tpidr)
+        target.pc = pc
+        target.resume_skip = None
+        target.guest_call = True
+        self._event(cpu, "call", pc, " ".join(f"{a:#x}" for a in args))
+        self._progress()
+        assert self._scheduler is not None
+        self._scheduler.switch()  # guest slices run until the return trap or a fault
+        while target.guest_call:  # (defensive: resumed before the call ended)
+            self._scheduler.switch()
+        if target.fault is not None:
+            raise GuestFault(target.fault)
+        result = target.result
+        return int(result) if isinstance(result, int) else 0
 
     # ================================================================== probes
     def probe(self, cpu: int, pc: int, args: Mapping[int, int] | None = None,
