@@ -257,6 +257,8 @@ class Machine:
         self._hang_seen: bool | None = None
         self._services: dict[int, ServiceHandler] = {}
         self._symbolizers: list[Symbolizer] = []
+        #: Trace step of a write to code -> where its store instruction is (symbolized).
+        self._writers: dict[int, str] = {}
         self._fetch = FetchModel(
             [LineGeometry(c.dminline, c.iminline, c.idc, c.dic) for c in cpus],
             clean_cache_erratum=clean_cache_erratum,
@@ -647,14 +649,19 @@ class Machine:
         return finding
 
     # ----------------------------------------------------------------- stores to code
-    def _store(self, cpu: int, va: int, pa: int, old: bytes, new: bytes) -> None:
+    def _store(self, cpu: int, va: int, pa: int, old: bytes, new: bytes,
+               pc: int | None = None) -> None:
         """Feed a store over code pages to the fetch model (the caller does the store)."""
         start = pa & ~3
         end = (pa + len(new) + 3) & ~3
         before = self._buffer[start:end]
         after = bytearray(before)
         after[pa - start:pa - start + len(new)] = new
-        step = self._event(cpu, "write", va, f"pa={pa:#x} {old.hex()}->{new.hex()}")
+        by = ""
+        if pc is not None and (where := self.where(pc)) is not None:
+            by = f" by {where}"
+            self._writers[self._step] = where
+        step = self._event(cpu, "write", va, f"pa={pa:#x} {old.hex()}->{new.hex()}{by}")
         for offset in range(0, end - start, 4):
             old_word = int.from_bytes(before[offset:offset + 4], "little")
             new_word = int.from_bytes(after[offset:offset + 4], "little")
@@ -678,7 +685,7 @@ class Machine:
         old = self._buffer[pa:pa + size]
         if old == new:
             return  # also the re-execution of a store whose slice we ended
-        self._store(cpu, address, pa, old, new)
+        self._store(cpu, address, pa, old, new, uc.reg_read(_PC))
         self._stop_slice = True
         uc.emu_stop()
 
@@ -702,6 +709,9 @@ class Machine:
             "old": write.old,
             "new": write.new,
         }
+        writer = self._writers.get(write.step)
+        if writer is not None:
+            detail["write_by"] = writer
         if verdict.missing == "clean" and write.erratum_clean_seen:
             detail["note"] = "DC CVAU does not count as a clean on this platform (A53 erratum)"
         if verdict.kind == "cmodx":
@@ -711,6 +721,8 @@ class Machine:
         else:
             message = (f"executed a word written by cpu{write.writer} at step {write.step} "
                        f"before the maintenance sequence completed: missing {verdict.missing}")
+            if writer is not None:
+                message += f" (the write: {writer})"
             self._report("stale-fetch", message, cpu, pc=va, address=va, detail=detail,
                          kind="fetch-stale")
 
@@ -856,8 +868,10 @@ class Machine:
     def _service(self, target: _Cpu, uc: Any, imm: int, pc: int) -> None:
         cpu = target.index
         step = self._event(cpu, "service", pc, self._service_name(imm))
-        # Taking the SVC and returning from it is context synchronising.
-        self._context_sync(cpu, step)
+        # Taking the SVC and returning from it is context synchronising; the guest-call
+        # return trap is harness plumbing (the code "returns" without an exception).
+        if not (imm == GUEST_RETURN and target.guest_call):
+            self._context_sync(cpu, step)
         x0 = uc.reg_read(_X_REGS[0])
         if imm == PROBE_RETURN and self._probing == cpu:
             target.probe_returned = True

@@ -81,11 +81,12 @@ class ServiceCall:
         target.guest_call = False
         target.result = result
 
-    def fault(self, code: str, message: str, detail: Mapping[str, object] | None = None
-              ) -> None:
-        """Record finding ``code`` at the SVC and stop the CPU."""
+    def fault(self, code: str, message: str, detail: Mapping[str, object] | None = None,
+              *, pc: int | None = None) -> None:
+        """Record finding ``code`` at ``pc`` (default: the SVC) and stop the CPU."""
         machine = self._machine
-        machine._fault(machine._cpus[self.cpu], code, message, pc=self.pc, detail=detail)
+        machine._fault(machine._cpus[self.cpu], code, message,
+                       pc=self.pc if pc is None else pc, detail=detail)
 
 
 ServiceHandler = Callable[[ServiceCall], None]

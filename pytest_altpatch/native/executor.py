@@ -182,9 +182,10 @@ class Installation:
                 location=Location(address=(call.x(30) - 4) & _MASK64))
             call.end_call(0)
             return
-        call.fault("bug", f"{what} at {file}:{line}, called from {caller}",
-                   detail={"file": file, "line": line, "condition": condition,
-                           "caller": caller})
+        # Located at the call into altpatch_bug: the patcher's own BUG site.
+        call.fault("bug", f"{what} at {file}:{line}",
+                   detail={"file": file, "line": line, "condition": condition},
+                   pc=(call.x(30) - 4) & _MASK64)
 
     def _refuse(self, call: ServiceCall) -> None:
         number = call.x(0) & 0xFFFFFFFF

@@ -199,7 +199,8 @@ def _relocate(item: _Placed, defined: Mapping[str, int], code_symbols: list[Code
     for section in loaded.sections:
         section_va[(obj.name, section.name)] = section.va
     for symbol in item.symbols:
-        if symbol.defined and symbol.section is not None:
+        # $x/$d are AArch64 mapping symbols (code/data markers), not names.
+        if symbol.defined and symbol.section is not None and not symbol.name.startswith("$"):
             start = section_va.get((obj.name, symbol.section))
             if start is not None:
                 code_symbols.append(CodeSymbol(obj.name, symbol.name, start + symbol.value,
