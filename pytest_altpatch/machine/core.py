@@ -65,6 +65,7 @@ from pytest_altpatch.machine.config import (
     Schedule,
 )
 from pytest_altpatch.machine.context import CpuContext, GuestFault
+from pytest_altpatch.machine.guest_services import ServiceCall, ServiceHandler, Symbolizer
 from pytest_altpatch.machine.ifetch import FetchModel, FetchVerdict, LineGeometry
 from pytest_altpatch.machine.results import (
     CpuOutcome,
@@ -74,7 +75,6 @@ from pytest_altpatch.machine.results import (
     RunReason,
     RunResult,
 )
-from pytest_altpatch.machine.guest_services import ServiceCall, ServiceHandler, Symbolizer
 from pytest_altpatch.machine.services import GUEST_RETURN, PROBE_RETURN, HostService, svc_word
 from pytest_altpatch.machine.sysregs import (
     ID_REGISTERS,

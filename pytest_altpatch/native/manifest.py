@@ -136,7 +136,7 @@ def _entries(doc: LocatedDocument, value: object, path: str) -> dict[str, Entry]
         if call not in known.styles:
             raise _error(doc, f"{where}.call", f"entry {kind} cannot use call style {call!r}",
                          hint=f"allowed: {', '.join(known.styles)}")
-        entries[kind] = Entry(kind, symbol, cast(abi.CallStyle, call))
+        entries[kind] = Entry(kind, symbol, call)
     return entries
 
 
