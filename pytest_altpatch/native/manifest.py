@@ -204,6 +204,9 @@ def known_shims() -> tuple[str, ...]:
 
 def load_manifest(path: Path) -> Manifest:
     """Read, check and merge (with its shim) the manifest at ``path``."""
+    if not path.is_file():
+        raise NativeError("NATIVE_MANIFEST", f"no manifest at {path}",
+                          location=Location(file=str(path)))
     doc = load_yaml_file(path)
     body = _mapping(doc, doc.value, "")
     unknown = set(body) - _KEYS

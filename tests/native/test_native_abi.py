@@ -184,3 +184,23 @@ def test_an_unregistered_error_return_is_a_native_entry_error(tmp_path: Path) ->
     outcome, _ = _boot(tmp_path, "entry:\n    mov w0, #77\n    ret\n")
     assert outcome.error.code == "NATIVE_ENTRY"  # type: ignore[attr-defined]
     assert "returned 77" in outcome.error.message  # type: ignore[attr-defined]
+
+
+@pytest.mark.skipif(shutil.which("aarch64-linux-gnu-gcc") is None,
+                    reason="aarch64-linux-gnu-gcc is not installed")
+def test_c_example_passes_its_corpus_on_three_schedules(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    example = ROOT / "conformance" / "native" / "c"
+    for name in ("manifest.yaml", "patcher.c"):
+        shutil.copy(example / name, tmp_path / name)
+    assert main(["native", "cflags"]) == 0
+    flags = capsys.readouterr().out.split()
+    done = subprocess.run(["aarch64-linux-gnu-gcc", "-O2", "-g", "-Wall", "-Werror", *flags,
+                           "-c", "patcher.c"], cwd=tmp_path, capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    results, _ = run_corpus(load_native_patcher(tmp_path / "manifest.yaml"),
+                            "rr:100,random:1,adversarial")
+    assert len(results) >= 50  # boot and late cases of linux-4.9
+    failed = [f"{r.item}\n{r.report}" for r in results if not r.passed]
+    assert not failed, "\n".join(failed)
