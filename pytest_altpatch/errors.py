@@ -90,6 +90,11 @@ ERROR_CODES: Final[Mapping[str, str]] = {
     "LATE_CPU_MISSING_FEATURE": "a late CPU lacks a system feature that is enabled",
     "LATE_CPU_MIDR_MISMATCH": "a late CPU's MIDR differs from the boot CPU's (Xen)",
     "LATE_CPU_CACHE_LINE": "a late CPU's D-cache line size differs from the boot CPU's (Xen)",
+    # --- shipped kernel images and their target profiles (phase: build) ---
+    "PROFILE_UNKNOWN": "no target profile has that name (and no such profile file exists)",
+    "PROFILE_INVALID": "a target profile file is malformed (version, field or value)",
+    "IMAGE_MISSING_SYMBOL": "a kernel image lacks a symbol its target profile names",
+    "IMAGE_UNAVAILABLE": "a shipped kernel image cannot be had (download or unpacking failed)",
 }
 
 
@@ -257,6 +262,12 @@ class PatchError(AltpatchError):
     default_phase: Phase = "boot"
 
 
+class KernelError(AltpatchError):
+    """A shipped kernel image or its target profile cannot be used as asked."""
+
+    default_phase: Phase = "build"
+
+
 __all__ = [
     "ERROR_CODES",
     "PHASES",
@@ -266,6 +277,7 @@ __all__ = [
     "ElfError",
     "EncodingError",
     "ErrorInfo",
+    "KernelError",
     "Location",
     "PatchError",
     "Phase",
