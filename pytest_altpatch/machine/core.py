@@ -83,6 +83,7 @@ from pytest_altpatch.machine.sysregs import (
     in_id_space,
 )
 from pytest_altpatch.machine.trace import Trace, TraceEvent
+from pytest_altpatch.machine.traps import TrapCall, TrapHandler
 
 # unicorn's binding is only partly typed: its engine class is used as Any.
 Uc: Any = _unicorn.__dict__["Uc"]
@@ -196,6 +197,9 @@ class _Cpu:
         self.barrier_hooks: dict[int, int] = {}
         self.write_hooks: list[int] = []
         self.resume_skip: int | None = None
+        self.trap_hooks: dict[int, int] = {}
+        self.trap_hit: int | None = None
+        self.trap_skip: int | None = None
         self.probe_returned = False
         #: A Python CPU running guest code (call_guest) until it returns or faults.
         self.guest_call = False
@@ -259,6 +263,7 @@ class Machine:
         self._symbolizers: list[Symbolizer] = []
         #: Trace step of a write to code -> where its store instruction is (symbolized).
         self._writers: dict[int, str] = {}
+        self._code_traps: dict[int, TrapHandler] = {}
         self._fetch = FetchModel(
             [LineGeometry(c.dminline, c.iminline, c.idc, c.dic) for c in cpus],
             clean_cache_erratum=clean_cache_erratum,
@@ -613,6 +618,65 @@ class Machine:
             actions, self._after_slice = self._after_slice, []
             for action in actions:
                 action()
+
+    # ================================================================== code traps
+    def add_code_trap(self, va: int, handler: TrapHandler) -> None:
+        """Stop any guest CPU about to execute the word at ``va`` and call ``handler``
+        between slices (see :mod:`.traps`).  ``va`` must be mapped executable when run."""
+        if va % 4 or not 0 <= va < VA_LIMIT:
+            raise MachineError("MACHINE_MAPPING", f"trap address {va:#x} is not a word address")
+        if va in self._code_traps:
+            raise MachineError("MACHINE_MAPPING", f"{va:#x} already has a code trap")
+        self._code_traps[va] = handler
+        for cpu in self._cpus:
+            self._soon(functools.partial(self._add_trap_hook, cpu, va))
+
+    def _add_trap_hook(self, cpu: _Cpu, va: int) -> None:
+        cpu.trap_hooks[va] = cpu.uc.hook_add(UC_HOOK_CODE, self._on_code_trap, cpu.index,
+                                             va, va + 3)
+        cpu.uc.ctl_remove_cache(va, va + 4)
+
+    def _on_code_trap(self, uc: Any, address: int, size: int, cpu: int) -> None:
+        target = self._cpus[cpu]
+        if target.trap_skip == address:
+            target.trap_skip = None
+            return
+        target.trap_hit = address
+        self._stop_slice = True
+        uc.emu_stop()
+
+    def _take_trap(self, target: _Cpu) -> None:
+        address = target.trap_hit
+        target.trap_hit = None
+        if address is None or target.pc != address:
+            return  # the slice ended elsewhere (a fault): nothing to handle
+        call = TrapCall(self, target.index, address)
+        self._code_traps[address](call)
+        if call.progressed:
+            self._progress()
+
+    def x_register(self, index: int) -> int:
+        """Unicorn's register id of ``x<index>`` (0-30)."""
+        if not 0 <= index <= 30:
+            raise MachineError("MACHINE_CONFIG", f"x{index} is not a general register")
+        return int(_X_REGS[index])
+
+    def read_virtual(self, va: int, size: int) -> bytes | None:
+        """``size`` bytes at ``va`` through the mapping table (harness-side, no fetch
+        model, no permissions), or None when any page is unmapped."""
+        out = bytearray()
+        while size > 0:
+            found = self.translate(va)
+            if found is None:
+                return None
+            chunk = min(size, PAGE_SIZE - (va & (PAGE_SIZE - 1)))
+            out += self._buffer[found[0]:found[0] + chunk]
+            va, size = va + chunk, size - chunk
+        return bytes(out)
+
+    def record(self, cpu: int, kind: str, address: int, detail: str = "") -> int:
+        """Append a harness event to the trace; returns its step."""
+        return self._event(cpu, kind, address, detail)
 
     # ================================================================== events, findings
     def _event(self, cpu: int, kind: str, address: int, detail: str = "") -> int:
@@ -972,6 +1036,7 @@ class Machine:
         target.state = "running"
         target.resume_skip = None
         target.fault = None
+        target.trap_hit = target.trap_skip = None
         self._event(cpu, "start", pc, "guest")
         self._progress()
 
@@ -1104,6 +1169,8 @@ class Machine:
         target.pc = target.uc.reg_read(_PC)
         if target.guest_call and target.fault is not None:
             target.guest_call = False  # the Python side raises GuestFault
+        if target.trap_hit is not None and target.state == "running":
+            self._take_trap(target)
         if target.state != "running":
             self._progress()
         target.instructions += quantum
