@@ -255,14 +255,14 @@ def _judge_hotplug(case: Case, outcome: Outcome) -> list[Discrepancy]:
         if got is None:
             if outcome.error is None:
                 found.append(Discrepancy("hotplug-mismatch",
-                                         f"late cpu {expected.cpu} was never brought up",
+                                         f"late cpu{expected.cpu} was never brought up",
                                          "hotplug", where))
             continue
         verdict = "accepted" if got.accepted else "refused"
         if verdict != expected.verdict or (expected.code and expected.code != got.code):
             found.append(Discrepancy(
                 "hotplug-mismatch",
-                f"late cpu {expected.cpu}: expected {expected.verdict}"
+                f"late cpu{expected.cpu}: expected {expected.verdict}"
                 f"{' ' + expected.code if expected.code else ''}, got {verdict}"
                 f"{' ' + got.code if got.code else ''} ({got.message})",
                 "hotplug", where))

@@ -277,6 +277,12 @@ class Machine:
         self._map_pages(HARNESS_VA + PAGE_SIZE, self._harness_pa + PAGE_SIZE, PROBE_STACK_SIZE,
                         Perms.R | Perms.W, "harness")
 
+    def set_clean_cache_erratum(self, on: bool) -> None:
+        """Whether DC CVAU is insufficient (an online CPU has the Cortex-A53 errata); set
+        by the runner once it knows which CPUs are online when patched text runs."""
+        self.clean_cache_erratum = on
+        self._fetch.set_clean_cache_erratum(on)
+
     # ================================================================== construction
     def _make_cpu(self, index: int, config: CpuConfig) -> _Cpu:
         uc: Any = Uc(UC_ARCH_ARM64, UC_MODE_ARM, arm64.UC_CPU_ARM64_MAX)

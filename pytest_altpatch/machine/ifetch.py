@@ -111,6 +111,10 @@ class FetchModel:
         self._pending_count = [0] * len(self._geometry)
         self._last_sync = [-1] * len(self._geometry)
 
+    def set_clean_cache_erratum(self, on: bool) -> None:
+        """Whether DC CVAU stops counting as a clean, for maintenance from now on."""
+        self._erratum = on
+
     # --- queries -------------------------------------------------------------------
     def pending_for(self, cpu: int) -> int:
         """How many modified words ``cpu`` may not yet execute."""

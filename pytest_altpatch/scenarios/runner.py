@@ -48,6 +48,7 @@ from pytest_altpatch.scenarios.outcome import (
     ProbeOutcome,
     SectionSnapshot,
 )
+from pytest_altpatch.spec.cpu_numbers import cpu_instance, cpu_numbering
 from pytest_altpatch.spec.model import Case, Catalog, CpuInstance, Dialect, ProbeSpec
 
 PAGE: Final = 4096
@@ -261,12 +262,20 @@ class BootSession:
         return build_image(self.case, dialect=self.dialect, numbering=numbering,
                            harness_text=harness_source())
 
+    def clean_cache_needed(self, cpus: Sequence[int]) -> bool:
+        """Whether one of ``cpus`` (case CPU numbers) has an erratum making DC CVAU
+        insufficient.  Only CPUs online when patched text runs count (INTERPRETING §7):
+        a late CPU that would need it is a hot-plug question, not a boot one."""
+        instances = [cpu_instance(self.case, cpu) for cpu in cpus]
+        return any(
+            erratum.capability == CLEAN_CACHE_CAP and erratum.affects(cpu.midr, cpu.revidr)
+            for erratum in self.catalog.errata.values() for cpu in instances
+        )
+
     def _make_machine(self, image: Image) -> Machine:
         cpus = (*self.case.platform, *self.case.late_cpus)
-        clean_cache = any(
-            erratum.capability == CLEAN_CACHE_CAP and erratum.affects(cpu.midr, cpu.revidr)
-            for erratum in self.catalog.errata.values() for cpu in cpus
-        )
+        # Every boot CPU until the secondaries are up; then the online ones (Xen parks).
+        clean_cache = self.clean_cache_needed(range(len(self.case.platform)))
         for section in image.sections:
             self.section_pa[section.name] = self.allocator.take(len(section.content))
         harness_pa = self.allocator.take(HARNESS_DATA_SIZE)
@@ -467,6 +476,7 @@ class BootSession:
             self._detect(secondaries)
         for cpu in secondaries:
             (self.parked if self._xen_parks(cpu) else self.online).append(cpu)
+        self.machine.set_clean_cache_erratum(self.clean_cache_needed(self.online))
         caps = self._resolve(self.online)
         self.capabilities = caps
         self.env = env = self.environment(caps, region)
@@ -503,9 +513,8 @@ class BootSession:
     def _hotplug(self) -> tuple[HotplugOutcome, ...]:
         assert self.capabilities is not None
         results: list[HotplugOutcome] = []
-        nboot = len(self.case.platform)
-        for index in range(len(self.case.late_cpus)):
-            cpu = nboot + index
+        numbering = cpu_numbering(self.case)
+        for index, cpu in enumerate(numbering.late_numbers):
             self._detect([cpu])
             verdict = late_cpu_verdict(
                 self.readings[cpu], self.readings[0], self.capabilities, self.catalog,
@@ -514,8 +523,8 @@ class BootSession:
             if verdict.accepted:
                 self._bring_up(cpu)
                 self.online.append(cpu)
-            results.append(HotplugOutcome(index, cpu, verdict.accepted, verdict.code,
-                                          verdict.message))
+            results.append(HotplugOutcome(cpu=cpu, late_index=index, accepted=verdict.accepted,
+                                          code=verdict.code, message=verdict.message))
         return tuple(results)
 
 
