@@ -90,6 +90,8 @@ ERROR_CODES: Final[Mapping[str, str]] = {
     "LATE_CPU_MISSING_FEATURE": "a late CPU lacks a system feature that is enabled",
     "LATE_CPU_MIDR_MISMATCH": "a late CPU's MIDR differs from the boot CPU's (Xen)",
     "LATE_CPU_CACHE_LINE": "a late CPU's D-cache line size differs from the boot CPU's (Xen)",
+    # --- patcher entries ---
+    "PATCHER_BAD_RESULT": "a patcher entry returned a value of the wrong kind",
 }
 
 

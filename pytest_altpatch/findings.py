@@ -38,6 +38,8 @@ FINDING_CODES: Final[Mapping[str, str]] = {
     "unexpected-error": "the run ended with an error the case does not expect",
     "missing-error": "the case expects an error that did not happen",
     "hotplug-mismatch": "a hot-plugged CPU's verdict differs from the expectation",
+    "patcher-caps-mismatch": "the patcher's own capability detection differs from the expectation",
+    "patcher-hotplug-mismatch": "the patcher's own late-CPU check differs from the expectation",
 }
 
 

@@ -136,6 +136,15 @@ def _judge_phase(case: Case, outcome: Outcome, name: str, expectation: PhaseExpe
                 name, case.location_of(f"{json_path}.caps"),
                 detail={"expected": sorted(want), "actual": sorted(got),
                         "per_cpu": [list(c) for c in phase.caps_per_cpu]}))
+    if expectation.caps is not None and phase.patcher_caps is not None:
+        want, got = set(expectation.caps), set(phase.patcher_caps)
+        if want != got:
+            found.append(Discrepancy(
+                "patcher-caps-mismatch",
+                f"the patcher's own detection decided {sorted(got)}, expected {sorted(want)} "
+                f"(missing {sorted(want - got)}, extra {sorted(got - want)})",
+                name, case.location_of(f"{json_path}.caps"),
+                detail={"expected": sorted(want), "actual": sorted(got)}))
     found += _judge_streams(case, outcome, phase, expectation, json_path)
     found += _judge_probes(case, phase, expectation, json_path)
     found += _judge_findings(case, phase, expectation, json_path)
@@ -265,6 +274,16 @@ def _judge_hotplug(case: Case, outcome: Outcome) -> list[Discrepancy]:
                 f"late cpu {expected.cpu}: expected {expected.verdict}"
                 f"{' ' + expected.code if expected.code else ''}, got {verdict}"
                 f"{' ' + got.code if got.code else ''} ({got.message})",
+                "hotplug", where))
+        if got.patcher_accepted is None:
+            continue
+        own = "accepted" if got.patcher_accepted else "refused"
+        if own != expected.verdict or (expected.code and expected.code != got.patcher_code):
+            found.append(Discrepancy(
+                "patcher-hotplug-mismatch",
+                f"late cpu {expected.cpu}: the patcher's own check {own} it"
+                f"{' with ' + got.patcher_code if got.patcher_code else ''}, expected "
+                f"{expected.verdict}{' ' + expected.code if expected.code else ''}",
                 "hotplug", where))
     return found
 

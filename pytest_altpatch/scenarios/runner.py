@@ -34,6 +34,7 @@ from pytest_altpatch.patchers.capabilities import (
     semantics_of,
 )
 from pytest_altpatch.patchers.contract import AltRegion, PatchEnvironment, Patcher
+from pytest_altpatch.scenarios import patcher_checks
 from pytest_altpatch.scenarios.harness import (
     BRINGUP_SYMBOL,
     DETECT_SYMBOL,
@@ -213,6 +214,8 @@ class BootSession:
     spare_pa: int = 0  # start of physical memory left for late payloads
     findings_seen: int = 0
     last_run: RunResult | None = None
+    #: What the patcher's own detection decided so far (``cpu-detection``), else None.
+    detected: frozenset[int] | None = None
 
     @property
     def dialect(self) -> Dialect:
@@ -453,6 +456,9 @@ class BootSession:
         nboot = len(self.case.platform)
         self._detect([0])
         self.online = [0]
+        error = patcher_checks.run_detection(self, [0])
+        if error is not None:
+            return self._failed_boot(error)
         region = self.kernel_region()
         if "two-pass" in self.patcher.features:
             early = self._resolve([0])
@@ -466,6 +472,9 @@ class BootSession:
             self._detect(secondaries)
         for cpu in secondaries:
             (self.parked if self._xen_parks(cpu) else self.online).append(cpu)
+        error = patcher_checks.run_detection(self, self.online[1:])
+        if error is not None:
+            return self._failed_boot(error)
         caps = self._resolve(self.online)
         self.capabilities = caps
         self.env = env = self.environment(caps, region)
@@ -475,7 +484,7 @@ class BootSession:
             # A refusal, a crash, a fault, a hang or an exhausted budget: the CPUs left in
             # the rendezvous cannot run probes, and the findings already tell the story.
             return self._failed_boot(error)
-        plugged = self._hotplug() if hotplug else ()
+        plugged, hotplug_error = self._hotplug() if hotplug else ((), None)
         findings = self.new_findings()
         expectation = self.case.expect.boot
         # Probes run last, so accepted hot-plugged CPUs run the patched text too.
@@ -484,9 +493,15 @@ class BootSession:
             phase="boot", caps=tuple(sorted(caps.system)),
             caps_per_cpu=tuple(tuple(sorted(c)) for c in caps.per_cpu),
             sections=self.snapshots(), probes=probes, findings=findings,
-            patchable=self.patchable(),
+            patchable=self.patchable(), patcher_caps=self.patcher_caps(),
         )
-        return self._outcome(phases=(boot_phase,), hotplug=plugged)
+        return self._outcome(phases=(boot_phase,), hotplug=plugged, error=hotplug_error)
+
+    def patcher_caps(self) -> tuple[str, ...] | None:
+        """The patcher's own detection result by name, or None if it has none."""
+        if self.detected is None:
+            return None
+        return patcher_checks.cap_names(self, self.detected)
 
     def patchable(self) -> tuple[tuple[int, int], ...]:
         """Ranges the patcher may change: every site of the base table."""
@@ -499,13 +514,16 @@ class BootSession:
                              patchable=self.patchable())
         return self._outcome(phases=(phase,), error=error)
 
-    def _hotplug(self) -> tuple[HotplugOutcome, ...]:
+    def _hotplug(self) -> tuple[tuple[HotplugOutcome, ...], ErrorInfo | None]:
         assert self.capabilities is not None
         results: list[HotplugOutcome] = []
         nboot = len(self.case.platform)
         for index in range(len(self.case.late_cpus)):
             cpu = nboot + index
             self._detect([cpu])
+            own = patcher_checks.late_cpu_check(self, cpu)
+            if own.error is not None:
+                return tuple(results), own.error
             verdict = late_cpu_verdict(
                 self.readings[cpu], self.readings[0], self.capabilities, self.catalog,
                 self.dialect, hmp_unsafe=self.case.options.hmp_unsafe,
@@ -514,8 +532,8 @@ class BootSession:
                 self._bring_up(cpu)
                 self.online.append(cpu)
             results.append(HotplugOutcome(index, cpu, verdict.accepted, verdict.code,
-                                          verdict.message))
-        return tuple(results)
+                                          verdict.message, own.accepted, own.code))
+        return tuple(results), None
 
 
 def _in_phase(exc: AltpatchError, phase: Phase) -> ErrorInfo:
