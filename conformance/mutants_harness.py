@@ -11,11 +11,11 @@ default options.  Use them as ``--altpatch-patcher conformance.mutants_harness:N
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final
+from typing import Final, cast
 
 from conformance.mutants import Mutant, _as
 from pytest_altpatch.machine import CpuContext
-from pytest_altpatch.patchers.contract import LateCpuEnvironment
+from pytest_altpatch.patchers.contract import LateCpuEnvironment, PatchEnvironment
 from pytest_altpatch.patchers.reference import ReferencePatcher
 from pytest_altpatch.spec.model import MIDR_RV_MASK, MidrRange
 
@@ -75,6 +75,39 @@ class LateCpuErrataUnchecked(ReferencePatcher):
         return None if code == "LATE_CPU_ERRATUM" else code
 
 
+# ----------------------------------------------------------- harness observations
+
+
+class _KeepsAliases:
+    """A context whose ``vunmap`` does nothing (every other operation passes through)."""
+
+    def __init__(self, ctx: CpuContext) -> None:
+        self._ctx = ctx
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._ctx, name)
+
+    def vunmap(self, va: int) -> None:
+        """Forget to unmap."""
+
+
+class VmapNeverUnmapped(ReferencePatcher):
+    """Xen: the writable vmap alias of text is never unmapped after patching."""
+
+    def apply_alternatives_all(self, ctx: CpuContext, env: PatchEnvironment) -> None:
+        super().apply_alternatives_all(cast(CpuContext, _KeepsAliases(ctx)), env)
+
+
+class RendezvousArray(ReferencePatcher):
+    """Treats the one rendezvous word as a per-CPU array of arrival flags."""
+
+    def apply_alternatives_all(self, ctx: CpuContext, env: PatchEnvironment) -> None:
+        ctx.write32(env.sync_va - 4 * ctx.cpu, 1)  # "my slot", below the word for cpu > 0
+        if ctx.cpu == 0:
+            ctx.write32(env.sync_va, 0)
+        super().apply_alternatives_all(ctx, env)
+
+
 HARNESS_MUTANTS: Final[Mapping[str, Mutant]] = {
     m.name: m for m in (
         Mutant("xen-boot-cpu-only-detection", _as(BootCpuOnlyDetection, "xen-4.17"),
@@ -93,6 +126,10 @@ HARNESS_MUTANTS: Final[Mapping[str, Mutant]] = {
                "the first fixed revision after an erratum range matched"),
         Mutant("late-cpu-errata-unchecked", _as(LateCpuErrataUnchecked, "linux-6.1"),
                "Linux before 6a6efbb45b7d: hot-plugged CPUs' errata not verified"),
+        Mutant("vmap-never-unmapped", _as(VmapNeverUnmapped, "xen-4.17"),
+               "the writable vmap alias of text left mapped after boot patching"),
+        Mutant("rendezvous-array", _as(RendezvousArray, "linux-6.1"),
+               "per-CPU arrival flags written below the one rendezvous word"),
     )
 }
 

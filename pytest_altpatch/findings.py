@@ -40,6 +40,9 @@ FINDING_CODES: Final[Mapping[str, str]] = {
     "hotplug-mismatch": "a hot-plugged CPU's verdict differs from the expectation",
     "patcher-caps-mismatch": "the patcher's own capability detection differs from the expectation",
     "patcher-hotplug-mismatch": "the patcher's own late-CPU check differs from the expectation",
+    # --- the harness, when a patcher entry returns ---
+    "alias-left-mapped": "a vmap alias the patcher made was still mapped when it returned",
+    "harness-write": "the patcher changed memory the harness owns (detection records, ...)",
 }
 
 

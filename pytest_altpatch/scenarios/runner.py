@@ -34,7 +34,7 @@ from pytest_altpatch.patchers.capabilities import (
     semantics_of,
 )
 from pytest_altpatch.patchers.contract import AltRegion, PatchEnvironment, Patcher
-from pytest_altpatch.scenarios import patcher_checks
+from pytest_altpatch.scenarios import patcher_checks, watch
 from pytest_altpatch.scenarios.harness import (
     BRINGUP_SYMBOL,
     DETECT_SYMBOL,
@@ -401,11 +401,13 @@ class BootSession:
                     refusals[cpu] = exc
             return body
 
+        before = watch.watch(self)
         for cpu in cpus:
             machine.start_python(cpu, on(cpu))
         result = machine.run(
             until=lambda: bool(refusals) or any(machine.cpu_state(c) == "faulted" for c in cpus))
         self.last_run = result
+        watch.check(self, before, cpus)
         if refusals:
             cpu = min(refusals)
             return result, refusals[cpu].info()

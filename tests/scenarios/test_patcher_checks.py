@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from typing import Final
 
 import pytest
@@ -55,7 +54,7 @@ class Undeclared(ReferencePatcher):
         self.features = self.features - {"cpu-detection", "late-cpu-check"}
 
     def detect_capabilities(self, ctx: CpuContext, env: DetectionEnvironment
-                            ) -> Collection[int]:
+                            ) -> frozenset[int]:
         raise AssertionError("detection must not run without the feature")
 
 
