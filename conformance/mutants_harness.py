@@ -11,6 +11,7 @@ default options.  Use them as ``--altpatch-patcher conformance.mutants_harness:N
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Final, cast
 
 from conformance.mutants import Mutant, _as
@@ -108,6 +109,28 @@ class RendezvousArray(ReferencePatcher):
         super().apply_alternatives_all(ctx, env)
 
 
+# --------------------------------------------------------------------------- two passes
+
+
+class NoBootCpuPass(ReferencePatcher):
+    """Skips the boot-CPU pass and patches every capability under stop_machine: the end
+    state is right, but the boot CPU ran unpatched boot-scope code (BTI) meanwhile."""
+
+    def apply_boot_alternatives(self, ctx: CpuContext, env: PatchEnvironment) -> None:
+        return
+
+    def apply_alternatives_all(self, ctx: CpuContext, env: PatchEnvironment) -> None:
+        super().apply_alternatives_all(ctx, replace(env, boot_caps=frozenset()))
+
+
+class EverythingInBootCpuPass(ReferencePatcher):
+    """Patches every capability CPU0 has in the boot-CPU pass, before the secondaries
+    could veto a system feature."""
+
+    def apply_boot_alternatives(self, ctx: CpuContext, env: PatchEnvironment) -> None:
+        super().apply_boot_alternatives(ctx, replace(env, boot_caps=env.caps))
+
+
 HARNESS_MUTANTS: Final[Mapping[str, Mutant]] = {
     m.name: m for m in (
         Mutant("xen-boot-cpu-only-detection", _as(BootCpuOnlyDetection, "xen-4.17"),
@@ -126,6 +149,10 @@ HARNESS_MUTANTS: Final[Mapping[str, Mutant]] = {
                "the first fixed revision after an erratum range matched"),
         Mutant("late-cpu-errata-unchecked", _as(LateCpuErrataUnchecked, "linux-6.1"),
                "Linux before 6a6efbb45b7d: hot-plugged CPUs' errata not verified"),
+        Mutant("no-boot-cpu-pass", _as(NoBootCpuPass, "linux-6.1"),
+               "two-pass kernel without the boot-CPU pass (all patched in stop_machine)"),
+        Mutant("everything-in-boot-cpu-pass", _as(EverythingInBootCpuPass, "linux-6.1"),
+               "every capability of CPU0 patched in the boot-CPU pass"),
         Mutant("vmap-never-unmapped", _as(VmapNeverUnmapped, "xen-4.17"),
                "the writable vmap alias of text left mapped after boot patching"),
         Mutant("rendezvous-array", _as(RendezvousArray, "linux-6.1"),

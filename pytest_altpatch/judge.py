@@ -57,6 +57,9 @@ def judge(case: Case, outcome: Outcome) -> Verdict:
     found: list[Discrepancy] = []
     expected_error = _expected_error(case, outcome.mode)
     found += _judge_error(case, expected_error, outcome.error)
+    if outcome.mode == "boot" and case.expect.boot_cpu is not None:
+        found += _judge_phase(case, outcome, "boot-cpu", case.expect.boot_cpu,
+                              "expect.boot_cpu")
     if outcome.mode == "boot" and case.expect.boot is not None:
         found += _judge_phase(case, outcome, "boot", case.expect.boot, "expect.boot")
     if outcome.mode == "late" and case.expect.late is not None:
@@ -77,7 +80,7 @@ def _expected_error(case: Case, mode: str) -> ErrorExpectation | None:
         return case.expect.error
     phases: list[PhaseExpectation | None] = []
     if mode == "boot":
-        phases.append(case.expect.boot)
+        phases += [case.expect.boot_cpu, case.expect.boot]
     elif case.expect.late is not None:
         late = case.expect.late
         phases += [late.load, late.apply, late.revert]

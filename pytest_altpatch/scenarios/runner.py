@@ -111,7 +111,7 @@ def has_mode(case: Case, mode: str) -> bool:
     if mode == "late":
         return expect.late is not None or (expect.error is not None
                                            and expect.error.phase == "late")
-    return (expect.boot is not None or bool(expect.hotplug)
+    return (expect.boot is not None or expect.boot_cpu is not None or bool(expect.hotplug)
             or (expect.error is not None and expect.error.phase != "late"
                 and expect.late is None))
 
@@ -216,6 +216,8 @@ class BootSession:
     last_run: RunResult | None = None
     #: What the patcher's own detection decided so far (``cpu-detection``), else None.
     detected: frozenset[int] | None = None
+    #: Phases observed before the boot phase (the boot-CPU pass of two-pass dialects).
+    early_phases: list[PhaseOutcome] = field(default_factory=list)
 
     @property
     def dialect(self) -> Dialect:
@@ -469,6 +471,7 @@ class BootSession:
                 ctx, env))
             if error is not None:
                 return self._failed_boot(error)
+            self._observe_boot_cpu_pass(early)
         secondaries = list(range(1, nboot))
         if secondaries:
             self._detect(secondaries)
@@ -497,7 +500,18 @@ class BootSession:
             sections=self.snapshots(), probes=probes, findings=findings,
             patchable=self.patchable(), patcher_caps=self.patcher_caps(),
         )
-        return self._outcome(phases=(boot_phase,), hotplug=plugged, error=hotplug_error)
+        return self._outcome(phases=(*self.early_phases, boot_phase), hotplug=plugged,
+                             error=hotplug_error)
+
+    def _observe_boot_cpu_pass(self, early: Capabilities) -> None:
+        """The observation point between the passes: only CPU0 is up (expect.boot_cpu)."""
+        expectation = self.case.expect.boot_cpu
+        if expectation is None:
+            return  # findings so far stay with the boot phase
+        self.early_phases.append(PhaseOutcome(
+            phase="boot-cpu", caps=tuple(sorted(early.boot_cpu)),
+            sections=self.snapshots(), probes=self.run_probes(expectation.probes, [0]),
+            findings=self.new_findings(), patchable=self.patchable()))
 
     def patcher_caps(self) -> tuple[str, ...] | None:
         """The patcher's own detection result by name, or None if it has none."""
@@ -514,7 +528,7 @@ class BootSession:
         phase = PhaseOutcome(phase="boot", sections=self.snapshots(),
                              findings=self.new_findings(), error=error,
                              patchable=self.patchable())
-        return self._outcome(phases=(phase,), error=error)
+        return self._outcome(phases=(*self.early_phases, phase), error=error)
 
     def _hotplug(self) -> tuple[tuple[HotplugOutcome, ...], ErrorInfo | None]:
         assert self.capabilities is not None
