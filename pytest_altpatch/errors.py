@@ -102,6 +102,8 @@ ERROR_CODES: Final[Mapping[str, str]] = {
     "IMAGE_UNAVAILABLE": "a shipped kernel image cannot be had (download or unpacking failed)",
     # --- choosing a patcher (phase: load) ---
     "PATCHER_DIALECT": "a dialect asked for is unknown, or not one the patcher implements",
+    # --- patcher entries ---
+    "PATCHER_BAD_RESULT": "a patcher entry returned a value of the wrong kind",
 }
 
 

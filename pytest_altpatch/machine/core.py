@@ -308,6 +308,16 @@ class Machine:
         """Every finding since the machine was built, in order."""
         return tuple(self._findings)
 
+    @property
+    def vmaps(self) -> Mapping[int, int]:
+        """The vmap aliases mapped now: first page VA -> length in bytes."""
+        return dict(self._vmaps)
+
+    def note(self, code: str, message: str, *, cpu: int, address: int | None = None,
+             detail: Mapping[str, object] | None = None) -> Finding:
+        """Record a finding the caller observed about the machine (it does not stop a CPU)."""
+        return self._report(code, message, cpu, address=address, detail=detail)
+
     def cpu_state(self, cpu: int) -> CpuState:
         """The current state of CPU ``cpu``."""
         return self._cpu(cpu).state

@@ -77,6 +77,7 @@ _MACRO_USES: Final[tuple[tuple[re.Pattern[str], tuple[str, ...]], ...]] = (
 _PHASE_OF_SECTION: Final[Mapping[str, tuple[ExpectPhase, ...]]] = {
     "expect.error": ("load", "build"),
     "expect.boot.error": ("boot",),
+    "expect.boot_cpu.error": ("boot",),
     "expect.late.load.error": ("late",),
     "expect.late.apply.error": ("late",),
     "expect.late.revert.error": ("late",),
@@ -494,8 +495,14 @@ class _Resolver:
             hotplug=self.hotplug(expect_raw.get("hotplug"),
                                  CpuNumbering(platform, late_cpus)),
             error=self.error(expect_raw.get("error"), "expect.error"),
+            # Only CPU0 is up at this point, so probes may name CPU 0 alone.
+            boot_cpu=self.phase(expect_raw.get("boot_cpu"), "expect.boot_cpu", base_labels, 1),
         )
-        if expect.error is not None and (expect.boot or expect.late or expect.hotplug):
+        if expect.boot_cpu is not None and "two-pass" not in requires:
+            self.problem("SPEC_SCHEMA", "expect.boot_cpu observes the boot-CPU pass: the case "
+                         "must require two-pass", "expect.boot_cpu")
+        if expect.error is not None and (expect.boot or expect.late or expect.hotplug
+                                         or expect.boot_cpu):
             self.problem("SPEC_SCHEMA",
                          "a case that expects a load or build error cannot expect later phases",
                          "expect.error")
