@@ -24,6 +24,7 @@ import functools
 import mmap
 import random
 import re
+import struct
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -55,7 +56,9 @@ from unicorn.unicorn_py3.unicorn import uclib
 from pytest_altpatch.a64.classify import CACHE_OPS, barrier, exception_call
 from pytest_altpatch.findings import Finding
 from pytest_altpatch.machine.config import (
+    MAX_CODE_BUFFER,
     MAX_CPUS,
+    MIN_CODE_BUFFER,
     PAGE_SIZE,
     VA_LIMIT,
     Budget,
@@ -90,8 +93,8 @@ UcError: Any = _unicorn.__dict__["UcError"]
 PAGE_SHIFT: Final = 12
 #: Exit address of every slice: never reachable (all VAs are below 2**47).
 _UNTIL: Final = 1 << 48
-#: Per-instance translation buffer: small enough that 256 CPUs fit in memory.
-TCG_BUFFER_SIZE: Final = 4 << 20
+#: Default per-instance translation buffer (a caller that knows its code passes less).
+TCG_BUFFER_SIZE: Final = MAX_CODE_BUFFER
 #: Granule of the per-CPU stale-line code hooks.
 HOOK_LINE: Final = 64
 #: Where ``vmap`` places RW aliases.
@@ -109,6 +112,7 @@ _X_REGS: Final = tuple(getattr(arm64, f"UC_ARM64_REG_X{i}") for i in range(31))
 _STATE_REGS: Final = (*_X_REGS, arm64.UC_ARM64_REG_SP, arm64.UC_ARM64_REG_PC,
                       arm64.UC_ARM64_REG_NZCV)
 _PC: Final = arm64.UC_ARM64_REG_PC
+_SP_SLOT: Final = _STATE_REGS.index(arm64.UC_ARM64_REG_SP)
 
 _UC_PROT: Final = {Perms.R: UC_PROT_READ, Perms.W: UC_PROT_WRITE, Perms.X: UC_PROT_EXEC}
 
@@ -159,6 +163,8 @@ class _RegisterFile:
         self.values = (ctypes.c_uint64 * count)()
         base = ctypes.addressof(self.values)
         self._ptrs = (ctypes.c_void_p * count)(*(base + 8 * i for i in range(count)))
+        self._pc_value = ctypes.c_uint64()
+        self._pc_ptr = ctypes.byref(self._pc_value)
 
     def snapshot(self) -> bytes:
         """All registers as bytes (for hang detection and probes)."""
@@ -169,6 +175,11 @@ class _RegisterFile:
         """Write back a snapshot taken by :meth:`snapshot`."""
         ctypes.memmove(self.values, state, len(state))
         uclib.uc_reg_write_batch(self._uch, self._ids, self._ptrs, self._count)
+
+    def pc(self) -> int:
+        """The program counter (one engine call, without the binding's dispatch)."""
+        uclib.uc_reg_read(self._uch, _PC, self._pc_ptr)
+        return self._pc_value.value
 
 
 class _Cpu:
@@ -214,6 +225,7 @@ class Machine:
         budget: Budget = _DEFAULT_BUDGET,
         clean_cache_erratum: bool = False,
         trace_capacity: int = 8192,
+        code_buffer: int = TCG_BUFFER_SIZE,
     ) -> None:
         if not 1 <= len(cpus) <= MAX_CPUS:
             raise MachineError("MACHINE_CONFIG", f"{len(cpus)} CPUs; 1 to {MAX_CPUS} supported")
@@ -222,6 +234,10 @@ class Machine:
                 "MACHINE_CONFIG",
                 f"memory_size {memory_size:#x} is not a positive multiple of 4 KiB up to 4 GiB",
             )
+        if not MIN_CODE_BUFFER <= code_buffer <= MAX_CODE_BUFFER:
+            raise MachineError("MACHINE_CONFIG", f"code_buffer {code_buffer:#x} is not in "
+                               f"[{MIN_CODE_BUFFER:#x}, {MAX_CODE_BUFFER:#x}]")
+        self._code_buffer = code_buffer
         self.schedule = Schedule.parse(schedule)
         self.seed = seed
         self.budget = budget
@@ -264,7 +280,7 @@ class Machine:
     # ================================================================== construction
     def _make_cpu(self, index: int, config: CpuConfig) -> _Cpu:
         uc: Any = Uc(UC_ARCH_ARM64, UC_MODE_ARM, arm64.UC_CPU_ARM64_MAX)
-        uc.ctl_set_tcg_buffer_size(TCG_BUFFER_SIZE)
+        uc.ctl_set_tcg_buffer_size(self._code_buffer)
         cpu = _Cpu(index, config, uc)
         uc.hook_add(UC_HOOK_INTR, self._on_exception, index)
         uc.hook_add(UC_HOOK_INSN, self._on_mrs, index, 1, 0, arm64.UC_ARM64_INS_MRS)
@@ -1051,7 +1067,7 @@ class Machine:
                             pc=target.uc.reg_read(_PC), detail={"errno": error.errno})
         finally:
             self._running = None
-        target.pc = target.uc.reg_read(_PC)
+        target.pc = target.regs.pc()
         if target.state != "running":
             self._progress()
         target.instructions += quantum
@@ -1106,11 +1122,13 @@ class Machine:
         saved_regs = target.regs.snapshot()
         saved = (target.state, target.kind, target.pc, target.result, target.resume_skip)
         first_finding = len(self._findings)
-        target.regs.restore(bytes(8 * len(_STATE_REGS)))
+        # x0-x7 from args, LR at the trap, SP at the probe stack, everything else zero.
+        state = [0] * len(_STATE_REGS)
         for index in range(8):
-            target.uc.reg_write(_X_REGS[index], (args or {}).get(index, 0) & (2**64 - 1))
-        target.uc.reg_write(_X_REGS[30], PROBE_TRAP_VA)
-        target.uc.reg_write(arm64.UC_ARM64_REG_SP, PROBE_STACK_TOP)
+            state[index] = (args or {}).get(index, 0) & (2**64 - 1)
+        state[30] = PROBE_TRAP_VA
+        state[_SP_SLOT] = PROBE_STACK_TOP
+        target.regs.restore(struct.pack(f"<{len(state)}Q", *state))
         target.state, target.kind, target.pc = "running", "guest", pc
         target.probe_returned = False
         target.resume_skip = None
@@ -1127,7 +1145,7 @@ class Machine:
                 self._report("budget", f"probe at {pc:#x} did not return within {budget} "
                                        f"instructions (pc={target.pc:#x})", cpu, pc=target.pc,
                              detail={"probe": pc, "instructions": budget})
-            values = tuple(target.uc.reg_read(_X_REGS[i]) for i in range(8))
+            values = struct.unpack_from("<8Q", target.regs.snapshot())
         finally:
             self._probing = None
             target.regs.restore(saved_regs)

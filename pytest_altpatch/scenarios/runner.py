@@ -25,6 +25,7 @@ from pytest_altpatch.image.builder import build_image
 from pytest_altpatch.image.callbacks import SMCCC_CONDUIT_SYMBOL, SMCCC_CONDUIT_VALUES
 from pytest_altpatch.image.model import Image
 from pytest_altpatch.machine import Budget, CpuConfig, CpuContext, GuestFault, Machine, Schedule
+from pytest_altpatch.machine.config import code_buffer_size
 from pytest_altpatch.machine.results import RunResult
 from pytest_altpatch.patchers.capabilities import (
     Capabilities,
@@ -274,9 +275,12 @@ class BootSession:
         memory_size = self.spare_pa + (8 << 20)  # room for late payloads
         budget = Budget(instructions=self.instruction_budget,
                         seconds=self.timeout if self.timeout else 120.0)
+        # Translation buffer per CPU sized to the code it can run (late payloads: spare).
+        code = sum(len(s.content) for s in image.sections if "x" in s.perms) + (64 << 10)
         machine = Machine([_config_of(cpu, i) for i, cpu in enumerate(cpus)],
                           memory_size=memory_size, schedule=self.schedule, seed=self.seed,
-                          budget=budget, clean_cache_erratum=clean_cache)
+                          budget=budget, clean_cache_erratum=clean_cache,
+                          code_buffer=code_buffer_size(code))
         linux = semantics_of(self.dialect) == "linux"
         for section in image.sections:
             if not section.content:
