@@ -1123,12 +1123,12 @@ class Machine:
         saved = (target.state, target.kind, target.pc, target.result, target.resume_skip)
         first_finding = len(self._findings)
         # x0-x7 from args, LR at the trap, SP at the probe stack, everything else zero.
-        state = [0] * len(_STATE_REGS)
+        start = [0] * len(_STATE_REGS)
         for index in range(8):
-            state[index] = (args or {}).get(index, 0) & (2**64 - 1)
-        state[30] = PROBE_TRAP_VA
-        state[_SP_SLOT] = PROBE_STACK_TOP
-        target.regs.restore(struct.pack(f"<{len(state)}Q", *state))
+            start[index] = (args or {}).get(index, 0) & (2**64 - 1)
+        start[30] = PROBE_TRAP_VA
+        start[_SP_SLOT] = PROBE_STACK_TOP
+        target.regs.restore(struct.pack(f"<{len(start)}Q", *start))
         target.state, target.kind, target.pc = "running", "guest", pc
         target.probe_returned = False
         target.resume_skip = None
