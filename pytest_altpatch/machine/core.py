@@ -97,6 +97,10 @@ _UNTIL: Final = 1 << 48
 TCG_BUFFER_SIZE: Final = MAX_CODE_BUFFER
 #: Granule of the per-CPU stale-line code hooks.
 HOOK_LINE: Final = 64
+#: A stale-line hook outlives its line's staleness until it has fired this many times
+#: with nothing to report: adding and deleting a unicorn hook costs far more than a
+#: harmless callback, and a patch-and-call loop re-arms the same lines every time.
+_IDLE_FIRES: Final = 256
 #: Where ``vmap`` places RW aliases.
 VMAP_BASE: Final = 0x7000_0000_0000
 VMAP_LIMIT: Final = 0x7800_0000_0000
@@ -201,6 +205,8 @@ class _Cpu:
         self.fault: Finding | None = None
         self.progress = 0
         self.stale_hooks: dict[int, int] = {}
+        #: Hooked lines no longer stale for this CPU -> harmless fires since (see _IDLE_FIRES).
+        self.idle_lines: dict[int, int] = {}
         self.barrier_hooks: dict[int, int] = {}
         self.write_hooks: list[int] = []
         self.resume_skip: int | None = None
@@ -546,6 +552,8 @@ class Machine:
             aliases.remove(page)
         low, high = page << PAGE_SHIFT, (page + 1) << PAGE_SHIFT
         for cpu in self._cpus:
+            for va in [v for v in cpu.idle_lines if low <= v < high]:
+                del cpu.idle_lines[va]
             for hooks in (cpu.barrier_hooks, cpu.stale_hooks):
                 for va in [v for v in hooks if low <= v < high]:
                     handle = hooks.pop(va)
@@ -569,6 +577,7 @@ class Machine:
 
     def _hook_stale_line(self, cpu: _Cpu, va: int) -> None:
         line = va & -HOOK_LINE
+        cpu.idle_lines.pop(line, None)  # stale again: the kept hook is needed
         if line not in cpu.stale_hooks:
             cpu.stale_hooks[line] = -1
 
@@ -693,6 +702,25 @@ class Machine:
         verdict = self._fetch.check_fetch(cpu, pa)
         if verdict is not None:
             self._report_fetch(cpu, address, pa, verdict)
+            return
+        target = self._cpus[cpu]
+        line = address & -HOOK_LINE
+        fires = target.idle_lines.get(line)
+        if fires is None:
+            return
+        target.idle_lines[line] = fires + 1
+        if fires + 1 == _IDLE_FIRES:
+            self._soon(functools.partial(self._drop_idle_hook, target, line))
+
+    def _drop_idle_hook(self, target: _Cpu, line: int) -> None:
+        """Delete a kept stale-line hook that is still idle (not re-armed meanwhile)."""
+        if target.idle_lines.get(line, 0) < _IDLE_FIRES:
+            return
+        del target.idle_lines[line]
+        handle = target.stale_hooks.pop(line, None)
+        if handle is not None and handle != -1:
+            target.uc.hook_del(handle)
+        target.uc.ctl_remove_cache(line, line + HOOK_LINE)
 
     def _report_fetch(self, cpu: int, va: int, pa: int, verdict: FetchVerdict) -> None:
         write = verdict.write
@@ -734,15 +762,11 @@ class Machine:
             pa_line = (entry[0] << PAGE_SHIFT) | (line & (PAGE_SIZE - 1))
             if any(self._fetch.is_pending(cpu, pa_line + off) for off in range(0, HOOK_LINE, 4)):
                 continue
-            handle = target.stale_hooks.pop(line, None)
-            if handle is None:
+            if line not in target.stale_hooks:
                 continue
-
-            def unhook(h: int = handle, low: int = line) -> None:
-                if h != -1:
-                    target.uc.hook_del(h)
-                target.uc.ctl_remove_cache(low, low + HOOK_LINE)
-            self._soon(unhook)
+            # Fresh: drop the old translation now; the hook itself stays until idle.
+            target.idle_lines.setdefault(line, 0)
+            self._soon(functools.partial(target.uc.ctl_remove_cache, line, line + HOOK_LINE))
 
     def _maintenance(self, cpu: int, name: str, va: int | None, pc: int) -> bool:
         """A DC/IC operation by ``cpu``; False when its VA is unmapped (a fault)."""

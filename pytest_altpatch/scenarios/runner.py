@@ -116,6 +116,16 @@ def has_mode(case: Case, mode: str) -> bool:
                 and expect.late is None))
 
 
+#: The modes a case can have expectations for, in run order.
+MODES: Final[tuple[str, ...]] = ("boot", "late")
+
+
+def case_modes(case: Case) -> tuple[str, ...]:
+    """The modes a case has expectations for (``boot`` if it seems to have none)."""
+    # A case with nothing to check still gets one item, which the runner skips with why.
+    return tuple(mode for mode in MODES if has_mode(case, mode)) or ("boot",)
+
+
 def not_applicable(case: Case, patcher: Patcher, mode: str) -> str | None:
     """Why ``case`` cannot run against ``patcher`` in ``mode``, or None if it can."""
     missing = [name for name in case.requires if name not in patcher.features]
