@@ -10,6 +10,7 @@ and symbols give the same :class:`Assembly` object.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
@@ -113,14 +114,13 @@ class _Layout:
 
     def _local(self, number: str, direction: str, position: int, where: Location) -> int:
         definitions = self.locals.get(number, [])
+        # Definitions are in position order: the nearest one before/after by bisection.
+        slot = bisect.bisect_left(definitions, (position + 1, -1))
         if direction == "b":
-            before = [address for pos, address in definitions if pos <= position]
-            if before:
-                return before[-1]
-        else:
-            after = [address for pos, address in definitions if pos > position]
-            if after:
-                return after[0]
+            if slot > 0:
+                return definitions[slot - 1][1]
+        elif slot < len(definitions):
+            return definitions[slot][1]
         raise AsmError("ASM_UNDEFINED_SYMBOL", f"local label {number}{direction} has no "
                        f"definition {'before' if direction == 'b' else 'after'} it",
                        location=where)
