@@ -25,6 +25,7 @@ from pytest_altpatch.image.builder import build_image
 from pytest_altpatch.image.callbacks import SMCCC_CONDUIT_SYMBOL, SMCCC_CONDUIT_VALUES
 from pytest_altpatch.image.model import Image
 from pytest_altpatch.machine import Budget, CpuConfig, CpuContext, GuestFault, Machine, Schedule
+from pytest_altpatch.machine.config import code_buffer_size
 from pytest_altpatch.machine.results import RunResult
 from pytest_altpatch.patchers.capabilities import (
     Capabilities,
@@ -115,6 +116,16 @@ def has_mode(case: Case, mode: str) -> bool:
     return (expect.boot is not None or expect.boot_cpu is not None or bool(expect.hotplug)
             or (expect.error is not None and expect.error.phase != "late"
                 and expect.late is None))
+
+
+#: The modes a case can have expectations for, in run order.
+MODES: Final[tuple[str, ...]] = ("boot", "late")
+
+
+def case_modes(case: Case) -> tuple[str, ...]:
+    """The modes a case has expectations for (``boot`` if it seems to have none)."""
+    # A case with nothing to check still gets one item, which the runner skips with why.
+    return tuple(mode for mode in MODES if has_mode(case, mode)) or ("boot",)
 
 
 def not_applicable(case: Case, patcher: Patcher, mode: str) -> str | None:
@@ -289,9 +300,12 @@ class BootSession:
         memory_size = self.spare_pa + (8 << 20) + int(getattr(self.patcher, "guest_memory", 0))
         budget = Budget(instructions=self.instruction_budget,
                         seconds=self.timeout if self.timeout else 120.0)
+        # Translation buffer per CPU sized to the code it can run (late payloads: spare).
+        code = sum(len(s.content) for s in image.sections if "x" in s.perms) + (64 << 10)
         machine = Machine([_config_of(cpu, i) for i, cpu in enumerate(cpus)],
                           memory_size=memory_size, schedule=self.schedule, seed=self.seed,
-                          budget=budget, clean_cache_erratum=clean_cache)
+                          budget=budget, clean_cache_erratum=clean_cache,
+                          code_buffer=code_buffer_size(code))
         linux = semantics_of(self.dialect) == "linux"
         for section in image.sections:
             if not section.content:

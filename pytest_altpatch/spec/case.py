@@ -53,7 +53,7 @@ from pytest_altpatch.spec.yamlload import LocatedDocument, join_path, load_yaml_
 CASE_FORMAT: Final = 1
 
 #: Most CPUs a case may boot plus hot-plug.
-MAX_CPUS: Final = 64
+MAX_CPUS: Final = 256  # the machine's limit (machine.config.MAX_CPUS)
 
 #: Symbols the harness defines in every image, usable as labels by cases.
 HARNESS_SYMBOLS: Final = frozenset({"_text", "_etext", "__alt_instructions",
