@@ -486,6 +486,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         lines.append(f"altpatch: patcher {patcher.name} {patcher.version}, dialect "
                      f"{patcher.dialect}, features: "
                      f"{', '.join(sorted(patcher.features)) or '(none)'}")
+        describe = getattr(patcher, "describe", None)  # native patchers: objects and hashes
+        if callable(describe):
+            lines += [f"altpatch: {line}" for line in describe()]
     engines = []
     for distribution in ("unicorn", "capstone", "keystone-engine"):
         try:
@@ -622,10 +625,9 @@ def _apply_expectations(items: Sequence[pytest.Item], lines: Sequence[Expectatio
 
 def case_modes(case: Case) -> tuple[str, ...]:
     """The modes a case has expectations for (``boot`` if it seems to have none)."""
-    from pytest_altpatch.scenarios.runner import has_mode  # noqa: PLC0415
+    from pytest_altpatch.scenarios import runner  # noqa: PLC0415
 
-    # A case with nothing to check still gets one item, which the runner skips with why.
-    return tuple(mode for mode in MODES if has_mode(case, mode)) or ("boot",)
+    return runner.case_modes(case)
 
 
 class CaseFile(pytest.File):

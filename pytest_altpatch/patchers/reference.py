@@ -25,6 +25,7 @@ from pytest_altpatch.errors import EncodingError, Location, PatchError
 from pytest_altpatch.image.alt_table import decode_alt_table
 from pytest_altpatch.image.model import AltEntry
 from pytest_altpatch.patchers.callbacks import CALLBACKS
+from pytest_altpatch.patchers.detection import ReferenceDetection
 from pytest_altpatch.spec.model import Dialect, ctr_dminline_bytes, ctr_iminline_bytes
 
 if TYPE_CHECKING:
@@ -66,7 +67,8 @@ class DialectRules:
 
 #: Features (corpus/catalog/patcher-features.yaml) every dialect supports.
 _COMMON = frozenset({"boot-alternatives", "branch-reloc", "length-check", "write-alias",
-                     "smp-rendezvous", "late-alternatives", "hotplug"})
+                     "smp-rendezvous", "late-alternatives", "hotplug", "cpu-detection",
+                     "late-cpu-check"})
 _LINUX_4_9 = _COMMON | {"adrp-reloc", "literal-refusal", "callbacks", "ncaps-callbacks"}
 _LINUX_6_1 = _COMMON | {"adrp-reloc", "literal-refusal", "callbacks", "cap-callbacks",
                         "two-pass"}
@@ -122,8 +124,8 @@ def _wrapped(cls: PcRelClass, offset: int) -> int:
     return ((offset + span // 2) % span) - span // 2
 
 
-class ReferencePatcher:
-    """The reference patcher for one dialect."""
+class ReferencePatcher(ReferenceDetection):
+    """The reference patcher for one dialect (detection and late-CPU check included)."""
 
     def __init__(self, dialect: str) -> None:
         if dialect not in DIALECT_RULES:

@@ -73,7 +73,8 @@ def resolve_patcher(name: str, *, dialect: str | None = None) -> Patcher:
     """Return the patcher ``name`` designates.
 
     ``reference`` and ``reference:DIALECT`` are the reference patcher (``dialect``
-    overrides the default when no dialect is named).  ``module:attr`` imports
+    overrides the default when no dialect is named); ``native:PATH`` is the native
+    patcher a manifest describes (docs/native-abi.md).  ``module:attr`` imports
     ``module`` and takes ``attr``: a patcher instance, or a class or factory called
     with no arguments (or with ``dialect=`` when one is given).  A dialect the result
     does not implement is a ``PATCHER_DIALECT`` error.
@@ -91,6 +92,14 @@ def resolve_patcher(name: str, *, dialect: str | None = None) -> Patcher:
             raise PatchError("PATCHER_DIALECT", f"{name!r} implements {rest}, not {dialect}",
                              phase="load")
         return ReferencePatcher(chosen)
+    if kind == "native":
+        # Imported here: only native runs need the linker and executor.
+        from pytest_altpatch.native.patcher import load_native_patcher  # noqa: PLC0415
+
+        if not rest:
+            raise PatchError("PATCHER_UNKNOWN", "native: needs a manifest path",
+                             phase="load", hint="native:PATH/TO/manifest.yaml")
+        return load_native_patcher(rest)
     if not rest:
         raise PatchError("PATCHER_UNKNOWN", f"cannot resolve patcher {name!r}", phase="load",
                          hint="use reference[:DIALECT] or package.module:attribute")

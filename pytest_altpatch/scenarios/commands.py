@@ -102,10 +102,9 @@ def _load(args: argparse.Namespace, err: TextIO) -> _Loaded | None:
         parse_dialects,
         resolve_patchers,
     )
-    from pytest_altpatch.plugin import case_modes  # noqa: PLC0415
     from pytest_altpatch.resources import bundled_corpus  # noqa: PLC0415
     from pytest_altpatch.scenarios.buildcheck import build_problems  # noqa: PLC0415
-    from pytest_altpatch.scenarios.runner import parse_schedules  # noqa: PLC0415
+    from pytest_altpatch.scenarios.runner import case_modes, parse_schedules  # noqa: PLC0415
     from pytest_altpatch.spec.case import read_case  # noqa: PLC0415
     from pytest_altpatch.spec.catalog import read_catalog  # noqa: PLC0415
     from pytest_altpatch.spec.corpus import find_corpus_root  # noqa: PLC0415

@@ -57,6 +57,9 @@ class HotplugOutcome:
     accepted: bool
     code: str | None
     message: str
+    #: The patcher's own verdict (``late-cpu-check``): None when it has no check.
+    patcher_accepted: bool | None = None
+    patcher_code: str | None = None
 
     @property
     def machine_cpu(self) -> int:
@@ -77,6 +80,8 @@ class PhaseOutcome:
     error: ErrorInfo | None = None
     #: Address ranges the patcher was entitled to change in this phase.
     patchable: tuple[tuple[int, int], ...] = ()
+    #: The capabilities the patcher's own detection decided (``cpu-detection``), if any.
+    patcher_caps: tuple[str, ...] | None = None
 
     def read(self, address: int, size: int) -> bytes | None:
         """Bytes after the phase at ``address``, from whichever section holds them."""

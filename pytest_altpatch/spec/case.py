@@ -53,7 +53,7 @@ from pytest_altpatch.spec.yamlload import LocatedDocument, join_path, load_yaml_
 CASE_FORMAT: Final = 1
 
 #: Most CPUs a case may boot plus hot-plug.
-MAX_CPUS: Final = 64
+MAX_CPUS: Final = 256  # the machine's limit (machine.config.MAX_CPUS)
 
 #: Symbols the harness defines in every image, usable as labels by cases.
 HARNESS_SYMBOLS: Final = frozenset({"_text", "_etext", "__alt_instructions",
@@ -77,6 +77,7 @@ _MACRO_USES: Final[tuple[tuple[re.Pattern[str], tuple[str, ...]], ...]] = (
 _PHASE_OF_SECTION: Final[Mapping[str, tuple[ExpectPhase, ...]]] = {
     "expect.error": ("load", "build"),
     "expect.boot.error": ("boot",),
+    "expect.boot_cpu.error": ("boot",),
     "expect.late.load.error": ("late",),
     "expect.late.apply.error": ("late",),
     "expect.late.revert.error": ("late",),
@@ -498,8 +499,14 @@ class _Resolver:
             hotplug=self.hotplug(expect_raw.get("hotplug"),
                                  CpuNumbering(platform, late_cpus)),
             error=self.error(expect_raw.get("error"), "expect.error"),
+            # Only CPU0 is up at this point, so probes may name CPU 0 alone.
+            boot_cpu=self.phase(expect_raw.get("boot_cpu"), "expect.boot_cpu", base_labels, 1),
         )
-        if expect.error is not None and (expect.boot or expect.late or expect.hotplug):
+        if expect.boot_cpu is not None and "two-pass" not in requires:
+            self.problem("SPEC_SCHEMA", "expect.boot_cpu observes the boot-CPU pass: the case "
+                         "must require two-pass", "expect.boot_cpu")
+        if expect.error is not None and (expect.boot or expect.late or expect.hotplug
+                                         or expect.boot_cpu):
             self.problem("SPEC_SCHEMA",
                          "a case that expects a load or build error cannot expect later phases",
                          "expect.error")

@@ -424,6 +424,8 @@ class Expectations:
     hotplug: tuple[HotplugExpectation, ...] = ()
     #: A negative case whose error comes before boot (load or build phase).
     error: ErrorExpectation | None = None
+    #: The machine after the boot-CPU pass, before the secondaries start (two-pass).
+    boot_cpu: PhaseExpectation | None = None
 
 
 #: Default distance from the base text to the payload window (8 MiB).
