@@ -454,7 +454,8 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         patchers = resolve_patchers(settings.patcher, dialects)
     except AltpatchError as exc:
-        option = "--altpatch-dialect" if exc.code == "PATCHER_DIALECT" else "--altpatch-patcher"
+        option = "--altpatch-dialect" if exc.code == "PATCHER_DIALECT" and settings.dialect \
+            else "--altpatch-patcher"
         raise pytest.UsageError(f"{option}: {exc.render()}") from None
     try:
         schedules = tuple(parse_schedules(settings.schedules))
