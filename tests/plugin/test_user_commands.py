@@ -8,6 +8,7 @@ import pytest
 from altpatch_cases import CASE_APPLIED, write_corpus
 
 from pytest_altpatch.cli import main
+from pytest_altpatch.resources import bundled_corpus
 
 CASE_TWO_DIALECTS = CASE_APPLIED.replace("demo/applied", "demo/two-dialects").replace(
     "requires: [branch-reloc]", "requires: [branch-reloc]\ndialects: [xen-4.17, linux-4.9]")
@@ -16,7 +17,8 @@ CASE_TWO_DIALECTS = CASE_APPLIED.replace("demo/applied", "demo/two-dialects").re
 @pytest.fixture
 def cases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
-    root = write_corpus(tmp_path / "corpus", {"two.yaml": CASE_TWO_DIALECTS})
+    root = write_corpus(tmp_path / "corpus", {"two.yaml": CASE_TWO_DIALECTS,
+                                              "applied.yaml": CASE_APPLIED})
     return root / "cases"
 
 
@@ -63,3 +65,53 @@ def test_lint_builds_the_case_and_run_refuses_it_as_unreadable(
     assert captured.out == ""
     assert f"altpatch: {line}" in captured.err
     assert '> 12 |     site: ALTERNATIVE("mov x0, #1", "movv x0, #2", ALT_TEST_ON)' in captured.err
+
+
+# --------------------------------------------------------------------------- reports
+
+WAITERS_SKIP_ISB = "conformance.mutants:waiters_skip_isb"
+
+
+def test_a_finding_is_reported_at_its_site_line_with_the_missing_step(
+        cases: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Before: placed at the "text:" line of expect.boot, "pc site is case line 12: mov x0,
+    # #1" (the old word, as if it ran), raw "pa: 0x0" / "writer: 0" lines, timeline cells
+    # cut at 30 characters, and a summary "1 expectation failed: unexpected-finding".
+    assert main(["run", "corpus/cases/applied.yaml", "--patcher", WAITERS_SKIP_ISB]) == 1
+    out = capsys.readouterr().out
+    assert "1 expectation failed: unexpected-finding stale-fetch at site on cpu1" in out
+    assert "[1] unexpected-finding (boot) at corpus/cases/applied.yaml:12\n" in out
+    assert '> 12 |     site: ALTERNATIVE("mov x0, #1", "mov x0, #2", ALT_TEST_ON)' in out
+    assert "cpu0 wrote at step " in out and ": mov x0, #1 -> mov x0, #2" in out
+    assert "the missing step is ISB on cpu1" in out
+    for raw in ("  pa: ", "  writer: ", "  write_step: ", "is case line"):
+        assert raw not in out
+    timeline = out[out.index("timeline around step"):]
+    missing = [line for line in timeline.splitlines() if line.lstrip().startswith("+")]
+    assert len(missing) == 1 and missing[0].rstrip().endswith("ISB  <- missing")
+    assert "missing\n" in timeline and "context-synchronization" in timeline  # not cut
+
+
+def test_show_with_the_reproduce_command_agrees_with_the_verdict(
+        cases: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Before: show printed "findings (none)" while its own verdict listed the stale-fetch.
+    assert main(["run", "corpus/cases/applied.yaml", "--patcher", WAITERS_SKIP_ISB]) == 1
+    command = capsys.readouterr().out.split("reproduce: altpatch ")[1].split()
+    assert main(command) == 1
+    out = capsys.readouterr().out
+    findings = out[out.index("\nfindings\n"):out.index("\ntimeline")]
+    assert "(none)" not in findings
+    assert "stale-fetch: [cpu1 " in findings
+    verdict = out[out.index("\nverdict\n"):]
+    assert "FAIL: 1 expectation(s) failed" in verdict and "stale-fetch: [cpu1 " in verdict
+
+
+def test_show_lists_the_payload_sites_of_a_late_case(capsys: pytest.CaptureFixture[str]
+                                                    ) -> None:
+    case = bundled_corpus() / "cases" / "payload" / "late-alternatives-apply-revert.yaml"
+    assert main(["show", str(case), "--mode", "late", "--dialect", "xen-4.17"]) == 0
+    out = capsys.readouterr().out
+    listing = out[out.index("\npayload alternatives\n"):out.index("\nafter boot\n")]
+    # The payload's own ALTERNATIVE: mov x0, #1 at its site, mov x0, #2 as replacement.
+    assert "site #0 at new_site" in listing
+    assert "mov x0, #1" in listing and "mov x0, #2" in listing
