@@ -115,3 +115,28 @@ def test_show_lists_the_payload_sites_of_a_late_case(capsys: pytest.CaptureFixtu
     # The payload's own ALTERNATIVE: mov x0, #1 at its site, mov x0, #2 as replacement.
     assert "site #0 at new_site" in listing
     assert "mov x0, #1" in listing and "mov x0, #2" in listing
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def test_schema_command_prints_the_path_and_writes_a_copy(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Before: no such command; the schema had to be dug out of site-packages.
+    bundled = bundled_corpus() / "schema" / "case.schema.json"
+    assert main(["schema"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == f"{bundled.resolve()}\n"
+    assert f"# yaml-language-server: $schema={bundled.resolve()}" in captured.err
+    assert main(["schema", "catalog", "--write", str(tmp_path / "editor")]) == 0
+    copy = tmp_path / "editor" / "catalog.schema.json"
+    assert capsys.readouterr().out == f"{copy.resolve()}\n"
+    assert copy.read_bytes() == (bundled_corpus() / "schema" / "catalog.schema.json").read_bytes()
+
+
+def test_schema_ids_are_not_a_placeholder_host() -> None:
+    import json  # noqa: PLC0415
+
+    for name in ("case", "catalog"):
+        schema = json.loads((bundled_corpus() / "schema" / f"{name}.schema.json").read_text())
+        assert schema["$id"] == f"urn:pytest-altpatch:corpus-schema:{name}"
