@@ -59,3 +59,35 @@ def test_a_factory_is_called_per_dialect_and_an_instance_only_for_its_own(
         resolve_patchers(f"{factories}:fixed", ("xen-4.17", "linux-6.1"))
     assert caught.value.code == "PATCHER_DIALECT"
     assert "is an instance implementing 'xen-4.17', not 'linux-6.1'" in caught.value.message
+
+
+class OwnDialect:
+    """A class patcher whose constructor takes no dialect."""
+
+    name = "own"
+    version = "1"
+    dialect = "linux-6.1"
+    features = frozenset({"boot-alternatives"})
+
+    def apply_boot_alternatives(self, ctx: object, env: object) -> None:
+        """Nothing."""
+
+    def apply_alternatives_all(self, ctx: object, env: object) -> None:
+        """Nothing."""
+
+    def apply_alternatives_region(self, ctx: object, env: object) -> None:
+        """Nothing."""
+
+
+def test_a_class_without_a_dialect_parameter_is_made_and_checked(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    module = types.ModuleType("own_dialect")
+    module.OwnDialect = OwnDialect  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "own_dialect", module)
+    # Its own dialect asked for (as a reproduce command does): made with no arguments.
+    assert isinstance(resolve_patcher("own_dialect:OwnDialect", dialect="linux-6.1"),
+                      OwnDialect)
+    with pytest.raises(PatchError) as caught:
+        resolve_patcher("own_dialect:OwnDialect", dialect="strict")
+    assert caught.value.code == "PATCHER_DIALECT"
+    assert "was created for 'linux-6.1', not 'strict'" in caught.value.message
