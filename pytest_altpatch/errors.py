@@ -90,6 +90,16 @@ ERROR_CODES: Final[Mapping[str, str]] = {
     "LATE_CPU_MISSING_FEATURE": "a late CPU lacks a system feature that is enabled",
     "LATE_CPU_MIDR_MISMATCH": "a late CPU's MIDR differs from the boot CPU's (Xen)",
     "LATE_CPU_CACHE_LINE": "a late CPU's D-cache line size differs from the boot CPU's (Xen)",
+    # --- supervised workers (phase: boot or late) ---
+    "PATCHER_TIMEOUT": "the item's worker ran past the host timeout and was killed",
+    "PATCHER_DIED": "the item's worker died from a signal (or its server went away)",
+    "PATCHER_EXITED": "the item's worker exited, or the patcher raised SystemExit or "
+                      "KeyboardInterrupt, before an outcome was made",
+    # --- bounded inputs (phase: load) ---
+    "SPEC_TAG": "a YAML tag outside the safe core schema, or a tagged value it cannot hold",
+    "SPEC_LIMIT": "a document is larger, deeper or has more values than the loader allows",
+    "SPEC_CHARACTER": "a string holds a surrogate or control character",
+    "SPEC_SCHEMA_REF": "a JSON schema $ref points outside the corpus's schema/ directory",
 }
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Final
 import pytest
 
 from pytest_altpatch import __version__
-from pytest_altpatch.errors import AltpatchError
+from pytest_altpatch.errors import AltpatchError, SpecError
 from pytest_altpatch.fixtures import (
     altpatch_assert_conforms,
     altpatch_case_from_yaml,
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from _pytest._code.code import ExceptionInfo, TerminalRepr
 
     from pytest_altpatch.patchers.contract import Patcher
+    from pytest_altpatch.patchers.facts import PatcherFacts
     from pytest_altpatch.scenarios.runner import ScheduleChoice
     from pytest_altpatch.spec.model import Case, Catalog
 
@@ -144,6 +145,8 @@ class Settings:
     shard: tuple[int, int] | None
     accept_major: int | None
     timeout: float | None
+    #: Run items in this process instead of a supervised worker (debugging only).
+    inprocess: bool = False
 
 
 def _value(config: pytest.Config, dest: str) -> str | None:
@@ -261,6 +264,8 @@ def read_settings(config: pytest.Config) -> Settings | None:
         shard=_parse_shard(_value(config, "altpatch_shard")),
         accept_major=_parse_major(_value(config, "altpatch_accept_version")),
         timeout=_parse_seconds(_value(config, "altpatch_timeout")),
+        inprocess=bool(config.getoption("altpatch_inprocess")
+                       or config.getini("altpatch_inprocess")),
     )
 
 
@@ -282,9 +287,14 @@ class AltpatchState:
     """What the switched-on plugin knows for this pytest process."""
 
     settings: Settings
-    patcher: Patcher
+    #: What the session knows of the patcher; the patcher itself lives in the workers.
+    patcher: PatcherFacts
     schedules: tuple[ScheduleChoice, ...]
     corpora: dict[Path, CorpusState] = field(default_factory=dict)
+    #: The patcher object, only with ``--altpatch-inprocess``.
+    inprocess_patcher: Patcher | None = None
+    #: Case id -> the file that first defined it, in collection order.
+    case_ids: dict[str, Path] = field(default_factory=dict)
 
     def corpus(self, root: Path) -> CorpusState:
         """The version and catalog of ``root``, loaded once per process."""
@@ -373,6 +383,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="conformance corpus paths (relative to the ini file, or 'bundled'); setting it "
              "turns the plugin on",
     )
+    inprocess_help = ("run each item's machine and patcher in the pytest process instead of a "
+                      "supervised worker: for debuggers; a patcher can then hang, end or "
+                      "tamper with the session, and the timeout is only cooperative")
+    group.addoption("--altpatch-inprocess", dest="altpatch_inprocess", action="store_true",
+                    default=False, help=inprocess_help)
+    parser.addini("altpatch_inprocess", type="bool", default=False, help=inprocess_help)
     for suffix, ini_type, help_text, default in _VALUE_OPTIONS:
         dest = "altpatch_" + suffix.replace("-", "_")
         group.addoption(f"--altpatch-{suffix}", dest=dest, default=None, help=help_text)
@@ -390,11 +406,20 @@ def pytest_configure(config: pytest.Config) -> None:
     settings = read_settings(config)
     if settings is None:
         return
+    from pytest_altpatch.patchers.facts import PatcherFacts  # noqa: PLC0415
     from pytest_altpatch.patchers.registry import resolve_patcher  # noqa: PLC0415
     from pytest_altpatch.scenarios.runner import parse_schedules  # noqa: PLC0415
+    from pytest_altpatch.supervisor import patcher_facts  # noqa: PLC0415
 
+    inprocess_patcher: Patcher | None = None
     try:
-        patcher = resolve_patcher(settings.patcher, dialect=settings.dialect)
+        if settings.inprocess:
+            inprocess_patcher = resolve_patcher(settings.patcher, dialect=settings.dialect)
+            facts = PatcherFacts.of(inprocess_patcher)
+        else:
+            # Even creating the patcher runs its code: that happens in a worker too.
+            facts = patcher_facts(settings.patcher, dialect=settings.dialect,
+                                  timeout=settings.timeout)
     except AltpatchError as exc:
         raise pytest.UsageError(f"--altpatch-patcher: {exc.render()}") from None
     try:
@@ -403,14 +428,13 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"--altpatch-schedules: {exc.render()}") from None
     except ValueError as exc:
         raise pytest.UsageError(f"--altpatch-schedules: {exc}") from None
-    config.stash[_STATE] = AltpatchState(settings, patcher, schedules)
-    selected = [str(path) for path in settings.selections]
-    if config.args_source != pytest.Config.ArgsSource.ARGS:
+    config.stash[_STATE] = AltpatchState(settings, facts, schedules,
+                                         inprocess_patcher=inprocess_patcher)
+    if config.args_source != pytest.Config.ArgsSource.ARGS and settings.from_command_line:
         # No paths on the command line: the corpus replaces testpaths when asked for on
-        # the command line, and joins them when switched on from the ini file.
-        config.args = selected if settings.from_command_line else [*config.args, *selected]
-    elif settings.from_command_line:
-        config.args = [*config.args, *selected]
+        # the command line, and joins them when switched on from the ini file.  Corpus
+        # paths are never pytest paths (see pytest_make_collect_report).
+        config.args = []
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -438,14 +462,63 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return lines
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+        collector: pytest.Collector) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    """Add the corpus's case files to the session's top-level nodes.
+
+    Corpus paths are data, not pytest collection paths: pytest never walks a corpus
+    directory, so a ``conftest.py`` or ``test_*.py`` shipped inside one is never
+    imported, and case files given on the command line are ordinary pytest paths
+    (claimed by :func:`pytest_collect_file`).
+    """
+    report: pytest.CollectReport = yield
+    state = plugin_state(collector.config)
+    if state is None or not isinstance(collector, pytest.Session) or not report.passed:
+        return report
+    assert isinstance(report.result, list)
+    rootpath = collector.config.rootpath
+    for path, root in corpus_case_files(state.settings):
+        # Relative to the rootdir when inside it, else to the corpus's parent directory.
+        base = rootpath if rootpath in path.parents else root.parent
+        nodeid = path.relative_to(base).as_posix()
+        case_file: CaseFile = CaseFile.from_parent(collector, path=path, name=nodeid,
+                                                   nodeid=nodeid)
+        case_file.corpus_root = root
+        report.result.append(case_file)
+    return report
+
+
+def corpus_case_files(settings: Settings) -> list[tuple[Path, Path]]:
+    """Every case file the selections name, with its corpus root, in a stable order."""
+    from pytest_altpatch.spec.corpus import find_corpus_root  # noqa: PLC0415
+
+    found: dict[Path, Path] = {}
+    for selection in settings.selections:
+        root = find_corpus_root(selection if selection.is_dir() else selection.parent)
+        if root is None:
+            continue
+        cases = root / "cases"
+        if selection.is_dir():
+            start = cases if selection == root else selection
+            paths = sorted(path for path in start.rglob("*") if path.suffix in _CASE_SUFFIXES
+                           and path.is_file())
+        else:
+            paths = [selection]
+        for path in paths:
+            if cases in path.parents:
+                found.setdefault(path, root)
+    return list(found.items())
+
+
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> CaseFile | None:
-    """Claim YAML files under a selected corpus's ``cases/`` directory."""
+    """Claim a case file named as a pytest path, if a selected corpus holds it."""
     state = plugin_state(parent.config)
     if state is None or file_path.suffix not in _CASE_SUFFIXES:
         return None
     root = state.root_of_case_file(file_path)
-    if root is None:
-        return None
+    if root is None or file_path.resolve() in dict(corpus_case_files(state.settings)):
+        return None  # collected from the corpus already
     case_file: CaseFile = CaseFile.from_parent(parent, path=file_path)
     case_file.corpus_root = root
     return case_file
@@ -571,6 +644,13 @@ class CaseFile(pytest.File):
         if case is None:
             yield CaseLoadItem.from_parent(self, name="load", error=problems[0])
             return
+        first = state.case_ids.setdefault(case.id, self.path)
+        if first != self.path:
+            error = SpecError("SPEC_DUPLICATE_ID",
+                              f"case id {case.id!r} is also the id of {first}",
+                              location=case.location_of("id"))
+            yield CaseLoadItem.from_parent(self, name="load", error=error)
+            return
         for mode in case_modes(case):
             if mode not in state.settings.modes:
                 continue
@@ -642,14 +722,16 @@ class CaseItem(pytest.Item):
         """Run the case, judge the outcome, and fail with a report if anything differs."""
         from pytest_altpatch.judge import judge  # noqa: PLC0415
         from pytest_altpatch.report import render_failure, reproduce_command  # noqa: PLC0415
-        from pytest_altpatch.scenarios.runner import run_case  # noqa: PLC0415
+        from pytest_altpatch.supervisor import item_request, run_item  # noqa: PLC0415
 
         state = plugin_state(self.config)
         if state is None:  # pragma: no cover - items exist only when switched on
             pytest.skip("altpatch is not switched on")
-        outcome = run_case(self.case, self.catalog, mode=self.mode, patcher=state.patcher,
-                           schedule=self.schedule.name, seed=self.schedule.seed,
-                           timeout=state.settings.timeout)
+        request = item_request(self.case, self.catalog, mode=self.mode,
+                               patcher=state.settings.patcher, dialect=state.settings.dialect,
+                               schedule=self.schedule.name, seed=self.schedule.seed,
+                               timeout=state.settings.timeout)
+        outcome = run_item(request, patcher=state.inprocess_patcher)
         verdict = judge(self.case, outcome)
         self.user_properties += [
             ("altpatch_findings", ",".join(sorted({f.code for f in outcome.findings}))),

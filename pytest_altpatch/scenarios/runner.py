@@ -34,6 +34,7 @@ from pytest_altpatch.patchers.capabilities import (
     semantics_of,
 )
 from pytest_altpatch.patchers.contract import AltRegion, PatchEnvironment, Patcher
+from pytest_altpatch.patchers.facts import PatcherFacts
 from pytest_altpatch.scenarios.harness import (
     BRINGUP_SYMBOL,
     DETECT_SYMBOL,
@@ -115,7 +116,7 @@ def has_mode(case: Case, mode: str) -> bool:
                 and expect.late is None))
 
 
-def not_applicable(case: Case, patcher: Patcher, mode: str) -> str | None:
+def not_applicable(case: Case, patcher: Patcher | PatcherFacts, mode: str) -> str | None:
     """Why ``case`` cannot run against ``patcher`` in ``mode``, or None if it can."""
     missing = [name for name in case.requires if name not in patcher.features]
     if missing:
