@@ -730,7 +730,7 @@ class CaseItem(pytest.Item):
         request = item_request(self.case, self.catalog, mode=self.mode,
                                patcher=state.settings.patcher, dialect=state.settings.dialect,
                                schedule=self.schedule.name, seed=self.schedule.seed,
-                               timeout=state.settings.timeout)
+                               timeout=state.settings.timeout, facts=state.patcher)
         outcome = run_item(request, patcher=state.inprocess_patcher)
         verdict = judge(self.case, outcome)
         self.user_properties += [

@@ -94,9 +94,13 @@ class ItemRequest:
     schedule: str = "rr:100"
     seed: int = 0
     timeout: float | None = None
-    #: The session's import path and working directory, so ``mod:attr`` resolves alike.
+    #: The session's import path, working directory and environment, so ``mod:attr``
+    #: resolves and behaves alike in the child.
     search_path: tuple[str, ...] = ()
     workdir: str = ""
+    environment: tuple[tuple[str, str], ...] = ()
+    #: The patcher's facts, for the outcome of an item whose worker sent none.
+    facts: PatcherFacts | None = None
 
     @property
     def host_seconds(self) -> float:
@@ -112,6 +116,7 @@ class FactsRequest:
     dialect: str | None = None
     search_path: tuple[str, ...] = ()
     workdir: str = ""
+    environment: tuple[tuple[str, str], ...] = ()
     host_seconds: float = DEFAULT_HOST_SECONDS
 
 
@@ -125,9 +130,10 @@ class _Reply:
     text: str = ""
 
 
-def session_context() -> tuple[tuple[str, ...], str]:
-    """The import path and working directory a child should resolve patchers in."""
-    return tuple(path for path in sys.path if isinstance(path, str)), os.getcwd()
+def session_context() -> tuple[tuple[str, ...], str, tuple[tuple[str, str], ...]]:
+    """The import path, working directory and environment a child should run in."""
+    return (tuple(path for path in sys.path if isinstance(path, str)), os.getcwd(),
+            tuple(sorted(os.environ.items())))
 
 
 # --------------------------------------------------------------------------- pickling
@@ -256,10 +262,15 @@ def _child(frame: bytes, reply_fd: int, output_fd: int) -> None:
         os.dup2(output_fd, 1)
         os.dup2(output_fd, 2)
         _limit_memory()
+        with contextlib.suppress(ValueError, OSError):  # a crash leaves no core to write
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         request = pickle.loads(frame)
         sys.path[:] = list(request.search_path) or sys.path
         if request.workdir:
             os.chdir(request.workdir)
+        if request.environment:
+            os.environ.clear()
+            os.environ.update(dict(request.environment))
         reply = _perform(request)
     except (SystemExit, KeyboardInterrupt, GeneratorExit) as exc:
         reply = _Reply("exited", text=f"{type(exc).__name__}({exc})" if str(exc)
@@ -534,8 +545,8 @@ def _describe(ending: _Ending, seconds: float) -> tuple[str, str] | None:
     """The code and message for a child that ended without a value, or None."""
     reply = ending.reply
     if ending.timed_out:
-        return "PATCHER_TIMEOUT", (f"no outcome within {seconds:g} host seconds; the worker "
-                                   "was killed")
+        return "PATCHER_TIMEOUT", (f"no outcome within the {seconds:g} s host timeout; the "
+                                   f"worker was killed {KILL_GRACE:g} s after it")
     if reply is not None and reply.kind == "exited":
         return "PATCHER_EXITED", f"the patcher ended its worker: {reply.text}"
     if reply is not None:
@@ -580,7 +591,7 @@ def run_item(request: ItemRequest, *, patcher: Patcher | None = None) -> Outcome
         return run_case(request.case, request.catalog, mode=request.mode, patcher=patcher,
                         schedule=request.schedule, seed=request.seed, timeout=request.timeout)
     ending = _supervise(request, request.host_seconds)
-    found = _describe(ending, request.host_seconds)
+    found = _describe(ending, request.timeout or DEFAULT_HOST_SECONDS)
     reply = ending.reply
     if found is None and reply is not None:
         if reply.kind == "value" and isinstance(reply.value, Outcome):
@@ -595,17 +606,19 @@ def run_item(request: ItemRequest, *, patcher: Patcher | None = None) -> Outcome
         code, message = found or ("PATCHER_DIED", "no outcome")
         error = ErrorInfo(code, message, "late" if request.mode == "late" else "boot",
                           Location(file=str(request.case.path)), _output_hint(ending.output))
+    facts = request.facts
     return Outcome(case_id=request.case.id, mode=request.mode, schedule=request.schedule,
-                   seed=request.seed, patcher=request.patcher, dialect=request.dialect or "",
-                   error=error)
+                   seed=request.seed, patcher=facts.name if facts else request.patcher,
+                   dialect=facts.dialect if facts else request.dialect or "", error=error)
 
 
 def patcher_facts(spec: str, *, dialect: str | None = None,
                   timeout: float | None = None) -> PatcherFacts:
     """Resolve ``spec`` in a child and return its facts; raises a coded ``PatchError``."""
-    search_path, workdir = session_context()
+    search_path, workdir, environment = session_context()
     seconds = timeout or DEFAULT_HOST_SECONDS
-    ending = _supervise(FactsRequest(spec, dialect, search_path, workdir, seconds), seconds)
+    ending = _supervise(FactsRequest(spec, dialect, search_path, workdir, environment, seconds),
+                        seconds + KILL_GRACE)
     found = _describe(ending, seconds)
     reply = ending.reply
     if found is not None:
@@ -622,12 +635,12 @@ def patcher_facts(spec: str, *, dialect: str | None = None,
 
 
 def item_request(case: Case, catalog: Catalog, *, mode: str, patcher: str,
-                 dialect: str | None, schedule: str, seed: int,
-                 timeout: float | None) -> ItemRequest:
+                 dialect: str | None, schedule: str, seed: int, timeout: float | None,
+                 facts: PatcherFacts | None = None) -> ItemRequest:
     """An :class:`ItemRequest` carrying this session's import path and directory."""
-    search_path, workdir = session_context()
+    search_path, workdir, environment = session_context()
     return ItemRequest(case, catalog, mode, patcher, dialect, schedule, seed, timeout,
-                       search_path, workdir)
+                       search_path, workdir, environment, facts)
 
 
 __all__ = [

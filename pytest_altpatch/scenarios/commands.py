@@ -21,6 +21,8 @@ from pytest_altpatch.errors import AltpatchError
 
 if TYPE_CHECKING:
     from pytest_altpatch.patchers.contract import Patcher
+    from pytest_altpatch.patchers.facts import PatcherFacts
+    from pytest_altpatch.scenarios.outcome import Outcome
     from pytest_altpatch.scenarios.runner import ScheduleChoice
     from pytest_altpatch.spec.model import Case, Catalog
 
@@ -35,9 +37,20 @@ class _Loaded:
 
     case: Case
     catalog: Catalog
-    patcher: Patcher
+    patcher: PatcherFacts
     schedules: tuple[ScheduleChoice, ...]
     modes: tuple[str, ...]
+    #: The patcher object, only with ``--inprocess``; otherwise it lives in the worker.
+    inprocess_patcher: Patcher | None = None
+
+    def outcome(self, args: argparse.Namespace, mode: str, choice: ScheduleChoice) -> Outcome:
+        """Run one mode under one schedule through the supervisor."""
+        from pytest_altpatch.supervisor import item_request, run_item  # noqa: PLC0415
+
+        request = item_request(self.case, self.catalog, mode=mode, patcher=args.patcher,
+                               dialect=args.dialect, schedule=choice.name, seed=choice.seed,
+                               timeout=args.timeout, facts=self.patcher)
+        return run_item(request, patcher=self.inprocess_patcher)
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -54,7 +67,10 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                         help="corpus whose catalog resolves the case (default: the corpus "
                              "holding the file, else the bundled corpus)")
     parser.add_argument("--timeout", type=float, default=None,
-                        help="host seconds before the run ends as hung")
+                        help="host seconds before the run ends as hung (the worker is killed)")
+    parser.add_argument("--inprocess", action="store_true",
+                        help="run the patcher in this process, not a supervised worker "
+                             "(for debuggers: no kill, and the patcher can end the command)")
 
 
 def register(subparsers: Any) -> None:
@@ -88,6 +104,7 @@ def _complain(error: AltpatchError, stream: TextIO) -> None:
 
 def _load(args: argparse.Namespace, err: TextIO) -> _Loaded | None:
     """Load case, catalog, patcher and schedules; print the problem and return None."""
+    from pytest_altpatch.patchers.facts import PatcherFacts  # noqa: PLC0415
     from pytest_altpatch.patchers.registry import resolve_patcher  # noqa: PLC0415
     from pytest_altpatch.plugin import case_modes  # noqa: PLC0415
     from pytest_altpatch.resources import bundled_corpus  # noqa: PLC0415
@@ -95,6 +112,7 @@ def _load(args: argparse.Namespace, err: TextIO) -> _Loaded | None:
     from pytest_altpatch.spec.case import read_case  # noqa: PLC0415
     from pytest_altpatch.spec.catalog import read_catalog  # noqa: PLC0415
     from pytest_altpatch.spec.corpus import find_corpus_root  # noqa: PLC0415
+    from pytest_altpatch.supervisor import patcher_facts  # noqa: PLC0415
 
     path: Path = args.case
     if not path.is_file():
@@ -111,8 +129,13 @@ def _load(args: argparse.Namespace, err: TextIO) -> _Loaded | None:
         for problem in problems:
             _complain(problem, err)
         return None
+    inprocess_patcher = None
     try:
-        patcher = resolve_patcher(args.patcher, dialect=args.dialect)
+        if args.inprocess:
+            inprocess_patcher = resolve_patcher(args.patcher, dialect=args.dialect)
+            patcher = PatcherFacts.of(inprocess_patcher)
+        else:
+            patcher = patcher_facts(args.patcher, dialect=args.dialect, timeout=args.timeout)
         schedules = tuple(parse_schedules(args.schedule))
     except AltpatchError as exc:
         err.write(f"altpatch: {exc.render()}\n")
@@ -123,7 +146,7 @@ def _load(args: argparse.Namespace, err: TextIO) -> _Loaded | None:
     if args.seed is not None:
         schedules = tuple(dataclasses.replace(choice, seed=args.seed) for choice in schedules)
     modes = (args.mode,) if args.mode else case_modes(case)
-    return _Loaded(case, catalog, patcher, schedules, modes)
+    return _Loaded(case, catalog, patcher, schedules, modes, inprocess_patcher)
 
 
 def _reproduce(args: argparse.Namespace, case: Case, mode: str, choice: ScheduleChoice) -> str:
@@ -138,7 +161,7 @@ def run_command(args: argparse.Namespace, out: TextIO | None = None,
     """``altpatch run``: every mode x schedule, a verdict line each, then discrepancies."""
     from pytest_altpatch.judge import judge  # noqa: PLC0415
     from pytest_altpatch.report import render_failure, style_for  # noqa: PLC0415
-    from pytest_altpatch.scenarios.runner import not_applicable, run_case  # noqa: PLC0415
+    from pytest_altpatch.scenarios.runner import not_applicable  # noqa: PLC0415
 
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
@@ -153,8 +176,7 @@ def run_command(args: argparse.Namespace, out: TextIO | None = None,
             out.write(f"N/A   {case.id} {mode}: {reason}\n")
             continue
         for choice in loaded.schedules:
-            outcome = run_case(case, loaded.catalog, mode=mode, patcher=loaded.patcher,
-                               schedule=choice.name, seed=choice.seed, timeout=args.timeout)
+            outcome = loaded.outcome(args, mode, choice)
             verdict = judge(case, outcome)
             heading = (f"{case.id} {mode} {choice.label} seed {choice.seed} "
                        f"{loaded.patcher.name} ({loaded.patcher.dialect})")
@@ -174,7 +196,7 @@ def show_command(args: argparse.Namespace, out: TextIO | None = None,
     """``altpatch show``: one run, everything about it; exit 1 if the verdict fails."""
     from pytest_altpatch.judge import judge  # noqa: PLC0415
     from pytest_altpatch.report import render_show, style_for  # noqa: PLC0415
-    from pytest_altpatch.scenarios.runner import not_applicable, run_case  # noqa: PLC0415
+    from pytest_altpatch.scenarios.runner import not_applicable  # noqa: PLC0415
 
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
@@ -192,8 +214,7 @@ def show_command(args: argparse.Namespace, out: TextIO | None = None,
         out.write(f"{loaded.case.id} {mode}: not applicable to {loaded.patcher.name}: "
                   f"{reason}\n")
         return EXIT_PASS
-    outcome = run_case(loaded.case, loaded.catalog, mode=mode, patcher=loaded.patcher,
-                       schedule=choice.name, seed=choice.seed, timeout=args.timeout)
+    outcome = loaded.outcome(args, mode, choice)
     verdict = judge(loaded.case, outcome)
     out.write(render_show(loaded.case, outcome, verdict, style=style_for(out),
                           trace_lines=max(args.trace_lines, 0)) + "\n")

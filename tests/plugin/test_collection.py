@@ -125,3 +125,26 @@ def test_markers_are_registered_for_strict_markers(pytester: pytest.Pytester,
                                 "--collect-only", "-q", "-m", "altpatch_feature")
     assert result.ret == pytest.ExitCode.OK
     assert len(_collected_ids(result)) == 2
+
+
+def test_a_corpus_directory_is_data_its_conftest_and_tests_never_run(
+        pytester: pytest.Pytester, corpus: CaseWriter) -> None:
+    root = corpus({"demo/applied.yaml": CASE_APPLIED})
+    planted = "open({marker!r}, 'w').close()\nraise SystemExit('corpus code ran')\n"
+    for where in (root, root / "cases", root / "cases" / "demo"):
+        (where / "conftest.py").write_text(planted.format(marker=str(where / "conftest-ran")))
+        (where / "test_planted.py").write_text(
+            planted.format(marker=str(where / "test-ran")) + "def test_x():\n    pass\n")
+    result = pytester.runpytest("--altpatch-corpus", "corpus")
+    result.assert_outcomes(passed=1)
+    assert not list(root.rglob("*-ran"))  # neither kind of file was ever imported
+
+
+def test_a_case_id_used_twice_is_a_located_load_error(
+        pytester: pytest.Pytester, corpus: CaseWriter) -> None:
+    copy = CASE_APPLIED.replace("requires:", "# the same id again\nrequires:")
+    corpus({"a/first.yaml": CASE_APPLIED, "b/second.yaml": copy})
+    result = pytester.runpytest("--altpatch-corpus", "corpus")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["corpus/cases/b/second.yaml:2:*SPEC_DUPLICATE_ID*"
+                                 "demo/applied*corpus/cases/a/first.yaml*"])
