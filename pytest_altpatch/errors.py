@@ -97,7 +97,6 @@ ERROR_CODES: Final[Mapping[str, str]] = {
                       "KeyboardInterrupt, before an outcome was made",
     # --- bounded inputs (phase: load) ---
     "SPEC_TAG": "a YAML tag outside the safe core schema, or a tagged value it cannot hold",
-    "SPEC_LIMIT": "a document is larger, deeper or has more values than the loader allows",
     "SPEC_CHARACTER": "a string holds a surrogate or control character",
     "SPEC_SCHEMA_REF": "a JSON schema $ref points outside the corpus's schema/ directory",
 }

@@ -681,9 +681,10 @@ class CaseLoadItem(pytest.Item):
                      style: str | None = None) -> str | TerminalRepr:
         """``file:line:col: CODE: message`` for a spec error; a traceback for our bugs."""
         from pytest_altpatch.report import render_load_error  # noqa: PLC0415
+        from pytest_altpatch.terminal import escape_text  # noqa: PLC0415
 
         if isinstance(excinfo.value, AltpatchError):
-            return render_load_error(excinfo.value)
+            return escape_text(render_load_error(excinfo.value))
         return super().repr_failure(excinfo, style=style)  # type: ignore[arg-type]
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
@@ -723,6 +724,7 @@ class CaseItem(pytest.Item):
         from pytest_altpatch.judge import judge  # noqa: PLC0415
         from pytest_altpatch.report import render_failure, reproduce_command  # noqa: PLC0415
         from pytest_altpatch.supervisor import item_request, run_item  # noqa: PLC0415
+        from pytest_altpatch.terminal import escape_text  # noqa: PLC0415
 
         state = plugin_state(self.config)
         if state is None:  # pragma: no cover - items exist only when switched on
@@ -743,8 +745,9 @@ class CaseItem(pytest.Item):
                                         dialect=state.settings.dialect,
                                         schedule=self.schedule.label, seed=self.schedule.seed,
                                         cwd=self.config.invocation_params.dir)
-            raise ConformanceFailure(render_failure(self.case, outcome, verdict,
-                                                    reproduce=command))
+            # Case text and patcher messages are data: never raw control characters.
+            raise ConformanceFailure(escape_text(render_failure(self.case, outcome, verdict,
+                                                                reproduce=command)))
 
     def repr_failure(self, excinfo: ExceptionInfo[BaseException],
                      style: str | None = None) -> str | TerminalRepr:
