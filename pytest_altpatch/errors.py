@@ -99,6 +99,7 @@ ERROR_CODES: Final[Mapping[str, str]] = {
     "SPEC_TAG": "a YAML tag outside the safe core schema, or a tagged value it cannot hold",
     "SPEC_CHARACTER": "a string holds a surrogate or control character",
     "SPEC_SCHEMA_REF": "a JSON schema $ref points outside the corpus's schema/ directory",
+    "SPEC_SCHEMA_PATTERN": "a JSON schema pattern is invalid or could backtrack without bound",
 }
 
 

@@ -27,15 +27,26 @@ SCHEMA_DIR_NAME = "schema"
 
 @lru_cache(maxsize=16)
 def _validator(schema_file: str) -> jsonschema.protocols.Validator:
+    from pytest_altpatch.spec.schema_safety import (  # noqa: PLC0415
+        check_patterns,
+        check_references,
+        local_registry,
+        read_schema,
+    )
+
     path = Path(schema_file)
-    try:
-        schema = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise SpecError("SPEC_IO", f"cannot read schema: {exc}",
-                        location=Location(file=str(path))) from None
+    schema = read_schema(path)
     cls = jsonschema.validators.validator_for(schema)
-    cls.check_schema(schema)
-    validator: jsonschema.protocols.Validator = cls(schema)
+    try:
+        cls.check_schema(schema)
+    except jsonschema.exceptions.SchemaError as exc:
+        raise SpecError("SPEC_IO", f"not a valid JSON schema: {exc.message}",
+                        location=Location(file=str(path))) from None
+    # Nothing in a corpus's schema is fetched or trusted: local $refs, checked patterns.
+    registry = local_registry(path.parent)
+    check_references(schema, registry, path)
+    check_patterns(schema, path)
+    validator: jsonschema.protocols.Validator = cls(schema, registry=registry)
     return validator
 
 
