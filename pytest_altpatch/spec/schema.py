@@ -36,6 +36,7 @@ def _validator(schema_file: str) -> jsonschema.protocols.Validator:
 
     path = Path(schema_file)
     schema = read_schema(path)
+    check_patterns(schema, path)  # before the metaschema, which only says "not a regex"
     cls = jsonschema.validators.validator_for(schema)
     try:
         cls.check_schema(schema)
@@ -45,7 +46,6 @@ def _validator(schema_file: str) -> jsonschema.protocols.Validator:
     # Nothing in a corpus's schema is fetched or trusted: local $refs, checked patterns.
     registry = local_registry(path.parent)
     check_references(schema, registry, path)
-    check_patterns(schema, path)
     validator: jsonschema.protocols.Validator = cls(schema, registry=registry)
     return validator
 
@@ -147,7 +147,10 @@ def _sort_key(error: SpecError) -> tuple[int, int, int, str]:
 
 def validate(document: LocatedDocument, schema_file: Path) -> list[SpecError]:
     """Every schema problem of ``document``, sorted by position in the file."""
-    validator = _validator(str(schema_file))
+    try:
+        validator = _validator(str(schema_file))
+    except SpecError as exc:  # the corpus's schema itself is unusable: that file's problem
+        return [exc]
     value: Any = document.value
     problems: list[SpecError] = []
     seen: set[str] = set()
