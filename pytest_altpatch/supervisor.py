@@ -15,7 +15,7 @@ worker server itself went away), ``PATCHER_EXITED`` (the process exited, or the
 patcher raised ``SystemExit``/``KeyboardInterrupt``, before an outcome was made).
 
 :func:`run_item` is the whole interface: a request in, an outcome out (the coded
-error is the outcome's ``error``).  :func:`patcher_facts` asks a child for a
+error is the outcome's ``error``).  :func:`patchers_facts` asks a child for a
 patcher's name, dialect and features, so even creating the patcher happens outside
 the session.  Passing a resolved ``patcher`` runs in-process instead (debugging:
 breakpoints and tracebacks work, but a hostile patcher can hang, end or tamper with
@@ -110,10 +110,10 @@ class ItemRequest:
 
 @dataclass(frozen=True)
 class FactsRequest:
-    """Resolve a patcher spec and report its facts (name, version, dialect, features)."""
+    """Resolve a patcher spec, one per dialect asked, and report each one's facts."""
 
     patcher: str
-    dialect: str | None = None
+    dialects: tuple[str, ...] | None = None
     search_path: tuple[str, ...] = ()
     workdir: str = ""
     environment: tuple[tuple[str, str], ...] = ()
@@ -221,10 +221,16 @@ def _receive(channel: socket.socket, deadline: float | None = None) -> bytes:
 
 def _perform(request: ItemRequest | FactsRequest) -> _Reply:
     """Resolve the patcher and do the request (in the child)."""
-    from pytest_altpatch.patchers.registry import resolve_patcher  # noqa: PLC0415
+    from pytest_altpatch.patchers.registry import (  # noqa: PLC0415
+        resolve_patcher,
+        resolve_patchers,
+    )
     from pytest_altpatch.scenarios.runner import run_case  # noqa: PLC0415
 
     try:
+        if isinstance(request, FactsRequest):
+            patchers = resolve_patchers(request.patcher, request.dialects)
+            return _Reply("value", PatcherFacts.of_all(patchers, request.dialects))
         patcher = resolve_patcher(request.patcher, dialect=request.dialect)
     except AltpatchError as exc:
         return _Reply("error", error=exc.info())
@@ -232,8 +238,6 @@ def _perform(request: ItemRequest | FactsRequest) -> _Reply:
         return _Reply("error", error=ErrorInfo(
             "PATCHER_UNKNOWN", f"loading {request.patcher!r} failed: {type(exc).__name__}: "
             f"{exc}", "load"))
-    if isinstance(request, FactsRequest):
-        return _Reply("value", PatcherFacts.of(patcher))
     outcome = run_case(request.case, request.catalog, mode=request.mode, patcher=patcher,
                        schedule=request.schedule, seed=request.seed, timeout=request.timeout)
     return _Reply("value", outcome)
@@ -612,13 +616,14 @@ def run_item(request: ItemRequest, *, patcher: Patcher | None = None) -> Outcome
                    dialect=facts.dialect if facts else request.dialect or "", error=error)
 
 
-def patcher_facts(spec: str, *, dialect: str | None = None,
-                  timeout: float | None = None) -> PatcherFacts:
-    """Resolve ``spec`` in a child and return its facts; raises a coded ``PatchError``."""
+def patchers_facts(spec: str, dialects: tuple[str, ...] | None = None, *,
+                   timeout: float | None = None) -> tuple[PatcherFacts, ...]:
+    """Resolve ``spec`` (one patcher per dialect asked) in a child and return each one's
+    facts; raises a coded ``PatchError`` (``PATCHER_*``) if that fails."""
     search_path, workdir, environment = session_context()
     seconds = timeout or DEFAULT_HOST_SECONDS
-    ending = _supervise(FactsRequest(spec, dialect, search_path, workdir, environment, seconds),
-                        seconds + KILL_GRACE)
+    ending = _supervise(FactsRequest(spec, dialects, search_path, workdir, environment,
+                                     seconds), seconds + KILL_GRACE)
     found = _describe(ending, seconds)
     reply = ending.reply
     if found is not None:
@@ -626,7 +631,8 @@ def patcher_facts(spec: str, *, dialect: str | None = None,
         raise PatchError(code, f"resolving {spec!r}: {message}", phase="load",
                          hint=_output_hint(ending.output))
     assert reply is not None  # _describe returns None only when a reply came
-    if reply.kind == "value" and isinstance(reply.value, PatcherFacts):
+    if reply.kind == "value" and isinstance(reply.value, tuple) and reply.value \
+            and all(isinstance(facts, PatcherFacts) for facts in reply.value):
         return reply.value
     if reply.kind == "internal":
         raise WorkerInternalError(f"internal error in the worker:\n{reply.text}")
@@ -652,7 +658,7 @@ __all__ = [
     "dumps",
     "item_request",
     "loads",
-    "patcher_facts",
+    "patchers_facts",
     "run_item",
     "serve",
     "shutdown",

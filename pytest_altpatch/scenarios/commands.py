@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -37,20 +38,29 @@ class _Loaded:
 
     case: Case
     catalog: Catalog
-    patcher: PatcherFacts
+    #: One per dialect to run: those the case lists among the ones asked for (the
+    #: reference patcher's default: every dialect the case lists).
+    patchers: tuple[PatcherFacts, ...]
     schedules: tuple[ScheduleChoice, ...]
     modes: tuple[str, ...]
-    #: The patcher object, only with ``--inprocess``; otherwise it lives in the worker.
-    inprocess_patcher: Patcher | None = None
+    #: The patcher objects by dialect, only with ``--inprocess``; otherwise they live in
+    #: the supervised worker.
+    inprocess_patchers: Mapping[str, Patcher] = field(default_factory=dict)
 
-    def outcome(self, args: argparse.Namespace, mode: str, choice: ScheduleChoice) -> Outcome:
-        """Run one mode under one schedule through the supervisor."""
+    def outcome(self, args: argparse.Namespace, mode: str, choice: ScheduleChoice,
+                patcher: PatcherFacts) -> Outcome:
+        """Run one mode under one schedule against ``patcher`` through the supervisor."""
         from pytest_altpatch.supervisor import item_request, run_item  # noqa: PLC0415
 
         request = item_request(self.case, self.catalog, mode=mode, patcher=args.patcher,
-                               dialect=args.dialect, schedule=choice.name, seed=choice.seed,
-                               timeout=args.timeout, facts=self.patcher)
-        return run_item(request, patcher=self.inprocess_patcher)
+                               dialect=patcher.asked_dialect, schedule=choice.name,
+                               seed=choice.seed, timeout=args.timeout, facts=patcher)
+        return run_item(request, patcher=self.inprocess_patchers.get(patcher.dialect))
+
+    @property
+    def patcher(self) -> PatcherFacts:
+        """The first patcher to run (``show`` runs only this one)."""
+        return self.patchers[0]
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -58,7 +68,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patcher", default="reference",
                         help="patcher: reference[:DIALECT] or package.module:attr "
                              "(default: reference)")
-    parser.add_argument("--dialect", default=None, help="dialect for the patcher")
+    parser.add_argument("--dialect", default=None,
+                        help="dialects, comma-separated, or 'all' (default: the reference "
+                             "patcher runs every dialect the case lists; show the first)")
     parser.add_argument("--mode", choices=("boot", "late"), default=None,
                         help="mode to run (default: every mode the case has expectations for)")
     parser.add_argument("--seed", type=int, default=None,
@@ -105,14 +117,18 @@ def _complain(error: AltpatchError, stream: TextIO) -> None:
 def _load(args: argparse.Namespace, err: TextIO) -> _Loaded | None:
     """Load case, catalog, patcher and schedules; print the problem and return None."""
     from pytest_altpatch.patchers.facts import PatcherFacts  # noqa: PLC0415
-    from pytest_altpatch.patchers.registry import resolve_patcher  # noqa: PLC0415
-    from pytest_altpatch.plugin import case_modes  # noqa: PLC0415
+    from pytest_altpatch.patchers.registry import (  # noqa: PLC0415
+        dialect_free_reference,
+        parse_dialects,
+        resolve_patchers,
+    )
     from pytest_altpatch.resources import bundled_corpus  # noqa: PLC0415
-    from pytest_altpatch.scenarios.runner import parse_schedules  # noqa: PLC0415
+    from pytest_altpatch.scenarios.runner import case_modes, parse_schedules  # noqa: PLC0415
     from pytest_altpatch.spec.case import read_case  # noqa: PLC0415
     from pytest_altpatch.spec.catalog import read_catalog  # noqa: PLC0415
     from pytest_altpatch.spec.corpus import find_corpus_root  # noqa: PLC0415
-    from pytest_altpatch.supervisor import patcher_facts  # noqa: PLC0415
+    from pytest_altpatch.spec.model import DIALECTS, preferred_dialect  # noqa: PLC0415
+    from pytest_altpatch.supervisor import patchers_facts  # noqa: PLC0415
 
     path: Path = args.case
     if not path.is_file():
@@ -129,13 +145,17 @@ def _load(args: argparse.Namespace, err: TextIO) -> _Loaded | None:
         for problem in problems:
             _complain(problem, err)
         return None
-    inprocess_patcher = None
     try:
+        # The reference patcher runs a case under every dialect it lists, unless told.
+        dialects = parse_dialects(args.dialect) or (
+            DIALECTS if dialect_free_reference(args.patcher) else None)
+        inprocess_patchers: dict[str, Patcher] = {}
         if args.inprocess:
-            inprocess_patcher = resolve_patcher(args.patcher, dialect=args.dialect)
-            patcher = PatcherFacts.of(inprocess_patcher)
-        else:
-            patcher = patcher_facts(args.patcher, dialect=args.dialect, timeout=args.timeout)
+            resolved = resolve_patchers(args.patcher, dialects)
+            inprocess_patchers = {patcher.dialect: patcher for patcher in resolved}
+            patchers = PatcherFacts.of_all(resolved, dialects)
+        else:  # even creating a patcher runs its code: that happens in a worker too
+            patchers = patchers_facts(args.patcher, dialects, timeout=args.timeout)
         schedules = tuple(parse_schedules(args.schedule))
     except AltpatchError as exc:
         err.write(f"altpatch: {exc.render()}\n")
@@ -146,14 +166,19 @@ def _load(args: argparse.Namespace, err: TextIO) -> _Loaded | None:
     if args.seed is not None:
         schedules = tuple(dataclasses.replace(choice, seed=args.seed) for choice in schedules)
     modes = (args.mode,) if args.mode else case_modes(case)
-    return _Loaded(case, catalog, patcher, schedules, modes, inprocess_patcher)
+    # The preferred dialect first: the one `show` (and `build`) default to.
+    first = preferred_dialect(case.dialects)
+    listed = tuple(sorted((p for p in patchers if p.dialect in case.dialects),
+                          key=lambda p: (p.dialect != first, case.dialects.index(p.dialect))))
+    return _Loaded(case, catalog, listed or patchers[:1], schedules, modes, inprocess_patchers)
 
 
-def _reproduce(args: argparse.Namespace, case: Case, mode: str, choice: ScheduleChoice) -> str:
+def _reproduce(args: argparse.Namespace, case: Case, mode: str, choice: ScheduleChoice,
+               patcher: PatcherFacts) -> str:
     from pytest_altpatch.report import reproduce_command  # noqa: PLC0415
 
-    return reproduce_command(case.path, mode=mode, patcher=args.patcher, dialect=args.dialect,
-                             schedule=choice.label, seed=choice.seed)
+    return reproduce_command(case.path, mode=mode, patcher=args.patcher,
+                             dialect=patcher.dialect, schedule=choice.label, seed=choice.seed)
 
 
 def run_command(args: argparse.Namespace, out: TextIO | None = None,
@@ -170,24 +195,25 @@ def run_command(args: argparse.Namespace, out: TextIO | None = None,
         return EXIT_UNREADABLE
     style = style_for(out)
     case, status = loaded.case, EXIT_PASS
-    for mode in loaded.modes:
-        reason = not_applicable(case, loaded.patcher, mode)
-        if reason is not None:
-            out.write(f"N/A   {case.id} {mode}: {reason}\n")
-            continue
-        for choice in loaded.schedules:
-            outcome = loaded.outcome(args, mode, choice)
-            verdict = judge(case, outcome)
-            heading = (f"{case.id} {mode} {choice.label} seed {choice.seed} "
-                       f"{loaded.patcher.name} ({loaded.patcher.dialect})")
-            if verdict.passed:
-                out.write(f"{style.good('PASS')}  {heading}\n")
+    for patcher in loaded.patchers:
+        for mode in loaded.modes:
+            reason = not_applicable(case, patcher, mode)
+            if reason is not None:
+                out.write(f"N/A   {case.id} {mode}: {reason}\n")
                 continue
-            status = EXIT_FAIL
-            out.write(f"{style.bad('FAIL')}  {heading}\n")
-            report = render_failure(case, outcome, verdict,
-                                    reproduce=_reproduce(args, case, mode, choice), style=style)
-            out.write("".join(f"      {line}\n" for line in report.splitlines()))
+            for choice in loaded.schedules:
+                outcome = loaded.outcome(args, mode, choice, patcher)
+                verdict = judge(case, outcome)
+                heading = (f"{case.id} {mode} {choice.label} seed {choice.seed} "
+                           f"{patcher.name} ({patcher.dialect})")
+                if verdict.passed:
+                    out.write(f"{style.good('PASS')}  {heading}\n")
+                    continue
+                status = EXIT_FAIL
+                out.write(f"{style.bad('FAIL')}  {heading}\n")
+                report = render_failure(case, outcome, verdict, style=style,
+                                        reproduce=_reproduce(args, case, mode, choice, patcher))
+                out.write("".join(f"      {line}\n" for line in report.splitlines()))
     return status
 
 
@@ -214,11 +240,11 @@ def show_command(args: argparse.Namespace, out: TextIO | None = None,
         out.write(f"{loaded.case.id} {mode}: not applicable to {loaded.patcher.name}: "
                   f"{reason}\n")
         return EXIT_PASS
-    outcome = loaded.outcome(args, mode, choice)
+    outcome = loaded.outcome(args, mode, choice, loaded.patcher)
     verdict = judge(loaded.case, outcome)
     out.write(render_show(loaded.case, outcome, verdict, style=style_for(out),
                           trace_lines=max(args.trace_lines, 0)) + "\n")
-    out.write(f"reproduce: {_reproduce(args, loaded.case, mode, choice)}\n")
+    out.write(f"reproduce: {_reproduce(args, loaded.case, mode, choice, loaded.patcher)}\n")
     return EXIT_PASS if verdict.passed else EXIT_FAIL
 
 

@@ -46,7 +46,7 @@ def main() -> None:
     """Print the timings."""
     corpus = load_corpus()
     start = time.perf_counter()
-    supervisor.patcher_facts("reference")
+    supervisor.patchers_facts("reference")
     print(f"worker server start + first request: {(time.perf_counter() - start) * 1000:.0f} ms")
     rows: list[tuple[str, float, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
