@@ -98,8 +98,12 @@ def _judge_error(case: Case, expected: ErrorExpectation | None,
     if expected is None:
         if actual is None:
             return []
+        # Placed where the error is, when it is in the case file (an assembler or build
+        # error names its line); otherwise at the case.
+        where = actual.location if actual.location.file == case.path and \
+            actual.location.line else case.location
         return [Discrepancy("unexpected-error", f"{actual.code} ({actual.phase}): {actual.message}",
-                            actual.phase, case.location,
+                            actual.phase, where,
                             detail={"actual_code": actual.code, "actual_phase": actual.phase,
                                     "where": str(actual.location)})]
     if actual is None:
@@ -153,7 +157,7 @@ def _judge_phase(case: Case, outcome: Outcome, name: str, expectation: PhaseExpe
                 detail={"expected": sorted(want), "actual": sorted(got)}))
     found += _judge_streams(case, outcome, phase, expectation, json_path)
     found += _judge_probes(case, phase, expectation, json_path)
-    found += _judge_findings(case, phase, expectation, json_path)
+    found += _judge_findings(case, phase, expectation, json_path, outcome)
     found += _judge_unexpected_writes(case, phase)
     return found
 
@@ -205,6 +209,16 @@ def _judge_probes(case: Case, phase: PhaseOutcome, expectation: PhaseExpectation
             found.append(Discrepancy("probe-mismatch", f"probe {spec.call} did not run",
                                      phase.phase, where, detail={"call": spec.call}))
         for run in runs:
+            if spec.fault is not None:
+                if not any(f.code == spec.fault for f in run.findings):
+                    how = (f"raised {', '.join(sorted({f.code for f in run.findings}))} "
+                           "instead") if run.findings else "returned without one"
+                    found.append(Discrepancy(
+                        "probe-mismatch", f"probe {spec.call} on cpu{run.cpu}: expected the "
+                        f"fault {spec.fault}, but it {how}", phase.phase, where,
+                        finding=run.findings[0] if run.findings else None,
+                        detail={"call": spec.call, "cpu": run.cpu}))
+                continue
             if not run.completed:
                 found.append(Discrepancy(
                     "probe-mismatch", f"probe {spec.call} on cpu{run.cpu} did not return",
@@ -224,18 +238,38 @@ def _judge_probes(case: Case, phase: PhaseOutcome, expectation: PhaseExpectation
     return found
 
 
+def _finding_place(case: Case, outcome: Outcome, finding: Finding,
+                   probe: Location | None, fallback: Location) -> Location:
+    """The case line a finding is about: the line whose code it concerns (a site's
+    macro line), else the probe that ran into it, else the phase's expectations."""
+    from pytest_altpatch.report_findings import case_line_of  # noqa: PLC0415
+
+    address = finding.address if finding.address is not None else finding.pc
+    line = case_line_of(outcome.image, address, case.path)
+    if line is not None:  # the image was built from this case: its lines are the case's
+        return Location(file=case.path, line=line.line)
+    return probe if probe is not None and probe.line else fallback
+
+
 def _judge_findings(case: Case, phase: PhaseOutcome, expectation: PhaseExpectation,
-                    json_path: str) -> list[Discrepancy]:
-    observed = list(phase.findings) + [f for p in phase.probes for f in p.findings]
+                    json_path: str, outcome: Outcome) -> list[Discrepancy]:
+    # A probe's expected fault (``fault: ro-write``) is judged with the probe, not here.
+    faults = {index: spec.fault for index, spec in enumerate(expectation.probes)}
+    probe_at = {index: spec.location for index, spec in enumerate(expectation.probes)}
+    observed: list[tuple[Finding, Location | None]] = [(f, None) for f in phase.findings]
+    observed += [(f, probe_at.get(p.probe_index)) for p in phase.probes for f in p.findings
+                 if f.code != faults.get(p.probe_index)]
     allowed = set(expectation.findings)
     found: list[Discrepancy] = []
     reported: set[str] = set()
-    for finding in observed:
+    for finding, probe in observed:
         if finding.code not in allowed and finding.code not in reported:
             reported.add(finding.code)  # the first of each code carries the story
-            found.append(Discrepancy("unexpected-finding", finding.render(), phase.phase,
-                                     case.location_of(json_path), finding=finding))
-    seen = {f.code for f in observed}
+            found.append(Discrepancy(
+                "unexpected-finding", finding.render(), phase.phase,
+                _finding_place(case, outcome, finding, probe, case.location_of(json_path)),
+                finding=finding))
+    seen = {f.code for f, _ in observed}
     for code in expectation.findings:
         if code not in seen:
             found.append(Discrepancy("missing-finding", f"expected finding {code} did not occur",

@@ -69,6 +69,17 @@ def resolve_patchers(name: str, dialects: tuple[str, ...] | None) -> tuple[Patch
     return tuple(resolve_patcher(name, dialect=d) for d in dialects)
 
 
+def _takes_dialect(make: Callable[..., object]) -> bool:
+    """Whether a class or factory accepts ``dialect=`` (else it makes its own dialect,
+    which is then checked against the one asked for)."""
+    try:
+        parameters = inspect.signature(make).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: try the keyword
+        return True
+    return any(p.name == "dialect" or p.kind is inspect.Parameter.VAR_KEYWORD
+               for p in parameters)
+
+
 def resolve_patcher(name: str, *, dialect: str | None = None) -> Patcher:
     """Return the patcher ``name`` designates.
 
@@ -121,7 +132,7 @@ def resolve_patcher(name: str, *, dialect: str | None = None) -> Patcher:
     if inspect.isclass(target) or (not isinstance(target, Patcher) and callable(target)):
         make = cast("Callable[..., object]", target)
         try:
-            target = make(dialect=dialect) if dialect else make()
+            target = make(dialect=dialect) if dialect and _takes_dialect(make) else make()
         except Exception as exc:
             raise PatchError("PATCHER_UNKNOWN", f"creating {name!r} failed: "
                              f"{type(exc).__name__}: {exc}", phase="load",

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from pytest_altpatch.errors import AltpatchError
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from pytest_altpatch.patchers.facts import PatcherFacts
     from pytest_altpatch.scenarios.outcome import Outcome
     from pytest_altpatch.scenarios.runner import ScheduleChoice
-    from pytest_altpatch.spec.model import Case, Catalog
+    from pytest_altpatch.spec.model import Case, Catalog, Dialect
 
 EXIT_PASS = 0
 EXIT_FAIL = 1
@@ -123,6 +123,7 @@ def _load(args: argparse.Namespace, err: TextIO) -> _Loaded | None:
         resolve_patchers,
     )
     from pytest_altpatch.resources import bundled_corpus  # noqa: PLC0415
+    from pytest_altpatch.scenarios.buildcheck import build_problems  # noqa: PLC0415
     from pytest_altpatch.scenarios.runner import case_modes, parse_schedules  # noqa: PLC0415
     from pytest_altpatch.spec.case import read_case  # noqa: PLC0415
     from pytest_altpatch.spec.catalog import read_catalog  # noqa: PLC0415
@@ -166,6 +167,12 @@ def _load(args: argparse.Namespace, err: TextIO) -> _Loaded | None:
     if args.seed is not None:
         schedules = tuple(dataclasses.replace(choice, seed=args.seed) for choice in schedules)
     modes = (args.mode,) if args.mode else case_modes(case)
+    # A case that does not build is unreadable, like one that does not load (exit 2).
+    unbuildable = build_problems(case, catalog, [cast("Dialect", p.dialect) for p in patchers])
+    for build_error in unbuildable:
+        _complain(build_error, err)
+    if unbuildable:
+        return None
     # The preferred dialect first: the one `show` (and `build`) default to.
     first = preferred_dialect(case.dialects)
     listed = tuple(sorted((p for p in patchers if p.dialect in case.dialects),

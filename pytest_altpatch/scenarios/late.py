@@ -350,8 +350,11 @@ def run_late(session: BootSession, boot: Outcome, *,
     symbols = dict(image.symbols)
 
     def finish(error: ErrorInfo | None = None) -> Outcome:
+        entries = tuple((p.name, e) for p in payloads
+                        for e in p.loaded.alt_entries(image.dialect, image.numbering.ncaps,
+                                                      image.numbering))
         return replace(session._outcome(phases=phases, error=error, hotplug=boot.hotplug),
-                       mode="late", symbols=symbols)
+                       mode="late", symbols=symbols, payload_entries=entries)
 
     machine = session.machine
     assert machine is not None

@@ -384,11 +384,15 @@ class _Resolver:
                         self.problem("SPEC_BAD_REFERENCE",
                                      f"probe CPU {cpu} does not exist (the case has {ncpus})",
                                      join_path(probe_path, "cpus"))
+            fault = cast("str | None", probe.get("fault"))
+            if fault is not None and fault not in FINDING_CODES:
+                self.problem("SPEC_UNKNOWN_CODE", f"{fault!r} is not a registered finding code",
+                             join_path(probe_path, "fault"), did_you_mean(fault, FINDING_CODES))
             probes.append(ProbeSpec(
                 call=call, cpus=cpus,
                 args=MappingProxyType(dict(cast(Mapping[str, int], probe.get("args", {})))),
-                result=MappingProxyType(dict(cast(Mapping[str, int], probe["result"]))),
-                location=self.at(probe_path),
+                result=MappingProxyType(dict(cast(Mapping[str, int], probe.get("result", {})))),
+                location=self.at(probe_path), fault=fault,
             ))
         findings = tuple(cast(list[str], entry.get("findings", [])))
         for index, code in enumerate(findings):

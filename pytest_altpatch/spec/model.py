@@ -359,8 +359,10 @@ class ProbeSpec:
     call: str
     cpus: Literal["all"] | tuple[int, ...]
     args: Mapping[str, int]
-    result: Mapping[str, int]
+    result: Mapping[str, int]  # empty for a probe expected to fault
     location: Location = field(default_factory=Location)
+    #: A finding code the call must raise (``ro-write``) instead of giving a result.
+    fault: str | None = None
 
 
 @dataclass(frozen=True)

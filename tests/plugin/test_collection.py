@@ -14,6 +14,7 @@ from altpatch_cases import (
 )
 
 from pytest_altpatch.plugin import CaseItem
+from pytest_altpatch.resources import bundled_corpus
 
 
 def _collected_ids(result: pytest.RunResult) -> list[str]:
@@ -79,11 +80,13 @@ def test_disabled_plugin_does_not_know_its_options(pytester: pytest.Pytester,
     result.stderr.fnmatch_lines(["*unrecognized arguments: --altpatch-corpus*"])
 
 
-def test_a_path_outside_any_corpus_is_a_usage_error(pytester: pytest.Pytester) -> None:
+def test_a_directory_outside_any_corpus_is_read_with_the_bundled_catalog(
+        pytester: pytest.Pytester) -> None:
+    # Own cases (issue #15): no longer "not inside a corpus"; here there are none.
     pytester.mkdir("not-a-corpus")
     result = pytester.runpytest("--altpatch-corpus", "not-a-corpus")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*not-a-corpus is not inside a corpus*"])
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    result.stdout.fnmatch_lines([f"altpatch: corpus * at {bundled_corpus()}", "collected 0 items"])
 
 
 def test_bundled_corpus_is_the_default(pytester: pytest.Pytester) -> None:

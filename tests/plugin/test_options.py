@@ -39,7 +39,8 @@ def test_unknown_patcher_is_a_usage_error(pytester: pytest.Pytester, two_cases: 
                                           how: str) -> None:
     result = _run(pytester, how, "patcher", "reference:linux-9.9", "--collect-only")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--altpatch-patcher*PATCHER_UNKNOWN*linux-9.9*"])
+    result.stderr.fnmatch_lines(["*--altpatch-patcher*PATCHER_DIALECT*linux-9.9*"
+                                 "did you mean 'linux-4.9'?*"])
 
 
 @BOTH

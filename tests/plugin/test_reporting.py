@@ -34,7 +34,7 @@ def test_wrong_stream_shows_case_line_side_by_side_diff_and_reproduce_command(
         "*where*address*expected*| actual",
         f"*> site *{MOV_X0_3}  mov x0, #3 * | {MOV_X0_2}  mov x0, #2",
         "reproduce: altpatch show corpus/cases/demo/wrong-stream.yaml --mode boot "
-        "--patcher reference --schedule rr:100 --seed 0",
+        "--patcher reference --dialect linux-6.1 --schedule rr:100 --seed 0",
     ])
     output = result.stdout.str()
     assert "Traceback" not in output and "plugin.py" not in output
