@@ -19,6 +19,7 @@ Interface (also meant for linked kernel images, which bring their own code):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -231,6 +232,13 @@ def runtime_symbols(base: int, env_va: int) -> tuple[Mapping[str, int], bytes]:
     return {**labels, ENV_SYMBOL: env_va}, assembly.code
 
 
+@functools.lru_cache(maxsize=16)
+def _link(objects: tuple[ObjectFile, ...], base: int,
+          externals: tuple[tuple[str, int], ...]) -> LinkedPatcher:
+    """Linking is pure: the same objects at the same place link the same (memoised)."""
+    return link_patcher(objects, base=base, externals=dict(externals))
+
+
 def install(machine: Machine, objects: Sequence[ObjectFile], *, window: int,
             bindings: Mapping[str, int], kernel_text: tuple[int, int],
             bug_codes: Mapping[str, str] | None = None) -> Installation:
@@ -244,7 +252,7 @@ def install(machine: Machine, objects: Sequence[ObjectFile], *, window: int,
     runtime_base = window + PAGE_SIZE
     services, runtime_code = runtime_symbols(runtime_base, env_va)
     objects_base = runtime_base + -(-len(runtime_code) // PAGE_SIZE) * PAGE_SIZE
-    linked = link_patcher(objects, base=objects_base, externals={**services, **bindings})
+    linked = _link(tuple(objects), objects_base, tuple(sorted({**services, **bindings}.items())))
     runtime = LinkedSection(RUNTIME_NAME, ".text", runtime_base, runtime_code, "r-x")
     stacks_va = linked.end + PAGE_SIZE  # one unmapped guard page
     stacks_size = machine.cpu_count * STACK_SIZE
