@@ -30,7 +30,7 @@ def line_table(data: bytes) -> LineTable:
     try:
         elf = ELFFile(io.BytesIO(data))
         if not elf.has_dwarf_info():
-            return rows
+            return ()
         dwarf = elf.get_dwarf_info(relocate_dwarf_sections=True)
         for unit in dwarf.iter_CUs():
             program = dwarf.line_program_for_CU(unit)
