@@ -24,7 +24,7 @@ from pytest_altpatch.native.executor import (
     memory_needed,
 )
 from pytest_altpatch.native.manifest import Entry, Manifest, load_manifest
-from pytest_altpatch.patchers.contract import PatchEnvironment
+from pytest_altpatch.patchers.contract import LivepatchEnvironment, PatchEnvironment
 
 #: CPUs the memory estimate allows for (the machine's maximum).
 _MAX_CPUS: Final = 256
@@ -172,6 +172,39 @@ class NativePatcher:
         args = (env.region.table_start, env.region.table_end) if entry.call == "table" \
             else (installation.env_va,)
         result = installation.call(ctx, self._address(installation, entry), args)
+        self._judge_result(entry, result)
+
+
+    # ------------------------------------------------------------------ livepatch
+    def apply_livepatch(self, ctx: CpuContext, env: LivepatchEnvironment) -> None:
+        """The ``livepatch_apply`` entry on every CPU."""
+        self._livepatch(ctx, env, "livepatch_apply")
+
+    def revert_livepatch(self, ctx: CpuContext, env: LivepatchEnvironment) -> None:
+        """The ``livepatch_revert`` entry on every CPU."""
+        self._livepatch(ctx, env, "livepatch_revert")
+
+    def _livepatch(self, ctx: CpuContext, env: LivepatchEnvironment, kind: str) -> None:
+        entry = self._entry(kind)
+        installation = self._installs.get(ctx.machine)
+        if entry is None or installation is None:
+            raise PatchError("PATCHER_UNSUPPORTED", f"{self.name} has no {kind} entry",
+                             phase="late")
+        header = {
+            "ncpus": env.ncpus, "dcache_line": env.dcache_line,
+            "icache_line": env.icache_line,
+            "flags": abi.ENV_FLAG_ALIAS if env.alias_offset is not None else 0,
+            "text_start": env.text_start, "text_end": env.text_end,
+            "text_phys": env.text_phys, "alias_offset": env.alias_offset or 0,
+            "sync_va": env.sync_va,
+        }
+        functions: list[Mapping[str, int | bytes]] = [{
+            "old_addr": f.old_addr, "new_addr": f.new_addr or 0, "old_size": f.old_size,
+            "new_size": f.new_size, "expect_len": min(len(f.expect or b""), 16),
+            "expect": f.expect or b"",
+        } for f in env.functions]
+        block = installation.write_livepatch(env.payload, header, functions)
+        result = installation.call(ctx, self._address(installation, entry), (block, ctx.cpu))
         self._judge_result(entry, result)
 
 

@@ -31,12 +31,14 @@ from pytest_altpatch.patchers.registry import resolve_patcher
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _c_example(work: Path) -> Patcher:
-    for name in ("manifest.yaml", "patcher.c"):
+def _c_example(work: Path, xen: bool = False) -> Patcher:
+    manifest = "manifest-xen.yaml" if xen else "manifest.yaml"
+    for name in (manifest, "patcher.c"):
         shutil.copy(ROOT / "conformance" / "native" / "c" / name, work / name)
-    subprocess.run(["aarch64-linux-gnu-gcc", "-O2", "-g", *cflags(), "-c", "patcher.c"],
-                   cwd=work, check=True)
-    return load_native_patcher(work / "manifest.yaml")
+    extra = ["-DALTPATCH_XEN", "-o", "patcher-xen.o"] if xen else []
+    subprocess.run(["aarch64-linux-gnu-gcc", "-O2", "-g", *cflags(), "-c", "patcher.c",
+                    *extra], cwd=work, check=True)
+    return load_native_patcher(work / manifest)
 
 
 def _line(label: str, patcher: Patcher, schedules: str) -> str:
@@ -67,6 +69,7 @@ def main() -> None:
         else:
             (work / "c").mkdir()
             rows.append(("native C example", _c_example(work / "c")))
+            rows.append(("native C example (Xen)", _c_example(work / "c", xen=True)))
             try:
                 sources = extract_sources(fetch_orig_tarball())
                 rows.append(("native real Xen 4.17", load_native_patcher(

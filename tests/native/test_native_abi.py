@@ -188,19 +188,26 @@ def test_an_unregistered_error_return_is_a_native_entry_error(tmp_path: Path) ->
 
 @pytest.mark.skipif(shutil.which("aarch64-linux-gnu-gcc") is None,
                     reason="aarch64-linux-gnu-gcc is not installed")
+@pytest.mark.parametrize(("manifest", "defines", "output", "minimum"), [
+    ("manifest.yaml", [], "patcher.o", 50),  # linux-4.9: 19 case-modes x 3
+    ("manifest-xen.yaml", ["-DALTPATCH_XEN"], "patcher-xen.o", 90),  # with livepatch
+])
 def test_c_example_passes_its_corpus_on_three_schedules(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], manifest: str,
+        defines: list[str], output: str, minimum: int) -> None:
     example = ROOT / "conformance" / "native" / "c"
-    for name in ("manifest.yaml", "patcher.c"):
+    for name in (manifest, "patcher.c"):
         shutil.copy(example / name, tmp_path / name)
     assert main(["native", "cflags"]) == 0
     flags = capsys.readouterr().out.split()
-    done = subprocess.run(["aarch64-linux-gnu-gcc", "-O2", "-g", "-Wall", "-Werror", *flags,
-                           "-c", "patcher.c"], cwd=tmp_path, capture_output=True, text=True,
-                          check=False)
+    done = subprocess.run(["aarch64-linux-gnu-gcc", "-O2", "-g", "-Wall", "-Wextra", "-Werror",
+                           *defines, *flags, "-c", "patcher.c", "-o", output], cwd=tmp_path,
+                          capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
-    results, _ = run_corpus(load_native_patcher(tmp_path / "manifest.yaml"),
+    results, _ = run_corpus(load_native_patcher(tmp_path / manifest),
                             "rr:100,random:1,adversarial")
-    assert len(results) >= 50  # boot and late cases of linux-4.9
+    assert len(results) >= minimum
     failed = [f"{r.item}\n{r.report}" for r in results if not r.passed]
     assert not failed, "\n".join(failed)
+    if defines:  # the livepatch entries really ran
+        assert any(r.item.startswith("late/livepatch-nop-out::late") for r in results)
