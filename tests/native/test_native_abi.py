@@ -211,3 +211,56 @@ def test_c_example_passes_its_corpus_on_three_schedules(
     assert not failed, "\n".join(failed)
     if defines:  # the livepatch entries really ran
         assert any(r.item.startswith("late/livepatch-nop-out::late") for r in results)
+
+
+def test_stop_machine_runs_the_function_on_every_online_cpu(tmp_path: Path) -> None:
+    # boot: altpatch_stop_machine(fn, 0) from CPU0; fn just returns 0 on each CPU.
+    path = _manifest(tmp_path, "entry:\n    stp x29, x30, [sp, #-16]!\n"
+                               "    adr x0, fn\n    mov x1, #0\n    bl altpatch_stop_machine\n"
+                               "    ldp x29, x30, [sp], #16\n    ret\nfn:\n    mov w0, #0\n"
+                               "    ret\n", call="stop-machine")
+    outcome = run_case(CASE, CORPUS.catalog, mode="boot", patcher=load_native_patcher(path))
+    fn = next(e.address for e in outcome.trace if e.kind == "call" and e.cpu == 1)
+    callers = {e.cpu for e in outcome.trace if e.kind == "call" and e.address == fn}
+    entry_calls = [e for e in outcome.trace if e.kind == "call" and e.address != fn]
+    assert callers == {1, 2, 3}  # CPU0 runs fn inside its own stop_machine call
+    assert [e.cpu for e in entry_calls] == [0]
+    assert any(e.kind == "log" and "stop_machine" in e.detail for e in outcome.trace)
+    # Nothing patched: the case fails on its streams, not on an error or a hang.
+    assert outcome.error is None
+    assert not any(f.code in ("hang", "budget") for p in outcome.phases for f in p.findings)
+
+
+def test_a_bug_on_the_manifest_maps_is_judged_as_that_refusal(tmp_path: Path) -> None:
+    # altpatch_bug("f", 7, "c") with bug_codes {"c": LENGTH_MISMATCH}: strings as bytes.
+    path = _manifest(tmp_path, "entry:\n    adr x0, file\n    mov x1, #7\n    adr x2, cond\n"
+                               "    bl altpatch_bug\nfile:\n    .byte 0x66, 0\ncond:\n"
+                               "    .byte 0x63, 0\n")
+    path.write_text(path.read_text() + "bug_codes: {c: LENGTH_MISMATCH}\n")
+    outcome = run_case(CASE, CORPUS.catalog, mode="boot", patcher=load_native_patcher(path))
+    assert outcome.error is not None
+    assert outcome.error.code == "LENGTH_MISMATCH"
+    assert "BUG_ON(c) at f:7" in outcome.error.message
+    assert "p.s:entry+0xc" in outcome.error.message
+
+
+def test_an_unmapped_bug_is_a_bug_finding_at_its_call(tmp_path: Path) -> None:
+    _, findings = _boot(tmp_path, "entry:\n    mov x0, #0\n    mov x1, #3\n    mov x2, #0\n"
+                                  "    bl altpatch_bug\n")
+    assert any(f.startswith("bug:") and "BUG() at ?:3" in f and "p.s:entry+0xc" in f
+               for f in findings)
+
+
+def test_two_pass_patchers_get_the_boot_early_entry_on_cpu0(tmp_path: Path) -> None:
+    (tmp_path / "p.s").write_text("early:\n    mov w0, #2\n    ret\nall:\n    mov w0, #0\n"
+                                  "    ret\n")
+    path = tmp_path / "manifest.yaml"
+    path.write_text("name: t\nversion: '0'\ndialect: linux-6.1\n"
+                    "features: [boot-alternatives, two-pass]\nobjects: [p.s]\n"
+                    "entries: {boot_early: {symbol: early, call: env},\n"
+                    "          boot: {symbol: all, call: every-cpu}}\n")
+    case = next(c for c in CORPUS.cases if "linux-6.1" in c.dialects
+                and c.expect.boot is not None and set(c.requires) <= {"boot-alternatives"})
+    outcome = run_case(case, CORPUS.catalog, mode="boot", patcher=load_native_patcher(path))
+    assert outcome.error is not None and outcome.error.code == "CALLBACK_LENGTH"
+    assert [e.cpu for e in outcome.trace if e.kind == "call"] == [0]
