@@ -147,6 +147,7 @@ def run_command(args: argparse.Namespace, out: TextIO | None = None,
         return EXIT_UNREADABLE
     style = style_for(out)
     case, status = loaded.case, EXIT_PASS
+    _describe_patcher(loaded.patcher, out)
     for mode in loaded.modes:
         reason = not_applicable(case, loaded.patcher, mode)
         if reason is not None:
@@ -167,6 +168,13 @@ def run_command(args: argparse.Namespace, out: TextIO | None = None,
                                     reproduce=_reproduce(args, case, mode, choice), style=style)
             out.write("".join(f"      {line}\n" for line in report.splitlines()))
     return status
+
+
+def _describe_patcher(patcher: Patcher, out: TextIO) -> None:
+    """What a patcher says about itself (a native one: its objects and their hashes)."""
+    describe = getattr(patcher, "describe", None)
+    if callable(describe):
+        out.write("".join(f"{line}\n" for line in describe()))
 
 
 def show_command(args: argparse.Namespace, out: TextIO | None = None,
@@ -195,6 +203,7 @@ def show_command(args: argparse.Namespace, out: TextIO | None = None,
     outcome = run_case(loaded.case, loaded.catalog, mode=mode, patcher=loaded.patcher,
                        schedule=choice.name, seed=choice.seed, timeout=args.timeout)
     verdict = judge(loaded.case, outcome)
+    _describe_patcher(loaded.patcher, out)
     out.write(render_show(loaded.case, outcome, verdict, style=style_for(out),
                           trace_lines=max(args.trace_lines, 0)) + "\n")
     out.write(f"reproduce: {_reproduce(args, loaded.case, mode, choice)}\n")
