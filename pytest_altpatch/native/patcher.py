@@ -79,7 +79,8 @@ class NativePatcher:
         created = install(machine, self.manifest.objects,
                           window=region.text_start + WINDOW_OFFSET, bindings=bindings,
                           kernel_text=(region.text_start, region.text_end),
-                          bug_codes=self.manifest.bug_codes)
+                          bug_codes=self.manifest.bug_codes,
+                          roots=[e.symbol for e in self.manifest.entries.values()])
         for symbol, target in self.manifest.bindings.items():
             if target == "env" or target.startswith("symbol."):
                 raise NativeError("NATIVE_MANIFEST", f"binding {symbol}: {target!r} is "

@@ -264,3 +264,30 @@ def test_two_pass_patchers_get_the_boot_early_entry_on_cpu0(tmp_path: Path) -> N
     outcome = run_case(case, CORPUS.catalog, mode="boot", patcher=load_native_patcher(path))
     assert outcome.error is not None and outcome.error.code == "CALLBACK_LENGTH"
     assert [e.cpu for e in outcome.trace if e.kind == "call"] == [0]
+
+
+@pytest.mark.skipif(shutil.which("aarch64-linux-gnu-gcc") is None
+                    or shutil.which("aarch64-linux-gnu-ar") is None,
+                    reason="aarch64-linux-gnu-gcc/ar are not installed")
+def test_archive_members_are_linked_only_when_needed(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    # ret0.o defines the entry; junk.o wants a symbol nothing defines, so linking it
+    # would be NATIVE_UNDEFINED_SYMBOL: it must stay out, as with ld.
+    (tmp_path / "ret0.c").write_text("int entry(const void *env, unsigned cpu)"
+                                     " { (void)env; (void)cpu; return 0; }\n")
+    (tmp_path / "junk.c").write_text("int nowhere(void);\nint junk(void) { return nowhere(); }\n")
+    assert main(["native", "cflags"]) == 0
+    flags = capsys.readouterr().out.split()
+    for name in ("ret0", "junk"):
+        subprocess.run(["aarch64-linux-gnu-gcc", "-O2", *flags, "-c", f"{name}.c"],
+                       cwd=tmp_path, check=True)
+    subprocess.run(["aarch64-linux-gnu-ar", "rcs", "libp.a", "junk.o", "ret0.o"],
+                   cwd=tmp_path, check=True)
+    path = tmp_path / "manifest.yaml"
+    path.write_text("name: t\nversion: '0'\ndialect: xen-4.17\nfeatures: [boot-alternatives]\n"
+                    "objects: [libp.a]\nentries: {boot: {symbol: entry, call: every-cpu}}\n")
+    manifest = load_manifest(path)
+    assert [o.name for o in manifest.objects] == ["libp.a(junk.o)", "libp.a(ret0.o)"]
+    outcome = run_case(CASE, CORPUS.catalog, mode="boot", patcher=load_native_patcher(path))
+    assert outcome.error is None  # linked and ran (the case then fails on its streams)
+    assert any(e.kind == "call" for e in outcome.trace)
