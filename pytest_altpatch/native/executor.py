@@ -279,28 +279,32 @@ def runtime_symbols(base: int, env_va: int) -> tuple[Mapping[str, int], bytes]:
 
 @functools.lru_cache(maxsize=16)
 def _link(objects: tuple[ObjectFile, ...], base: int,
-          externals: tuple[tuple[str, int], ...], roots: tuple[str, ...]) -> LinkedPatcher:
+          externals: tuple[tuple[str, int], ...], roots: tuple[str, ...],
+          aliases: tuple[tuple[str, str], ...]) -> LinkedPatcher:
     """Linking is pure: the same objects at the same place link the same (memoised)."""
-    return link_patcher(objects, base=base, externals=dict(externals), roots=roots)
+    return link_patcher(objects, base=base, externals=dict(externals), roots=roots,
+                        aliases=dict(aliases))
 
 
 def install(machine: Machine, objects: Sequence[ObjectFile], *, window: int,
             bindings: Mapping[str, int], kernel_text: tuple[int, int],
             bug_codes: Mapping[str, str] | None = None,
-            roots: Sequence[str] = ()) -> Installation:
+            roots: Sequence[str] = (), aliases: Mapping[str, str] | None = None
+            ) -> Installation:
     """Link ``objects`` at ``window`` and map them, the runtime, the environment page
     and the stacks into ``machine`` (physical memory from the top of its memory).
 
     ``bindings`` gives values for symbols the objects leave undefined (image
     symbols); the runtime's services and ``altpatch_env`` are always bound.  ``roots``
-    are the entry symbols (archive members defining them are linked).
+    are the entry symbols (archive members defining them are linked); ``aliases``
+    binds a symbol to another one the objects define.
     """
     env_va = window
     runtime_base = window + PAGE_SIZE
     services, runtime_code = runtime_symbols(runtime_base, env_va)
     objects_base = runtime_base + -(-len(runtime_code) // PAGE_SIZE) * PAGE_SIZE
     linked = _link(tuple(objects), objects_base, tuple(sorted({**services, **bindings}.items())),
-                   tuple(roots))
+                   tuple(roots), tuple(sorted((aliases or {}).items())))
     runtime = LinkedSection(RUNTIME_NAME, ".text", runtime_base, runtime_code, "r-x")
     stacks_va = linked.end + PAGE_SIZE  # one unmapped guard page
     stacks_size = machine.cpu_count * STACK_SIZE

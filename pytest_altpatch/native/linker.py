@@ -176,7 +176,8 @@ def _select_members(objects: Sequence[ObjectFile], externals: Mapping[str, int],
 
 
 def link_patcher(objects: Sequence[ObjectFile], *, base: int,
-                 externals: Mapping[str, int], roots: Sequence[str] = ()) -> LinkedPatcher:
+                 externals: Mapping[str, int], roots: Sequence[str] = (),
+                 aliases: Mapping[str, str] | None = None) -> LinkedPatcher:
     """Link ``objects`` one after another from ``base`` (page aligned); archive members
     only when they define a symbol something (or a ``roots`` entry symbol) needs."""
     objects = _select_members(objects, externals, roots)
@@ -196,6 +197,9 @@ def link_patcher(objects: Sequence[ObjectFile], *, base: int,
                                   location=Location(file=str(item.obj.path), symbol=name))
             owners[name] = item.obj.name
             defined.setdefault(name, va)
+    for alias, target in (aliases or {}).items():
+        if target in defined and alias not in defined:
+            defined[alias] = defined[target]
     missing = [(item.obj.name, [n for n in item.undefined if n not in defined])
                for item in placed]
     missing = [(name, names) for name, names in missing if names]

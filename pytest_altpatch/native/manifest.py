@@ -21,7 +21,6 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import Final, cast
 
 from pytest_altpatch.errors import ERROR_CODES, Location, NativeError
@@ -152,11 +151,12 @@ def _bindings(doc: LocatedDocument, value: object, path: str) -> dict[str, str]:
         text = _text(doc, target, where)
         kind, _, name = text.partition(".")
         valid = (kind == "image" and name in abi.IMAGE_BINDINGS) or text == "env" \
+            or (kind == "env" and name in {f.name for f in abi.ENV_FIELDS}) \
             or (kind == "symbol" and bool(name))
         if not valid:
             raise _error(doc, where, f"binding {symbol}: {text!r} is not a binding",
                          hint="use image.text_start|text_end|table_start|table_end, env, "
-                              "or symbol.NAME")
+                              "env.FIELD (of struct altpatch_env) or symbol.NAME")
         bindings[str(symbol)] = text
     return bindings
 
@@ -193,9 +193,9 @@ def load_shim(name: str, *, where: Location | None = None) -> Shim:
         raise _error(doc, "", f"unknown shim key(s): {', '.join(sorted(unknown))}")
     return Shim(
         name=name, summary=str(body.get("summary", "")), include=path.parent / "include",
-        entries=MappingProxyType(_entries(doc, body.get("entries"), "entries")),
-        bindings=MappingProxyType(_bindings(doc, body.get("bindings"), "bindings")),
-        bug_codes=MappingProxyType(_bug_codes(doc, body.get("bug_codes"), "bug_codes")),
+        entries=_entries(doc, body.get("entries"), "entries"),
+        bindings=_bindings(doc, body.get("bindings"), "bindings"),
+        bug_codes=_bug_codes(doc, body.get("bug_codes"), "bug_codes"),
         features=_features(doc, body.get("features"), "features"),
     )
 
@@ -294,8 +294,8 @@ def load_manifest(path: Path) -> Manifest:
     return Manifest(
         path=path, name=name, version=version, dialect=dialect,
         features=frozenset(features), objects=tuple(objects),
-        entries=MappingProxyType(entries), bindings=MappingProxyType(bindings),
-        bug_codes=MappingProxyType(bug_codes), shim=shim,
+        entries=entries, bindings=bindings,
+        bug_codes=bug_codes, shim=shim,
     )
 
 

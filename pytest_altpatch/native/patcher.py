@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
-from pytest_altpatch.errors import ERROR_CODES, NativeError, PatchError
+from pytest_altpatch.errors import ERROR_CODES, PatchError
 from pytest_altpatch.machine import CpuContext, Machine
 from pytest_altpatch.native import abi
 from pytest_altpatch.native.executor import (
@@ -52,6 +52,17 @@ class NativePatcher:
         self._installs: weakref.WeakKeyDictionary[Machine, Installation] = \
             weakref.WeakKeyDictionary()
 
+    def __getstate__(self) -> dict[str, object]:
+        """Picklable (for worker processes): installations belong to their machine."""
+        state = dict(self.__dict__)
+        state["_installs"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """Restore a pickled patcher with no installations yet."""
+        self.__dict__.update(state)
+        self._installs = weakref.WeakKeyDictionary()
+
     def describe(self) -> list[str]:
         """Report-header lines: each object with its SHA-256."""
         shim = f", shim {self.manifest.shim.name}" if self.manifest.shim else ""
@@ -71,20 +82,23 @@ class NativePatcher:
             "text_start": region.text_start, "text_end": region.text_end,
             "table_start": region.table_start, "table_end": region.table_end,
         }
+        window = region.text_start + WINDOW_OFFSET
+        offsets = {f.name: f.offset for f in abi.ENV_FIELDS}
         bindings: dict[str, int] = {}
+        aliases: dict[str, str] = {}
         for symbol, target in self.manifest.bindings.items():
             kind, _, name = target.partition(".")
             if kind == "image":
                 bindings[symbol] = values[name]
+            elif kind == "env":  # the environment block is the window's first page
+                bindings[symbol] = window + offsets.get(name, 0)
+            else:
+                aliases[symbol] = name
         created = install(machine, self.manifest.objects,
-                          window=region.text_start + WINDOW_OFFSET, bindings=bindings,
+                          window=window, bindings=bindings, aliases=aliases,
                           kernel_text=(region.text_start, region.text_end),
                           bug_codes=self.manifest.bug_codes,
                           roots=[e.symbol for e in self.manifest.entries.values()])
-        for symbol, target in self.manifest.bindings.items():
-            if target == "env" or target.startswith("symbol."):
-                raise NativeError("NATIVE_MANIFEST", f"binding {symbol}: {target!r} is "
-                                  "accepted by the manifest but not yet by the executor")
         self._installs[machine] = created
         return created
 

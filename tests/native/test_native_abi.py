@@ -291,3 +291,25 @@ def test_archive_members_are_linked_only_when_needed(tmp_path: Path,
     outcome = run_case(CASE, CORPUS.catalog, mode="boot", patcher=load_native_patcher(path))
     assert outcome.error is None  # linked and ran (the case then fails on its streams)
     assert any(e.kind == "call" for e in outcome.trace)
+
+
+def test_env_field_and_symbol_bindings_resolve(tmp_path: Path) -> None:
+    # my_ncaps must be &altpatch_env.ncaps (== x0 + 8); other is an alias of zero.
+    path = _manifest(tmp_path, "entry:\n    stp x29, x30, [sp, #-16]!\n"
+                               "    adrp x1, my_ncaps\n    add x1, x1, :lo12:my_ncaps\n"
+                               "    add x4, x0, #8\n    cmp x1, x4\n    b.ne bad\n"
+                               "    bl other\n    ldp x29, x30, [sp], #16\n    ret\n"
+                               "bad:\n    mov w0, #77\n    ldp x29, x30, [sp], #16\n    ret\n"
+                               "zero:\n    mov w0, #0\n    ret\n")
+    path.write_text(path.read_text() + "bindings: {my_ncaps: env.ncaps, other: symbol.zero}\n")
+    outcome = run_case(CASE, CORPUS.catalog, mode="boot", patcher=load_native_patcher(path))
+    assert outcome.error is None
+    assert sum(e.kind == "return" for e in outcome.trace) == len(CASE.platform)
+
+
+def test_a_native_patcher_survives_pickling() -> None:
+    import pickle  # noqa: PLC0415
+
+    patcher = pickle.loads(pickle.dumps(load_native_patcher(A64_EXAMPLE)))
+    outcome = run_case(CASE, CORPUS.catalog, mode="boot", patcher=patcher)
+    assert judge(CASE, outcome).passed
