@@ -95,6 +95,15 @@ ERROR_CODES: Final[Mapping[str, str]] = {
     "NATIVE_OBJECT": "a native patcher object cannot be read, assembled or linked",
     "NATIVE_UNDEFINED_SYMBOL": "native patcher objects use symbols nothing defines or binds",
     "NATIVE_ENTRY": "a native patcher entry is missing or returned an unregistered error",
+    # --- shipped kernel images and their target profiles (phase: build) ---
+    "PROFILE_UNKNOWN": "no target profile has that name (and no such profile file exists)",
+    "PROFILE_INVALID": "a target profile file is malformed (version, field or value)",
+    "IMAGE_MISSING_SYMBOL": "a kernel image lacks a symbol its target profile names",
+    "IMAGE_UNAVAILABLE": "a shipped kernel image cannot be had (download or unpacking failed)",
+    # --- choosing a patcher (phase: load) ---
+    "PATCHER_DIALECT": "a dialect asked for is unknown, or not one the patcher implements",
+    # --- patcher entries ---
+    "PATCHER_BAD_RESULT": "a patcher entry returned a value of the wrong kind",
 }
 
 
@@ -268,6 +277,12 @@ class PatchError(AltpatchError):
     default_phase: Phase = "boot"
 
 
+class KernelError(AltpatchError):
+    """A shipped kernel image or its target profile cannot be used as asked."""
+
+    default_phase: Phase = "build"
+
+
 __all__ = [
     "ERROR_CODES",
     "PHASES",
@@ -277,6 +292,7 @@ __all__ = [
     "ElfError",
     "EncodingError",
     "ErrorInfo",
+    "KernelError",
     "Location",
     "NativeError",
     "PatchError",
