@@ -53,7 +53,7 @@ static const struct branch_class branches[] = {
 static int is_literal(uint32_t insn)
 {
     return (insn & 0x9F000000u) == 0x10000000u     /* ADR */
-        || (insn & 0x3B000000u) == 0x18000000u;    /* LDR/LDRSW/PRFM (literal) */
+        || (insn & 0x3F000000u) == 0x18000000u;    /* LDR/LDRSW/PRFM (literal), not SIMD&FP */
 }
 
 /* The word as it must read at the site; -1 (as a refusal) through *refusal. */
