@@ -203,6 +203,7 @@ def run_command(args: argparse.Namespace, out: TextIO | None = None,
     style = style_for(out)
     case, status = loaded.case, EXIT_PASS
     for patcher in loaded.patchers:
+        _describe_patcher(patcher, out)
         for mode in loaded.modes:
             reason = not_applicable(case, patcher, mode)
             if reason is not None:
@@ -222,6 +223,13 @@ def run_command(args: argparse.Namespace, out: TextIO | None = None,
                                         reproduce=_reproduce(args, case, mode, choice, patcher))
                 out.write("".join(f"      {line}\n" for line in report.splitlines()))
     return status
+
+
+def _describe_patcher(patcher: Patcher, out: TextIO) -> None:
+    """What a patcher says about itself (a native one: its objects and their hashes)."""
+    describe = getattr(patcher, "describe", None)
+    if callable(describe):
+        out.write("".join(f"{line}\n" for line in describe()))
 
 
 def show_command(args: argparse.Namespace, out: TextIO | None = None,
@@ -249,6 +257,7 @@ def show_command(args: argparse.Namespace, out: TextIO | None = None,
         return EXIT_PASS
     outcome = loaded.outcome(args, mode, choice, loaded.patcher)
     verdict = judge(loaded.case, outcome)
+    _describe_patcher(loaded.patcher, out)
     out.write(render_show(loaded.case, outcome, verdict, style=style_for(out),
                           trace_lines=max(args.trace_lines, 0)) + "\n")
     out.write(f"reproduce: {_reproduce(args, loaded.case, mode, choice, loaded.patcher)}\n")
