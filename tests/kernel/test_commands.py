@@ -49,3 +49,12 @@ def test_a_profile_naming_a_missing_symbol_fails_with_its_code(
                    "--caps", "6"])
     assert status == 1
     assert "IMAGE_MISSING_SYMBOL" in capsys.readouterr().err
+
+
+def test_a_cap_number_at_or_above_ncaps_is_a_usage_error(
+        xen_image: KernelImage, capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["image", "run", str(xen_image.path), "--profile", "xen-4.17-debian",
+                   "--caps", "6,18"])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert "SPEC_BAD_RANGE" in err and "not below NCAPS 18" in err
