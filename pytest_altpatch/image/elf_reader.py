@@ -502,6 +502,35 @@ def load_relocatable(
     )
 
 
+@dataclass(frozen=True)
+class SymbolEntry:
+    """A named symbol of a relocatable object, as a linker of several objects needs it."""
+
+    name: str
+    value: int  # offset in its section (defined symbols)
+    section: str | None  # None: undefined (or absolute/common)
+    defined: bool
+    is_global: bool  # STB_GLOBAL or STB_WEAK
+    is_function: bool
+
+
+def relocatable_symbols(data: bytes) -> tuple[SymbolEntry, ...]:
+    """Every named, non-section symbol of the ET_REL object ``data``, in table order."""
+    e_type, _, raw = _parse(data)
+    if e_type != ef.ET_REL:
+        raise ElfError("ELF_MALFORMED", "not a relocatable object (ET_REL)",
+                       location=Location(offset=16))
+    found: list[SymbolEntry] = []
+    for symbol in _symbols(bytes(data), raw):
+        if not symbol.name or symbol.sym_type in (ef.STT_SECTION, 4):
+            continue
+        defined = symbol.shndx != ef.SHN_UNDEF
+        section = raw[symbol.shndx].name if defined and symbol.shndx < len(raw) else None
+        found.append(SymbolEntry(symbol.name, symbol.value, section, defined,
+                                 symbol.binding in (ef.STB_GLOBAL, 2), symbol.sym_type == 2))
+    return tuple(found)
+
+
 def _field_width(rtype: int) -> int:
     recipe = RECIPES.get(rtype)
     if recipe is None:
@@ -516,8 +545,10 @@ __all__ = [
     "ElfImage",
     "ElfType",
     "Placement",
+    "SymbolEntry",
     "decode_numbering",
     "load_relocatable",
     "packed_placement",
     "read_image",
+    "relocatable_symbols",
 ]
