@@ -426,6 +426,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     patcher = state.patcher
     lines.append(f"altpatch: patcher {patcher.name} {patcher.version}, dialect {patcher.dialect}, "
                  f"features: {', '.join(sorted(patcher.features)) or '(none)'}")
+    describe = getattr(patcher, "describe", None)  # native patchers: objects and hashes
+    if callable(describe):
+        lines += [f"altpatch: {line}" for line in describe()]
     engines = []
     for distribution in ("unicorn", "capstone", "keystone-engine"):
         try:

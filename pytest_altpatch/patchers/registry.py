@@ -15,7 +15,8 @@ def resolve_patcher(name: str, *, dialect: str | None = None) -> Patcher:
     """Return the patcher ``name`` designates.
 
     ``reference`` and ``reference:DIALECT`` are the reference patcher (``dialect``
-    overrides the default when no dialect is named).  ``module:attr`` imports
+    overrides the default when no dialect is named); ``native:PATH`` is the native
+    patcher a manifest describes (docs/native-abi.md).  ``module:attr`` imports
     ``module`` and takes ``attr``: a patcher instance, or a class or factory called
     with no arguments (or with ``dialect=`` when one is given).
     """
@@ -26,6 +27,14 @@ def resolve_patcher(name: str, *, dialect: str | None = None) -> Patcher:
             raise PatchError("PATCHER_UNKNOWN", f"no reference dialect {chosen!r}",
                              phase="load", hint=f"known: {', '.join(DIALECT_RULES)}")
         return ReferencePatcher(chosen)
+    if kind == "native":
+        # Imported here: only native runs need the linker and executor.
+        from pytest_altpatch.native.patcher import load_native_patcher  # noqa: PLC0415
+
+        if not rest:
+            raise PatchError("PATCHER_UNKNOWN", "native: needs a manifest path",
+                             phase="load", hint="native:PATH/TO/manifest.yaml")
+        return load_native_patcher(rest)
     if not rest:
         raise PatchError("PATCHER_UNKNOWN", f"cannot resolve patcher {name!r}", phase="load",
                          hint="use reference[:DIALECT] or package.module:attribute")

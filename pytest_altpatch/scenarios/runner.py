@@ -276,7 +276,8 @@ class BootSession:
             self.section_pa[section.name] = self.allocator.take(len(section.content))
         harness_pa = self.allocator.take(HARNESS_DATA_SIZE)
         self.spare_pa = self.allocator.take(0)
-        memory_size = self.spare_pa + (8 << 20)  # room for late payloads
+        # Room for late payloads, and for a native patcher's code and stacks.
+        memory_size = self.spare_pa + (8 << 20) + int(getattr(self.patcher, "guest_memory", 0))
         budget = Budget(instructions=self.instruction_budget,
                         seconds=self.timeout if self.timeout else 120.0)
         machine = Machine([_config_of(cpu, i) for i, cpu in enumerate(cpus)],
