@@ -131,6 +131,17 @@ class EverythingInBootCpuPass(ReferencePatcher):
         super().apply_boot_alternatives(ctx, replace(env, boot_caps=env.caps))
 
 
+# --------------------------------------------------------------------------- modules
+
+
+class ModuleBootCpuCapsOnly(ReferencePatcher):
+    """Module alternatives patched with the boot-CPU pass's capabilities only, so an
+    erratum that only a LITTLE core has is missed in every module."""
+
+    def apply_alternatives_region(self, ctx: CpuContext, env: PatchEnvironment) -> None:
+        super().apply_alternatives_region(ctx, replace(env, caps=env.boot_caps))
+
+
 HARNESS_MUTANTS: Final[Mapping[str, Mutant]] = {
     m.name: m for m in (
         Mutant("xen-boot-cpu-only-detection", _as(BootCpuOnlyDetection, "xen-4.17"),
@@ -153,6 +164,8 @@ HARNESS_MUTANTS: Final[Mapping[str, Mutant]] = {
                "two-pass kernel without the boot-CPU pass (all patched in stop_machine)"),
         Mutant("everything-in-boot-cpu-pass", _as(EverythingInBootCpuPass, "linux-6.1"),
                "every capability of CPU0 patched in the boot-CPU pass"),
+        Mutant("module-boot-cpu-caps-only", _as(ModuleBootCpuCapsOnly, "linux-6.1"),
+               "module alternatives applied with the boot-CPU capabilities only"),
         Mutant("vmap-never-unmapped", _as(VmapNeverUnmapped, "xen-4.17"),
                "the writable vmap alias of text left mapped after boot patching"),
         Mutant("rendezvous-array", _as(RendezvousArray, "linux-6.1"),
