@@ -100,6 +100,8 @@ ERROR_CODES: Final[Mapping[str, str]] = {
     "PROFILE_INVALID": "a target profile file is malformed (version, field or value)",
     "IMAGE_MISSING_SYMBOL": "a kernel image lacks a symbol its target profile names",
     "IMAGE_UNAVAILABLE": "a shipped kernel image cannot be had (download or unpacking failed)",
+    # --- choosing a patcher (phase: load) ---
+    "PATCHER_DIALECT": "a dialect asked for is unknown, or not one the patcher implements",
     # --- patcher entries ---
     "PATCHER_BAD_RESULT": "a patcher entry returned a value of the wrong kind",
 }

@@ -24,6 +24,7 @@ import functools
 import mmap
 import random
 import re
+import struct
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -55,7 +56,9 @@ from unicorn.unicorn_py3.unicorn import uclib
 from pytest_altpatch.a64.classify import CACHE_OPS, barrier, exception_call
 from pytest_altpatch.findings import Finding
 from pytest_altpatch.machine.config import (
+    MAX_CODE_BUFFER,
     MAX_CPUS,
+    MIN_CODE_BUFFER,
     PAGE_SIZE,
     VA_LIMIT,
     Budget,
@@ -92,10 +95,14 @@ UcError: Any = _unicorn.__dict__["UcError"]
 PAGE_SHIFT: Final = 12
 #: Exit address of every slice: never reachable (all VAs are below 2**47).
 _UNTIL: Final = 1 << 48
-#: Per-instance translation buffer: small enough that 256 CPUs fit in memory.
-TCG_BUFFER_SIZE: Final = 4 << 20
+#: Default per-instance translation buffer (a caller that knows its code passes less).
+TCG_BUFFER_SIZE: Final = MAX_CODE_BUFFER
 #: Granule of the per-CPU stale-line code hooks.
 HOOK_LINE: Final = 64
+#: A stale-line hook outlives its line's staleness until it has fired this many times
+#: with nothing to report: adding and deleting a unicorn hook costs far more than a
+#: harmless callback, and a patch-and-call loop re-arms the same lines every time.
+_IDLE_FIRES: Final = 256
 #: Where ``vmap`` places RW aliases.
 VMAP_BASE: Final = 0x7000_0000_0000
 VMAP_LIMIT: Final = 0x7800_0000_0000
@@ -113,6 +120,7 @@ _X_REGS: Final = tuple(getattr(arm64, f"UC_ARM64_REG_X{i}") for i in range(31))
 _STATE_REGS: Final = (*_X_REGS, arm64.UC_ARM64_REG_SP, arm64.UC_ARM64_REG_PC,
                       arm64.UC_ARM64_REG_NZCV)
 _PC: Final = arm64.UC_ARM64_REG_PC
+_SP_SLOT: Final = _STATE_REGS.index(arm64.UC_ARM64_REG_SP)
 
 _UC_PROT: Final = {Perms.R: UC_PROT_READ, Perms.W: UC_PROT_WRITE, Perms.X: UC_PROT_EXEC}
 
@@ -163,6 +171,8 @@ class _RegisterFile:
         self.values = (ctypes.c_uint64 * count)()
         base = ctypes.addressof(self.values)
         self._ptrs = (ctypes.c_void_p * count)(*(base + 8 * i for i in range(count)))
+        self._pc_value = ctypes.c_uint64()
+        self._pc_ptr = ctypes.byref(self._pc_value)
 
     def snapshot(self) -> bytes:
         """All registers as bytes (for hang detection and probes)."""
@@ -173,6 +183,11 @@ class _RegisterFile:
         """Write back a snapshot taken by :meth:`snapshot`."""
         ctypes.memmove(self.values, state, len(state))
         uclib.uc_reg_write_batch(self._uch, self._ids, self._ptrs, self._count)
+
+    def pc(self) -> int:
+        """The program counter (one engine call, without the binding's dispatch)."""
+        uclib.uc_reg_read(self._uch, _PC, self._pc_ptr)
+        return self._pc_value.value
 
 
 class _Cpu:
@@ -194,6 +209,8 @@ class _Cpu:
         self.fault: Finding | None = None
         self.progress = 0
         self.stale_hooks: dict[int, int] = {}
+        #: Hooked lines no longer stale for this CPU -> harmless fires since (see _IDLE_FIRES).
+        self.idle_lines: dict[int, int] = {}
         self.barrier_hooks: dict[int, int] = {}
         self.write_hooks: list[int] = []
         self.resume_skip: int | None = None
@@ -223,6 +240,7 @@ class Machine:
         budget: Budget = _DEFAULT_BUDGET,
         clean_cache_erratum: bool = False,
         trace_capacity: int = 8192,
+        code_buffer: int = TCG_BUFFER_SIZE,
     ) -> None:
         if not 1 <= len(cpus) <= MAX_CPUS:
             raise MachineError("MACHINE_CONFIG", f"{len(cpus)} CPUs; 1 to {MAX_CPUS} supported")
@@ -231,6 +249,10 @@ class Machine:
                 "MACHINE_CONFIG",
                 f"memory_size {memory_size:#x} is not a positive multiple of 4 KiB up to 4 GiB",
             )
+        if not MIN_CODE_BUFFER <= code_buffer <= MAX_CODE_BUFFER:
+            raise MachineError("MACHINE_CONFIG", f"code_buffer {code_buffer:#x} is not in "
+                               f"[{MIN_CODE_BUFFER:#x}, {MAX_CODE_BUFFER:#x}]")
+        self._code_buffer = code_buffer
         self.schedule = Schedule.parse(schedule)
         self.seed = seed
         self.budget = budget
@@ -277,10 +299,16 @@ class Machine:
         self._map_pages(HARNESS_VA + PAGE_SIZE, self._harness_pa + PAGE_SIZE, PROBE_STACK_SIZE,
                         Perms.R | Perms.W, "harness")
 
+    def set_clean_cache_erratum(self, on: bool) -> None:
+        """Whether DC CVAU is insufficient (an online CPU has the Cortex-A53 errata); set
+        by the runner once it knows which CPUs are online when patched text runs."""
+        self.clean_cache_erratum = on
+        self._fetch.set_clean_cache_erratum(on)
+
     # ================================================================== construction
     def _make_cpu(self, index: int, config: CpuConfig) -> _Cpu:
         uc: Any = Uc(UC_ARCH_ARM64, UC_MODE_ARM, arm64.UC_CPU_ARM64_MAX)
-        uc.ctl_set_tcg_buffer_size(TCG_BUFFER_SIZE)
+        uc.ctl_set_tcg_buffer_size(self._code_buffer)
         cpu = _Cpu(index, config, uc)
         uc.hook_add(UC_HOOK_INTR, self._on_exception, index)
         uc.hook_add(UC_HOOK_INSN, self._on_mrs, index, 1, 0, arm64.UC_ARM64_INS_MRS)
@@ -556,6 +584,8 @@ class Machine:
             aliases.remove(page)
         low, high = page << PAGE_SHIFT, (page + 1) << PAGE_SHIFT
         for cpu in self._cpus:
+            for va in [v for v in cpu.idle_lines if low <= v < high]:
+                del cpu.idle_lines[va]
             for hooks in (cpu.barrier_hooks, cpu.stale_hooks):
                 for va in [v for v in hooks if low <= v < high]:
                     handle = hooks.pop(va)
@@ -579,6 +609,7 @@ class Machine:
 
     def _hook_stale_line(self, cpu: _Cpu, va: int) -> None:
         line = va & -HOOK_LINE
+        cpu.idle_lines.pop(line, None)  # stale again: the kept hook is needed
         if line not in cpu.stale_hooks:
             cpu.stale_hooks[line] = -1
 
@@ -772,6 +803,25 @@ class Machine:
         verdict = self._fetch.check_fetch(cpu, pa)
         if verdict is not None:
             self._report_fetch(cpu, address, pa, verdict)
+            return
+        target = self._cpus[cpu]
+        line = address & -HOOK_LINE
+        fires = target.idle_lines.get(line)
+        if fires is None:
+            return
+        target.idle_lines[line] = fires + 1
+        if fires + 1 == _IDLE_FIRES:
+            self._soon(functools.partial(self._drop_idle_hook, target, line))
+
+    def _drop_idle_hook(self, target: _Cpu, line: int) -> None:
+        """Delete a kept stale-line hook that is still idle (not re-armed meanwhile)."""
+        if target.idle_lines.get(line, 0) < _IDLE_FIRES:
+            return
+        del target.idle_lines[line]
+        handle = target.stale_hooks.pop(line, None)
+        if handle is not None and handle != -1:
+            target.uc.hook_del(handle)
+        target.uc.ctl_remove_cache(line, line + HOOK_LINE)
 
     def _report_fetch(self, cpu: int, va: int, pa: int, verdict: FetchVerdict) -> None:
         write = verdict.write
@@ -818,15 +868,11 @@ class Machine:
             pa_line = (entry[0] << PAGE_SHIFT) | (line & (PAGE_SIZE - 1))
             if any(self._fetch.is_pending(cpu, pa_line + off) for off in range(0, HOOK_LINE, 4)):
                 continue
-            handle = target.stale_hooks.pop(line, None)
-            if handle is None:
+            if line not in target.stale_hooks:
                 continue
-
-            def unhook(h: int = handle, low: int = line) -> None:
-                if h != -1:
-                    target.uc.hook_del(h)
-                target.uc.ctl_remove_cache(low, low + HOOK_LINE)
-            self._soon(unhook)
+            # Fresh: drop the old translation now; the hook itself stays until idle.
+            target.idle_lines.setdefault(line, 0)
+            self._soon(functools.partial(target.uc.ctl_remove_cache, line, line + HOOK_LINE))
 
     def _maintenance(self, cpu: int, name: str, va: int | None, pc: int) -> bool:
         """A DC/IC operation by ``cpu``; False when its VA is unmapped (a fault)."""
@@ -1176,7 +1222,7 @@ class Machine:
                             pc=target.uc.reg_read(_PC), detail={"errno": error.errno})
         finally:
             self._running = None
-        target.pc = target.uc.reg_read(_PC)
+        target.pc = target.regs.pc()
         if target.guest_call and target.fault is not None:
             target.guest_call = False  # the Python side raises GuestFault
         if target.trap_hit is not None and target.state == "running":
@@ -1284,11 +1330,13 @@ class Machine:
         saved_regs = target.regs.snapshot()
         saved = (target.state, target.kind, target.pc, target.result, target.resume_skip)
         first_finding = len(self._findings)
-        target.regs.restore(bytes(8 * len(_STATE_REGS)))
+        # x0-x7 from args, LR at the trap, SP at the probe stack, everything else zero.
+        start = [0] * len(_STATE_REGS)
         for index in range(8):
-            target.uc.reg_write(_X_REGS[index], (args or {}).get(index, 0) & (2**64 - 1))
-        target.uc.reg_write(_X_REGS[30], PROBE_TRAP_VA)
-        target.uc.reg_write(arm64.UC_ARM64_REG_SP, PROBE_STACK_TOP)
+            start[index] = (args or {}).get(index, 0) & (2**64 - 1)
+        start[30] = PROBE_TRAP_VA
+        start[_SP_SLOT] = PROBE_STACK_TOP
+        target.regs.restore(struct.pack(f"<{len(start)}Q", *start))
         target.state, target.kind, target.pc = "running", "guest", pc
         target.probe_returned = False
         target.resume_skip = None
@@ -1305,7 +1353,7 @@ class Machine:
                 self._report("budget", f"probe at {pc:#x} did not return within {budget} "
                                        f"instructions (pc={target.pc:#x})", cpu, pc=target.pc,
                              detail={"probe": pc, "instructions": budget})
-            values = tuple(target.uc.reg_read(_X_REGS[i]) for i in range(8))
+            values = struct.unpack_from("<8Q", target.regs.snapshot())
         finally:
             self._probing = None
             target.regs.restore(saved_regs)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal, cast
 
 from pytest_altpatch import __version__
-from pytest_altpatch.a64.classify import is_branch_imm, uses_literal
+from pytest_altpatch.a64.classify import is_branch_imm, is_simd_fp_literal, uses_literal
 from pytest_altpatch.a64.pcrel import PcRelClass, decode_target, pc_relative_class, retarget
 from pytest_altpatch.errors import EncodingError, Location, PatchError
 from pytest_altpatch.image.alt_table import decode_alt_table
@@ -60,6 +60,9 @@ class DialectRules:
     line_source: Literal["sanitised", "own"]
     out_of_range: Literal["truncate", "error"]
     features: frozenset[str]
+    #: With ``refuse_literals``: whether SIMD&FP literal loads (V = 1) are refused too.
+    #: Linux's literal check does not match them, so its dialects copy them unchanged.
+    refuse_simd_fp_literals: bool = False
 
 
 #: Features (corpus/catalog/patcher-features.yaml) every dialect supports.
@@ -99,7 +102,7 @@ DIALECT_RULES: Final[Mapping[str, DialectRules]] = {
         "strict", adrp_reloc=True, refuse_literals=True, callbacks="bit15",
         conditional_callbacks=True, two_pass=True, maintenance="civac-then-ialluis",
         line_source="sanitised", out_of_range="error",
-        features=_LINUX_6_1 | {"strict-ranges"},
+        features=_LINUX_6_1 | {"strict-ranges"}, refuse_simd_fp_literals=True,
     ),
 }
 
@@ -246,7 +249,8 @@ class ReferencePatcher(ReferenceDetection):
             return self._encode(cls, word, site_pc, target, where)
         if cls.is_page and self.rules.adrp_reloc:
             return self._encode(cls, word, site_pc, decode_target(word, repl_pc), where)
-        if self.rules.refuse_literals and uses_literal(word):
+        if self.rules.refuse_literals and uses_literal(word) and (
+                self.rules.refuse_simd_fp_literals or not is_simd_fp_literal(word)):
             raise PatchError("LITERAL_IN_REPLACEMENT",
                              f"{cls.name} in a replacement cannot be relocated",
                              location=where)

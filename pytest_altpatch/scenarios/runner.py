@@ -25,6 +25,7 @@ from pytest_altpatch.image.builder import build_image
 from pytest_altpatch.image.callbacks import SMCCC_CONDUIT_SYMBOL, SMCCC_CONDUIT_VALUES
 from pytest_altpatch.image.model import Image
 from pytest_altpatch.machine import Budget, CpuConfig, CpuContext, GuestFault, Machine, Schedule
+from pytest_altpatch.machine.config import code_buffer_size
 from pytest_altpatch.machine.results import RunResult
 from pytest_altpatch.patchers.capabilities import (
     Capabilities,
@@ -49,6 +50,7 @@ from pytest_altpatch.scenarios.outcome import (
     ProbeOutcome,
     SectionSnapshot,
 )
+from pytest_altpatch.spec.cpu_numbers import cpu_instance, cpu_numbering
 from pytest_altpatch.spec.model import Case, Catalog, CpuInstance, Dialect, ProbeSpec
 
 PAGE: Final = 4096
@@ -114,6 +116,16 @@ def has_mode(case: Case, mode: str) -> bool:
     return (expect.boot is not None or expect.boot_cpu is not None or bool(expect.hotplug)
             or (expect.error is not None and expect.error.phase != "late"
                 and expect.late is None))
+
+
+#: The modes a case can have expectations for, in run order.
+MODES: Final[tuple[str, ...]] = ("boot", "late")
+
+
+def case_modes(case: Case) -> tuple[str, ...]:
+    """The modes a case has expectations for (``boot`` if it seems to have none)."""
+    # A case with nothing to check still gets one item, which the runner skips with why.
+    return tuple(mode for mode in MODES if has_mode(case, mode)) or ("boot",)
 
 
 def not_applicable(case: Case, patcher: Patcher, mode: str) -> str | None:
@@ -266,12 +278,20 @@ class BootSession:
         return build_image(self.case, dialect=self.dialect, numbering=numbering,
                            harness_text=harness_source())
 
+    def clean_cache_needed(self, cpus: Sequence[int]) -> bool:
+        """Whether one of ``cpus`` (case CPU numbers) has an erratum making DC CVAU
+        insufficient.  Only CPUs online when patched text runs count (INTERPRETING §7):
+        a late CPU that would need it is a hot-plug question, not a boot one."""
+        instances = [cpu_instance(self.case, cpu) for cpu in cpus]
+        return any(
+            erratum.capability == CLEAN_CACHE_CAP and erratum.affects(cpu.midr, cpu.revidr)
+            for erratum in self.catalog.errata.values() for cpu in instances
+        )
+
     def _make_machine(self, image: Image) -> Machine:
         cpus = (*self.case.platform, *self.case.late_cpus)
-        clean_cache = any(
-            erratum.capability == CLEAN_CACHE_CAP and erratum.affects(cpu.midr, cpu.revidr)
-            for erratum in self.catalog.errata.values() for cpu in cpus
-        )
+        # Every boot CPU until the secondaries are up; then the online ones (Xen parks).
+        clean_cache = self.clean_cache_needed(range(len(self.case.platform)))
         for section in image.sections:
             self.section_pa[section.name] = self.allocator.take(len(section.content))
         harness_pa = self.allocator.take(HARNESS_DATA_SIZE)
@@ -280,9 +300,12 @@ class BootSession:
         memory_size = self.spare_pa + (8 << 20) + int(getattr(self.patcher, "guest_memory", 0))
         budget = Budget(instructions=self.instruction_budget,
                         seconds=self.timeout if self.timeout else 120.0)
+        # Translation buffer per CPU sized to the code it can run (late payloads: spare).
+        code = sum(len(s.content) for s in image.sections if "x" in s.perms) + (64 << 10)
         machine = Machine([_config_of(cpu, i) for i, cpu in enumerate(cpus)],
                           memory_size=memory_size, schedule=self.schedule, seed=self.seed,
-                          budget=budget, clean_cache_erratum=clean_cache)
+                          budget=budget, clean_cache_erratum=clean_cache,
+                          code_buffer=code_buffer_size(code))
         linux = semantics_of(self.dialect) == "linux"
         for section in image.sections:
             if not section.content:
@@ -480,6 +503,7 @@ class BootSession:
             self._detect(secondaries)
         for cpu in secondaries:
             (self.parked if self._xen_parks(cpu) else self.online).append(cpu)
+        self.machine.set_clean_cache_erratum(self.clean_cache_needed(self.online))
         error = patcher_checks.run_detection(self, self.online[1:])
         if error is not None:
             return self._failed_boot(error)
@@ -536,9 +560,8 @@ class BootSession:
     def _hotplug(self) -> tuple[tuple[HotplugOutcome, ...], ErrorInfo | None]:
         assert self.capabilities is not None
         results: list[HotplugOutcome] = []
-        nboot = len(self.case.platform)
-        for index in range(len(self.case.late_cpus)):
-            cpu = nboot + index
+        numbering = cpu_numbering(self.case)
+        for index, cpu in enumerate(numbering.late_numbers):
             self._detect([cpu])
             own = patcher_checks.late_cpu_check(self, cpu)
             if own.error is not None:
@@ -550,8 +573,10 @@ class BootSession:
             if verdict.accepted:
                 self._bring_up(cpu)
                 self.online.append(cpu)
-            results.append(HotplugOutcome(index, cpu, verdict.accepted, verdict.code,
-                                          verdict.message, own.accepted, own.code))
+            results.append(HotplugOutcome(cpu=cpu, late_index=index, accepted=verdict.accepted,
+                                          code=verdict.code, message=verdict.message,
+                                          patcher_accepted=own.accepted,
+                                          patcher_code=own.code))
         return tuple(results), None
 
 
