@@ -112,7 +112,7 @@ def _judge_error(case: Case, expected: ErrorExpectation | None,
                             expected.phase, expected.location,
                             detail={"expected_code": expected.code,
                                     "expected_phase": expected.phase})]
-    if (actual.code, actual.phase) != (expected.code, expected.phase):
+    if (actual.code, actual.phase) not in expected.choices:
         return [Discrepancy("error-mismatch",
                             f"expected {expected.code} ({expected.phase}), got {actual.code} "
                             f"({actual.phase}): {actual.message}",
@@ -178,13 +178,17 @@ def _judge_streams(case: Case, outcome: Outcome, phase: PhaseOutcome,
                                      phase.phase, where, detail={"label": stream.label}))
             continue
         try:
-            expected = assemble(stream.asm, base=address, symbols=symbols).code
+            allowed = [assemble(asm, base=address, symbols=symbols).code
+                       for asm in stream.choices]
         except AltpatchError as exc:
             found.append(Discrepancy("stream-mismatch",
                                      f"expected stream for {stream.label!r} does not assemble: "
                                      f"{exc.render()}", phase.phase, where,
                                      detail={"label": stream.label}))
             continue
+        if any(phase.read(address, len(choice)) == choice for choice in allowed):
+            continue
+        expected = allowed[0]  # any_of: the report diffs against the first choice
         actual = phase.read(address, len(expected))
         if actual != expected:
             found.append(Discrepancy(
@@ -331,7 +335,7 @@ def _judge_hotplug(case: Case, outcome: Outcome) -> list[Discrepancy]:
                                          "hotplug", where))
             continue
         verdict = "accepted" if got.accepted else "refused"
-        if verdict != expected.verdict or (expected.code and expected.code != got.code):
+        if verdict != expected.verdict or (expected.code and got.code not in expected.codes):
             found.append(Discrepancy(
                 "hotplug-mismatch",
                 f"late cpu{expected.cpu}: expected {expected.verdict}"
@@ -341,7 +345,8 @@ def _judge_hotplug(case: Case, outcome: Outcome) -> list[Discrepancy]:
         if got.patcher_accepted is None:
             continue
         own = "accepted" if got.patcher_accepted else "refused"
-        if own != expected.verdict or (expected.code and expected.code != got.patcher_code):
+        if own != expected.verdict or (expected.code
+                                       and got.patcher_code not in expected.codes):
             found.append(Discrepancy(
                 "patcher-hotplug-mismatch",
                 f"late cpu {expected.cpu}: the patcher's own check {own} it"

@@ -447,14 +447,16 @@ class BootSession:
                     if exc.traceback.strip() else None)
         return result, None
 
-    def run_probes(self, probes: Sequence[ProbeSpec], cpus: Sequence[int]) -> tuple[ProbeOutcome,
-                                                                                    ...]:
-        """Run each probe on the CPUs it names (``all``: ``cpus``)."""
+    def run_probes(self, probes: Sequence[ProbeSpec], cpus: Sequence[int],
+                   symbols: Mapping[str, int] | None = None) -> tuple[ProbeOutcome, ...]:
+        """Run each probe on the CPUs it names (``all``: ``cpus``); functions are looked up
+        in ``symbols`` (default: the base image's, so a late phase passes its payloads')."""
         assert self.machine is not None and self.image is not None
         done: list[ProbeOutcome] = []
+        known = self.image.symbols if symbols is None else symbols
         for index, spec in enumerate(probes):
             targets = cpus if spec.cpus == "all" else spec.cpus
-            address = self.image.symbols.get(spec.call)
+            address = known.get(spec.call)
             for cpu in targets:
                 if address is None or cpu not in cpus:
                     done.append(ProbeOutcome(index, spec.call, cpu, spec.args, (0,) * 8, False))
