@@ -60,6 +60,9 @@ def judge(case: Case, outcome: Outcome) -> Verdict:
     found: list[Discrepancy] = []
     expected_error = _expected_error(case, outcome.mode)
     found += _judge_error(case, expected_error, outcome.error)
+    if outcome.mode == "boot" and case.expect.boot_cpu is not None:
+        found += _judge_phase(case, outcome, "boot-cpu", case.expect.boot_cpu,
+                              "expect.boot_cpu")
     if outcome.mode == "boot" and case.expect.boot is not None:
         found += _judge_phase(case, outcome, "boot", case.expect.boot, "expect.boot")
     if outcome.mode == "late" and case.expect.late is not None:
@@ -80,7 +83,7 @@ def _expected_error(case: Case, mode: str) -> ErrorExpectation | None:
         return case.expect.error
     phases: list[PhaseExpectation | None] = []
     if mode == "boot":
-        phases.append(case.expect.boot)
+        phases += [case.expect.boot_cpu, case.expect.boot]
     elif case.expect.late is not None:
         late = case.expect.late
         phases += [late.load, late.apply, late.revert]
@@ -139,6 +142,15 @@ def _judge_phase(case: Case, outcome: Outcome, name: str, expectation: PhaseExpe
                 name, case.location_of(f"{json_path}.caps"),
                 detail={"expected": sorted(want), "actual": sorted(got),
                         "per_cpu": [list(c) for c in phase.caps_per_cpu]}))
+    if expectation.caps is not None and phase.patcher_caps is not None:
+        want, got = set(expectation.caps), set(phase.patcher_caps)
+        if want != got:
+            found.append(Discrepancy(
+                "patcher-caps-mismatch",
+                f"the patcher's own detection decided {sorted(got)}, expected {sorted(want)} "
+                f"(missing {sorted(want - got)}, extra {sorted(got - want)})",
+                name, case.location_of(f"{json_path}.caps"),
+                detail={"expected": sorted(want), "actual": sorted(got)}))
     found += _judge_streams(case, outcome, phase, expectation, json_path)
     found += _judge_probes(case, phase, expectation, json_path)
     found += _judge_findings(case, phase, expectation, json_path)
@@ -281,16 +293,26 @@ def _judge_hotplug(case: Case, outcome: Outcome) -> list[Discrepancy]:
         if got is None:
             if outcome.error is None:
                 found.append(Discrepancy("hotplug-mismatch",
-                                         f"late cpu {expected.cpu} was never brought up",
+                                         f"late cpu{expected.cpu} was never brought up",
                                          "hotplug", where))
             continue
         verdict = "accepted" if got.accepted else "refused"
         if verdict != expected.verdict or (expected.code and expected.code != got.code):
             found.append(Discrepancy(
                 "hotplug-mismatch",
-                f"late cpu {expected.cpu}: expected {expected.verdict}"
+                f"late cpu{expected.cpu}: expected {expected.verdict}"
                 f"{' ' + expected.code if expected.code else ''}, got {verdict}"
                 f"{' ' + got.code if got.code else ''} ({got.message})",
+                "hotplug", where))
+        if got.patcher_accepted is None:
+            continue
+        own = "accepted" if got.patcher_accepted else "refused"
+        if own != expected.verdict or (expected.code and expected.code != got.patcher_code):
+            found.append(Discrepancy(
+                "patcher-hotplug-mismatch",
+                f"late cpu {expected.cpu}: the patcher's own check {own} it"
+                f"{' with ' + got.patcher_code if got.patcher_code else ''}, expected "
+                f"{expected.verdict}{' ' + expected.code if expected.code else ''}",
                 "hotplug", where))
     return found
 

@@ -35,6 +35,7 @@ import greenlet
 import unicorn as _unicorn
 from unicorn import (
     UC_ARCH_ARM64,
+    UC_HOOK_CODE,
     UC_HOOK_INSN,
     UC_HOOK_INTR,
     UC_HOOK_MEM_INVALID,
@@ -67,6 +68,7 @@ from pytest_altpatch.machine.config import (
     Schedule,
 )
 from pytest_altpatch.machine.context import CpuContext, GuestFault
+from pytest_altpatch.machine.guest_services import ServiceCall, ServiceHandler, Symbolizer
 from pytest_altpatch.machine.ifetch import FetchModel, FetchVerdict, LineGeometry
 from pytest_altpatch.machine.results import (
     CpuOutcome,
@@ -76,7 +78,7 @@ from pytest_altpatch.machine.results import (
     RunReason,
     RunResult,
 )
-from pytest_altpatch.machine.services import PROBE_RETURN, HostService, svc_word
+from pytest_altpatch.machine.services import GUEST_RETURN, PROBE_RETURN, HostService, svc_word
 from pytest_altpatch.machine.sysregs import (
     ID_REGISTERS,
     IDENTITY_REGISTERS,
@@ -84,6 +86,7 @@ from pytest_altpatch.machine.sysregs import (
     in_id_space,
 )
 from pytest_altpatch.machine.trace import Trace, TraceEvent
+from pytest_altpatch.machine.traps import TrapCall, TrapHandler
 from pytest_altpatch.machine.uchooks import CodeHooks
 
 # unicorn's binding is only partly typed: its engine class is used as Any.
@@ -112,6 +115,8 @@ HARNESS_VA: Final = 0x7FFF_0000_0000
 PROBE_STACK_SIZE: Final = 0x10000
 _HARNESS_SIZE: Final = PAGE_SIZE + PROBE_STACK_SIZE
 PROBE_TRAP_VA: Final = HARNESS_VA
+#: Return address of a Python CPU's call into guest code (:meth:`Machine.call_guest`).
+GUEST_RETURN_VA: Final = HARNESS_VA + 4
 PROBE_STACK_TOP: Final = HARNESS_VA + _HARNESS_SIZE
 MAX_MEMORY: Final = 1 << 32
 
@@ -215,7 +220,12 @@ class _Cpu:
         self.barrier_hooks: dict[int, int] = {}
         self.write_hooks: list[int] = []
         self.resume_skip: int | None = None
+        self.trap_hooks: dict[int, int] = {}
+        self.trap_hit: int | None = None
+        self.trap_skip: int | None = None
         self.probe_returned = False
+        #: A Python CPU running guest code (call_guest) until it returns or faults.
+        self.guest_call = False
         self.sysregs: dict[SysregKey, int] = {}
         for field_name, key in IDENTITY_REGISTERS.values():
             self.sysregs[key] = getattr(config, field_name)
@@ -277,6 +287,11 @@ class Machine:
         self._probing: int | None = None
         #: None after any progress event; the hang detector restarts from there.
         self._hang_seen: bool | None = None
+        self._services: dict[int, ServiceHandler] = {}
+        self._symbolizers: list[Symbolizer] = []
+        #: Trace step of a write to code -> where its store instruction is (symbolized).
+        self._writers: dict[int, str] = {}
+        self._code_traps: dict[int, TrapHandler] = {}
         self._fetch = FetchModel(
             [LineGeometry(c.dminline, c.iminline, c.idc, c.dic) for c in cpus],
             clean_cache_erratum=clean_cache_erratum,
@@ -284,9 +299,17 @@ class Machine:
         self._cpus = [self._make_cpu(index, config) for index, config in enumerate(cpus)]
         self._buffer[self._harness_pa:self._harness_pa + 4] = svc_word(PROBE_RETURN).to_bytes(
             4, "little")
+        self._buffer[self._harness_pa + 4:self._harness_pa + 8] = svc_word(GUEST_RETURN).to_bytes(
+            4, "little")
         self._map_pages(HARNESS_VA, self._harness_pa, PAGE_SIZE, Perms.R | Perms.X, "harness")
         self._map_pages(HARNESS_VA + PAGE_SIZE, self._harness_pa + PAGE_SIZE, PROBE_STACK_SIZE,
                         Perms.R | Perms.W, "harness")
+
+    def set_clean_cache_erratum(self, on: bool) -> None:
+        """Whether DC CVAU is insufficient (an online CPU has the Cortex-A53 errata); set
+        by the runner once it knows which CPUs are online when patched text runs."""
+        self.clean_cache_erratum = on
+        self._fetch.set_clean_cache_erratum(on)
 
     # ================================================================== construction
     def _make_cpu(self, index: int, config: CpuConfig) -> _Cpu:
@@ -314,6 +337,16 @@ class Machine:
     def findings(self) -> tuple[Finding, ...]:
         """Every finding since the machine was built, in order."""
         return tuple(self._findings)
+
+    @property
+    def vmaps(self) -> Mapping[int, int]:
+        """The vmap aliases mapped now: first page VA -> length in bytes."""
+        return dict(self._vmaps)
+
+    def note(self, code: str, message: str, *, cpu: int, address: int | None = None,
+             detail: Mapping[str, object] | None = None) -> Finding:
+        """Record a finding the caller observed about the machine (it does not stop a CPU)."""
+        return self._report(code, message, cpu, address=address, detail=detail)
 
     def cpu_state(self, cpu: int) -> CpuState:
         """The current state of CPU ``cpu``."""
@@ -641,6 +674,65 @@ class Machine:
             for action in actions:
                 action()
 
+    # ================================================================== code traps
+    def add_code_trap(self, va: int, handler: TrapHandler) -> None:
+        """Stop any guest CPU about to execute the word at ``va`` and call ``handler``
+        between slices (see :mod:`.traps`).  ``va`` must be mapped executable when run."""
+        if va % 4 or not 0 <= va < VA_LIMIT:
+            raise MachineError("MACHINE_MAPPING", f"trap address {va:#x} is not a word address")
+        if va in self._code_traps:
+            raise MachineError("MACHINE_MAPPING", f"{va:#x} already has a code trap")
+        self._code_traps[va] = handler
+        for cpu in self._cpus:
+            self._soon(functools.partial(self._add_trap_hook, cpu, va))
+
+    def _add_trap_hook(self, cpu: _Cpu, va: int) -> None:
+        cpu.trap_hooks[va] = cpu.uc.hook_add(UC_HOOK_CODE, self._on_code_trap, cpu.index,
+                                             va, va + 3)
+        cpu.uc.ctl_remove_cache(va, va + 4)
+
+    def _on_code_trap(self, uc: Any, address: int, size: int, cpu: int) -> None:
+        target = self._cpus[cpu]
+        if target.trap_skip == address:
+            target.trap_skip = None
+            return
+        target.trap_hit = address
+        self._stop_slice = True
+        uc.emu_stop()
+
+    def _take_trap(self, target: _Cpu) -> None:
+        address = target.trap_hit
+        target.trap_hit = None
+        if address is None or target.pc != address:
+            return  # the slice ended elsewhere (a fault): nothing to handle
+        call = TrapCall(self, target.index, address)
+        self._code_traps[address](call)
+        if call.progressed:
+            self._progress()
+
+    def x_register(self, index: int) -> int:
+        """Unicorn's register id of ``x<index>`` (0-30)."""
+        if not 0 <= index <= 30:
+            raise MachineError("MACHINE_CONFIG", f"x{index} is not a general register")
+        return int(_X_REGS[index])
+
+    def read_virtual(self, va: int, size: int) -> bytes | None:
+        """``size`` bytes at ``va`` through the mapping table (harness-side, no fetch
+        model, no permissions), or None when any page is unmapped."""
+        out = bytearray()
+        while size > 0:
+            found = self.translate(va)
+            if found is None:
+                return None
+            chunk = min(size, PAGE_SIZE - (va & (PAGE_SIZE - 1)))
+            out += self._buffer[found[0]:found[0] + chunk]
+            va, size = va + chunk, size - chunk
+        return bytes(out)
+
+    def record(self, cpu: int, kind: str, address: int, detail: str = "") -> int:
+        """Append a harness event to the trace; returns its step."""
+        return self._event(cpu, kind, address, detail)
+
     # ================================================================== events, findings
     def _event(self, cpu: int, kind: str, address: int, detail: str = "") -> int:
         step = self._step
@@ -651,10 +743,15 @@ class Machine:
     def _report(self, code: str, message: str, cpu: int, *, pc: int | None = None,
                 address: int | None = None, detail: Mapping[str, object] | None = None,
                 kind: str | None = None) -> Finding:
+        details = dict(detail or {})
+        where = self.where(pc) if pc is not None else None
+        if where is not None:
+            message = f"{message} (at {where})"
+            details["where"] = where
         step = self._event(cpu, kind or code, address if address is not None else (pc or 0),
                            message)
         finding = Finding(code, message, cpu=cpu, pc=pc, address=address, step=step,
-                          detail=dict(detail or {}))
+                          detail=details)
         self._findings.append(finding)
         return finding
 
@@ -671,14 +768,19 @@ class Machine:
         return finding
 
     # ----------------------------------------------------------------- stores to code
-    def _store(self, cpu: int, va: int, pa: int, old: bytes, new: bytes) -> None:
+    def _store(self, cpu: int, va: int, pa: int, old: bytes, new: bytes,
+               pc: int | None = None) -> None:
         """Feed a store over code pages to the fetch model (the caller does the store)."""
         start = pa & ~3
         end = (pa + len(new) + 3) & ~3
         before = self._buffer[start:end]
         after = bytearray(before)
         after[pa - start:pa - start + len(new)] = new
-        step = self._event(cpu, "write", va, f"pa={pa:#x} {old.hex()}->{new.hex()}")
+        by = ""
+        if pc is not None and (where := self.where(pc)) is not None:
+            by = f" by {where}"
+            self._writers[self._step] = where
+        step = self._event(cpu, "write", va, f"pa={pa:#x} {old.hex()}->{new.hex()}{by}")
         for offset in range(0, end - start, 4):
             old_word = int.from_bytes(before[offset:offset + 4], "little")
             new_word = int.from_bytes(after[offset:offset + 4], "little")
@@ -702,7 +804,7 @@ class Machine:
         old = self._buffer[pa:pa + size]
         if old == new:
             return  # also the re-execution of a store whose slice we ended
-        self._store(cpu, address, pa, old, new)
+        self._store(cpu, address, pa, old, new, uc.reg_read(_PC))
         self._stop_slice = True
         uc.emu_stop()
 
@@ -745,6 +847,9 @@ class Machine:
             "old": write.old,
             "new": write.new,
         }
+        writer = self._writers.get(write.step)
+        if writer is not None:
+            detail["write_by"] = writer
         if verdict.missing == "clean" and write.erratum_clean_seen:
             detail["note"] = "DC CVAU does not count as a clean on this platform (A53 erratum)"
         if verdict.kind == "cmodx":
@@ -754,6 +859,8 @@ class Machine:
         else:
             message = (f"executed a word written by cpu{write.writer} at step {write.step} "
                        f"before the maintenance sequence completed: missing {verdict.missing}")
+            if writer is not None:
+                message += f" (the write: {writer})"
             self._report("stale-fetch", message, cpu, pc=va, address=va, detail=detail,
                          kind="fetch-stale")
 
@@ -905,11 +1012,29 @@ class Machine:
     def _service(self, target: _Cpu, uc: Any, imm: int, pc: int) -> None:
         cpu = target.index
         step = self._event(cpu, "service", pc, self._service_name(imm))
-        # Taking the SVC and returning from it is context synchronising.
-        self._context_sync(cpu, step)
+        # Taking the SVC and returning from it is context synchronising; the guest-call
+        # return trap is harness plumbing (the code "returns" without an exception).
+        if not (imm == GUEST_RETURN and target.guest_call):
+            self._context_sync(cpu, step)
         x0 = uc.reg_read(_X_REGS[0])
         if imm == PROBE_RETURN and self._probing == cpu:
             target.probe_returned = True
+            uc.emu_stop()
+            return
+        if imm == GUEST_RETURN and target.guest_call:
+            target.guest_call = False
+            target.result = x0
+            self._event(cpu, "return", pc, f"x0={x0:#x}")
+            self._stop_slice = True
+            uc.emu_stop()
+            return
+        handler = self._services.get(imm)
+        if handler is not None:
+            call = ServiceCall(self, target.index, uc, pc)
+            handler(call)
+            if call.progress:
+                self._progress()
+            self._stop_slice = True
             uc.emu_stop()
             return
         if imm == HostService.DONE:
@@ -957,6 +1082,8 @@ class Machine:
     def _service_name(imm: int) -> str:
         if imm == PROBE_RETURN:
             return "probe-return"
+        if imm == GUEST_RETURN:
+            return "guest-return"
         try:
             return HostService(imm).name.lower()
         except ValueError:
@@ -988,6 +1115,8 @@ class Machine:
         target.pc = pc
         target.state = "running"
         target.resume_skip = None
+        target.fault = None
+        target.trap_hit = target.trap_skip = None
         self._event(cpu, "start", pc, "guest")
         self._progress()
 
@@ -1065,7 +1194,8 @@ class Machine:
                 for target in self._cpus:
                     if target.state != "running":
                         continue
-                    snapshot = target.regs.snapshot() if target.kind == "guest" \
+                    snapshot = target.regs.snapshot() \
+                        if target.kind == "guest" or target.guest_call \
                         else target.progress.to_bytes(8, "little")
                     known = seen.setdefault(target.index, set())
                     if snapshot not in known:
@@ -1085,7 +1215,8 @@ class Machine:
 
     def _report_end(self, code: str, spent: int) -> None:
         pcs = {c.index: c.pc for c in self._cpus if c.state == "running"}
-        listing = ", ".join(f"cpu{i} pc={pc:#x}" for i, pc in pcs.items())
+        listing = ", ".join(f"cpu{i} pc={pc:#x}" + (f" ({where})" if (where := self.where(pc))
+                                                     else "") for i, pc in pcs.items())
         if code == "hang":
             message = f"every CPU spins without shared-memory progress: {listing}"
         else:
@@ -1096,25 +1227,30 @@ class Machine:
     def _quantum(self, target: _Cpu) -> int:
         if self.schedule.kind == "random":
             return self._rng.randint(1, self.schedule.quantum)
-        if self.schedule.kind == "adversarial" and target.kind == "python":
+        if self.schedule.kind == "adversarial" and target.kind == "python" \
+                and not target.guest_call:
             return 1
         return self.schedule.quantum
 
     def _slice(self, target: _Cpu, quantum: int) -> int:
         """Run one slice of ``target``; returns the instructions/operations it is charged."""
-        if target.kind == "python":
+        if target.kind == "python" and not target.guest_call:
             return self._python_slice(target, quantum)
         self._running = target.index
         self._stop_slice = False
         try:
             target.uc.emu_start(target.pc, _UNTIL, 0, quantum)
         except UcError as error:  # a guest fault the hooks did not already record
-            if target.state == "running":
+            if target.state == "running" and target.fault is None:
                 self._fault(target, "guest-exception", f"unicorn stopped: {error}",
                             pc=target.uc.reg_read(_PC), detail={"errno": error.errno})
         finally:
             self._running = None
         target.pc = target.regs.pc()
+        if target.guest_call and target.fault is not None:
+            target.guest_call = False  # the Python side raises GuestFault
+        if target.trap_hit is not None and target.state == "running":
+            self._take_trap(target)
         if target.state != "running":
             self._progress()
         target.instructions += quantum
@@ -1154,6 +1290,55 @@ class Machine:
             CpuOutcome(c.index, c.state, c.pc, c.result, c.instructions, c.exception)
             for c in self._cpus
         )
+
+    # ================================================================== guest calls
+    def add_service(self, imm: int, handler: ServiceHandler) -> None:
+        """Serve ``svc #imm`` with ``handler`` (native patcher services; the built-in
+        immediates of :class:`HostService` and the harness traps cannot be replaced)."""
+        if imm in (PROBE_RETURN, GUEST_RETURN) or imm in HostService.__members__.values() \
+                or not 0 <= imm <= 0xFFFF:
+            raise MachineError("MACHINE_CONFIG", f"svc #{imm:#x} cannot be a new service")
+        self._services[imm] = handler
+
+    def add_symbolizer(self, symbolizer: Symbolizer) -> None:
+        """Name code addresses in findings (``symbol+offset (file:line)``)."""
+        self._symbolizers.append(symbolizer)
+
+    def where(self, pc: int) -> str | None:
+        """What a symbolizer says about ``pc``, or None."""
+        for symbolizer in self._symbolizers:
+            found = symbolizer(pc)
+            if found is not None:
+                return found
+        return None
+
+    def call_guest(self, cpu: int, pc: int, args: Sequence[int] = (), *, sp: int,
+                   tpidr: int = 0) -> int:
+        """From Python CPU ``cpu``'s own function: run the guest function at ``pc`` with
+        x0..x7 = ``args`` and stack ``sp`` on that CPU, under the schedule like any guest
+        code, until it returns (the result is x0) or faults (GuestFault is raised)."""
+        target = self._python_step(cpu)
+        if len(args) > 8:
+            raise MachineError("MACHINE_CONFIG", "a guest call takes at most 8 arguments")
+        target.regs.restore(bytes(8 * len(_STATE_REGS)))
+        for index, value in enumerate(args):
+            target.uc.reg_write(_X_REGS[index], value & (2**64 - 1))
+        target.uc.reg_write(_X_REGS[30], GUEST_RETURN_VA)
+        target.uc.reg_write(arm64.UC_ARM64_REG_SP, sp)
+        target.uc.reg_write(arm64.UC_ARM64_REG_TPIDR_EL0, tpidr)
+        target.pc = pc
+        target.resume_skip = None
+        target.guest_call = True
+        self._event(cpu, "call", pc, " ".join(f"{a:#x}" for a in args))
+        self._progress()
+        assert self._scheduler is not None
+        self._scheduler.switch()  # guest slices run until the return trap or a fault
+        while target.guest_call:  # (defensive: resumed before the call ended)
+            self._scheduler.switch()
+        if target.fault is not None:
+            raise GuestFault(target.fault)
+        result = target.result
+        return int(result) if isinstance(result, int) else 0
 
     # ================================================================== probes
     def probe(self, cpu: int, pc: int, args: Mapping[int, int] | None = None,

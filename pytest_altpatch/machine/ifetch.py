@@ -113,6 +113,10 @@ class FetchModel:
         #: Per CPU: words a DSB by it may complete a step of (a superset; re-checked).
         self._dsb_interest: list[set[int]] = [set() for _ in self._geometry]
 
+    def set_clean_cache_erratum(self, on: bool) -> None:
+        """Whether DC CVAU stops counting as a clean, for maintenance from now on."""
+        self._erratum = on
+
     # --- queries -------------------------------------------------------------------
     def pending_for(self, cpu: int) -> int:
         """How many modified words ``cpu`` may not yet execute."""
