@@ -87,6 +87,7 @@ from pytest_altpatch.machine.sysregs import (
 )
 from pytest_altpatch.machine.trace import Trace, TraceEvent
 from pytest_altpatch.machine.traps import TrapCall, TrapHandler
+from pytest_altpatch.machine.uchooks import CodeHooks
 
 # unicorn's binding is only partly typed: its engine class is used as Any.
 Uc: Any = _unicorn.__dict__["Uc"]
@@ -103,6 +104,9 @@ HOOK_LINE: Final = 64
 #: with nothing to report: adding and deleting a unicorn hook costs far more than a
 #: harmless callback, and a patch-and-call loop re-arms the same lines every time.
 _IDLE_FIRES: Final = 256
+#: At most this many such kept hooks per CPU: unicorn's translation time grows with
+#: the number of code hooks, so after a large patch the fresh lines are unhooked.
+_IDLE_KEEP: Final = 16
 #: Where ``vmap`` places RW aliases.
 VMAP_BASE: Final = 0x7000_0000_0000
 VMAP_LIMIT: Final = 0x7800_0000_0000
@@ -209,6 +213,8 @@ class _Cpu:
         self.fault: Finding | None = None
         self.progress = 0
         self.stale_hooks: dict[int, int] = {}
+        self.stale_hook_ranges: CodeHooks | None = None
+        self.barrier_hook_ranges: CodeHooks | None = None
         #: Hooked lines no longer stale for this CPU -> harmless fires since (see _IDLE_FIRES).
         self.idle_lines: dict[int, int] = {}
         self.barrier_hooks: dict[int, int] = {}
@@ -314,6 +320,8 @@ class Machine:
         uc.hook_add(UC_HOOK_INSN, self._on_mrs, index, 1, 0, arm64.UC_ARM64_INS_MRS)
         uc.hook_add(UC_HOOK_INSN, self._on_sys, index, 1, 0, arm64.UC_ARM64_INS_SYS)
         uc.hook_add(UC_HOOK_MEM_INVALID, self._on_memory_fault, index)
+        cpu.stale_hook_ranges = CodeHooks(uc, self._on_stale_line, index)
+        cpu.barrier_hook_ranges = CodeHooks(uc, self._on_barrier, index)
         return cpu
 
     @property
@@ -603,20 +611,26 @@ class Machine:
 
     def _add_barrier_hook(self, cpu: _Cpu, va: int) -> None:
         if cpu.barrier_hooks.get(va) == -1:
-            cpu.barrier_hooks[va] = cpu.uc.hook_add(UC_HOOK_CODE, self._on_barrier, cpu.index,
-                                                     va, va + 3)
+            assert cpu.barrier_hook_ranges is not None
+            cpu.barrier_hooks[va] = cpu.barrier_hook_ranges.add(va, va + 3)
             cpu.uc.ctl_remove_cache(va, va + 4)
 
     def _hook_stale_line(self, cpu: _Cpu, va: int) -> None:
         line = va & -HOOK_LINE
-        cpu.idle_lines.pop(line, None)  # stale again: the kept hook is needed
+        if cpu.idle_lines.pop(line, None) is not None and any(
+                word in cpu.barrier_hooks for word in range(line, line + HOOK_LINE, 4)):
+            # Stale again, beside a barrier hook: hook anew, so the two callbacks run in
+            # the order they would if the kept hook had been deleted when it went idle.
+            old = cpu.stale_hooks.pop(line)
+            if old != -1:
+                self._soon(functools.partial(cpu.uc.hook_del, old))
         if line not in cpu.stale_hooks:
             cpu.stale_hooks[line] = -1
 
             def add() -> None:
                 if cpu.stale_hooks.get(line) == -1:
-                    cpu.stale_hooks[line] = cpu.uc.hook_add(
-                        UC_HOOK_CODE, self._on_stale_line, cpu.index, line, line + HOOK_LINE - 1)
+                    assert cpu.stale_hook_ranges is not None
+                    cpu.stale_hooks[line] = cpu.stale_hook_ranges.add(line, line + HOOK_LINE - 1)
             self._soon(add)
         self._soon(lambda: cpu.uc.ctl_remove_cache(va & ~3, (va & ~3) + 4))
 
@@ -870,9 +884,19 @@ class Machine:
                 continue
             if line not in target.stale_hooks:
                 continue
-            # Fresh: drop the old translation now; the hook itself stays until idle.
-            target.idle_lines.setdefault(line, 0)
-            self._soon(functools.partial(target.uc.ctl_remove_cache, line, line + HOOK_LINE))
+            if line in target.idle_lines or len(target.idle_lines) < _IDLE_KEEP:
+                # Fresh: drop the old translation now; the hook stays until idle.
+                target.idle_lines.setdefault(line, 0)
+                self._soon(functools.partial(target.uc.ctl_remove_cache, line,
+                                             line + HOOK_LINE))
+                continue
+            handle = target.stale_hooks.pop(line)
+
+            def unhook(h: int = handle, low: int = line) -> None:
+                if h != -1:
+                    target.uc.hook_del(h)
+                target.uc.ctl_remove_cache(low, low + HOOK_LINE)
+            self._soon(unhook)
 
     def _maintenance(self, cpu: int, name: str, va: int | None, pc: int) -> bool:
         """A DC/IC operation by ``cpu``; False when its VA is unmapped (a fault)."""
