@@ -17,7 +17,11 @@ from pytest_altpatch.a64.pcrel import decode_target, pc_relative_class
 from pytest_altpatch.errors import Location
 from pytest_altpatch.image.model import AltEntry
 from pytest_altpatch.machine import CpuContext
-from pytest_altpatch.patchers.contract import LivepatchEnvironment, PatchEnvironment
+from pytest_altpatch.patchers.contract import (
+    LivepatchEnvironment,
+    LivepatchFunction,
+    PatchEnvironment,
+)
 from pytest_altpatch.patchers.reference import ReferencePatcher
 
 
@@ -168,6 +172,137 @@ class LiteralsCopied(ReferencePatcher):
         self.rules = replace(self.rules, refuse_literals=False)
 
 
+# --------------------------------------------------------------------------- rendezvous
+# These pass every item whose patching CPU finishes before the others are scheduled
+# (``rr:100``); the default ``pct:0`` runs the waiting CPUs ahead of CPU0 and fails them.
+
+
+class WaitersLeaveWithoutWaiting(ReferencePatcher):
+    """Linux before ef5e724b25c9 (v4.7): secondaries left stop_machine at once."""
+
+    def apply_alternatives_all(self, ctx: CpuContext, env: PatchEnvironment) -> None:
+        if ctx.cpu == 0:
+            super().apply_alternatives_all(ctx, env)
+            return
+        ctx.isb()
+
+
+class WaitersIsbBeforeWaiting(ReferencePatcher):
+    """The waiter's ISB comes before the spin, so it synchronises before the patch."""
+
+    def apply_alternatives_all(self, ctx: CpuContext, env: PatchEnvironment) -> None:
+        if ctx.cpu == 0:
+            super().apply_alternatives_all(ctx, env)
+            return
+        ctx.isb()
+        while ctx.read32(env.sync_va) == 0:
+            ctx.relax()
+
+
+class WaitersCheckOnce(ReferencePatcher):
+    """``if`` for ``while``: a waiter that finds the flag clear leaves anyway."""
+
+    def apply_alternatives_all(self, ctx: CpuContext, env: PatchEnvironment) -> None:
+        if ctx.cpu == 0:
+            super().apply_alternatives_all(ctx, env)
+            return
+        if ctx.read32(env.sync_va) == 0:
+            ctx.relax()
+        ctx.isb()
+
+
+class _ReleaseEarly(ReferencePatcher):
+    """CPU0 writes the release flag at ``release_point`` of its maintenance sequence."""
+
+    release_point = "before-maintenance"
+    _sync_va: int | None = None  # set while CPU0 is inside stop_machine
+
+    def apply_alternatives_all(self, ctx: CpuContext, env: PatchEnvironment) -> None:
+        if ctx.cpu != 0:
+            super().apply_alternatives_all(ctx, env)
+            return
+        self._sync_va = env.sync_va
+        try:
+            super().apply_alternatives_all(ctx, env)
+        finally:
+            self._sync_va = None
+
+    def _release(self, ctx: CpuContext, point: str) -> None:
+        if point == self.release_point and ctx.cpu == 0 and self._sync_va is not None:
+            ctx.write32(self._sync_va, 1)
+
+    def _patch_region(self, ctx: CpuContext, env: PatchEnvironment, mask: frozenset[int], *,
+                      maintain: bool) -> None:
+        self._release(ctx, "before-patching")
+        super()._patch_region(ctx, env, mask, maintain=maintain)
+
+    def _finish_maintenance(self, ctx: CpuContext) -> None:
+        self._release(ctx, "before-maintenance")
+        if self.release_point != "before-final-dsb":
+            super()._finish_maintenance(ctx)
+            return
+        if self.rules.maintenance == "civac-then-ialluis":
+            ctx.dsb("ish")
+        ctx.ic("ialluis")
+        self._release(ctx, "before-final-dsb")
+        ctx.dsb("ish")
+        ctx.isb()
+
+
+class ReleaseBeforeMaintenance(_ReleaseEarly):
+    """The patching CPU releases the flag after its writes, before IC/DSB/ISB."""
+
+    release_point = "before-maintenance"
+
+
+class ReleaseBeforeFinalDsb(_ReleaseEarly):
+    """Released after IC IALLUIS but before the DSB that completes it."""
+
+    release_point = "before-final-dsb"
+
+
+class ReleaseBeforePatching(_ReleaseEarly):
+    """The flag means "entered" rather than "done": released before any write."""
+
+    release_point = "before-patching"
+
+
+class LivepatchWaitersLeaveEarly(ReferencePatcher):
+    """Xen livepatch without a quiesce: CPUs other than the master return at once."""
+
+    def apply_livepatch(self, ctx: CpuContext, env: LivepatchEnvironment) -> None:
+        if ctx.cpu == 0:
+            super().apply_livepatch(ctx, env)
+            return
+        ctx.isb()
+
+
+class LivepatchReleaseBeforeMaintenance(ReferencePatcher):
+    """The livepatch master releases the others before its cache maintenance."""
+
+    def _write_functions(self, ctx: CpuContext, env: LivepatchEnvironment,
+                         planned: list[tuple[LivepatchFunction, list[int]]]) -> None:
+        alias_va = ctx.vmap(env.text_phys, env.text_end - env.text_start) \
+            if env.alias_offset is None else None
+        offset = env.alias_offset if alias_va is None else alias_va - env.text_start
+        try:
+            for function, words in planned:
+                for index, word in enumerate(words):
+                    ctx.write32(function.old_addr + offset + 4 * index, word)
+            ctx.write32(env.sync_va, 1)
+            for function, words in planned:
+                end = function.old_addr + 4 * len(words)
+                for va in range(function.old_addr & -env.dcache_line, end, env.dcache_line):
+                    ctx.dc("civac", va)
+            ctx.dsb("ish")
+            ctx.ic("ialluis")
+            ctx.dsb("ish")
+            ctx.isb()
+        finally:
+            if alias_va is not None:
+                ctx.vunmap(alias_va)
+
+
 @dataclass(frozen=True)
 class Mutant:
     """A mutant, the dialect it runs as, and the bug it puts back."""
@@ -215,8 +350,36 @@ MUTANTS: Final[Mapping[str, Mutant]] = {
                "site and replacement lengths not compared"),
         Mutant("literals-copied", _as(LiteralsCopied, "linux-6.1"),
                "ADR / literal loads in replacements copied instead of refused"),
+        Mutant("waiters-leave-without-waiting", _as(WaitersLeaveWithoutWaiting, "linux-6.1"),
+               "Linux before ef5e724b25c9: secondaries return from stop_machine at once"),
+        Mutant("waiters-isb-before-waiting", _as(WaitersIsbBeforeWaiting, "linux-6.1"),
+               "waiters ISB once, then spin: the ISB precedes the patch"),
+        Mutant("waiters-check-once", _as(WaitersCheckOnce, "linux-6.1"),
+               "waiters test the release flag once instead of spinning on it"),
+        Mutant("release-before-maintenance", _as(ReleaseBeforeMaintenance, "linux-6.1"),
+               "patching CPU releases the flag before IC/DSB/ISB complete"),
+        Mutant("release-before-final-dsb", _as(ReleaseBeforeFinalDsb, "linux-6.1"),
+               "flag released between IC IALLUIS and the DSB that completes it"),
+        Mutant("release-before-patching", _as(ReleaseBeforePatching, "linux-6.1"),
+               "flag released on entry, before any write"),
+        Mutant("xen-release-before-maintenance", _as(ReleaseBeforeMaintenance, "xen-4.17"),
+               "Xen master releases the others before invalidating the I-cache"),
+        Mutant("livepatch-waiters-leave-early", _as(LivepatchWaitersLeaveEarly, "xen-4.17"),
+               "livepatch without quiescing: other CPUs return at once"),
+        Mutant("livepatch-release-before-maintenance",
+               _as(LivepatchReleaseBeforeMaintenance, "xen-4.17"),
+               "livepatch master releases the others before its cache maintenance"),
     )
 }
+
+#: The rendezvous-ordering family: bugs only a schedule that runs the waiting CPUs
+#: ahead of the patching one can show.
+RENDEZVOUS_MUTANTS: Final = frozenset({
+    "waiters-skip-isb", "livepatch-waiters-skip-isb", "waiters-leave-without-waiting",
+    "waiters-isb-before-waiting", "waiters-check-once", "release-before-maintenance",
+    "release-before-final-dsb", "release-before-patching", "xen-release-before-maintenance",
+    "livepatch-waiters-leave-early", "livepatch-release-before-maintenance",
+})
 
 
 def __getattr__(name: str) -> ReferencePatcher:
@@ -227,4 +390,4 @@ def __getattr__(name: str) -> ReferencePatcher:
     raise AttributeError(name)
 
 
-__all__ = ["MUTANTS", "Mutant"]
+__all__ = ["MUTANTS", "RENDEZVOUS_MUTANTS", "Mutant"]

@@ -30,7 +30,7 @@ def cases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_run_passing_case_exits_zero(cases: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", str(cases / "applied.yaml")]) == 0
     assert capsys.readouterr().out == (
-        "PASS  demo/applied boot rr:100 seed 0 reference:linux-6.1 (linux-6.1)\n")
+        "PASS  demo/applied boot pct:0 seed 0 reference:linux-6.1 (linux-6.1)\n")
 
 
 def test_run_runs_every_schedule(cases: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -43,10 +43,10 @@ def test_run_failing_case_exits_one_with_diff_and_reproduce(
         cases: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "corpus/cases/wrong.yaml", "--seed", "5"]) == 1
     out = capsys.readouterr().out
-    assert out.startswith("FAIL  demo/wrong-stream boot rr:100 seed 5 ")
+    assert out.startswith("FAIL  demo/wrong-stream boot pct:0 seed 5 ")
     assert "stream-mismatch (boot) at corpus/cases/wrong.yaml:17:" in out
     assert "reproduce: altpatch show corpus/cases/wrong.yaml --mode boot --patcher reference " \
-           "--schedule rr:100 --seed 5" in out
+           "--schedule pct:0 --seed 5" in out
 
 
 def test_run_unreadable_case_exits_two_with_location(
