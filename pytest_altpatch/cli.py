@@ -22,6 +22,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "pytest_altpatch.spec.commands",  # lint, catalog, export
     "pytest_altpatch.image.commands",  # build, inspect
     "pytest_altpatch.scenarios.commands",  # run, show
+    "pytest_altpatch.native.commands",  # native cflags
+    "pytest_altpatch.kernel.commands",  # image run, image fetch
 )
 
 EXIT_OK = 0

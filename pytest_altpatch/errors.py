@@ -90,6 +90,20 @@ ERROR_CODES: Final[Mapping[str, str]] = {
     "LATE_CPU_MISSING_FEATURE": "a late CPU lacks a system feature that is enabled",
     "LATE_CPU_MIDR_MISMATCH": "a late CPU's MIDR differs from the boot CPU's (Xen)",
     "LATE_CPU_CACHE_LINE": "a late CPU's D-cache line size differs from the boot CPU's (Xen)",
+    # --- native patchers (ABI v1; phase: load, or the phase of the entry) ---
+    "NATIVE_MANIFEST": "a native patcher manifest is unreadable or malformed",
+    "NATIVE_OBJECT": "a native patcher object cannot be read, assembled or linked",
+    "NATIVE_UNDEFINED_SYMBOL": "native patcher objects use symbols nothing defines or binds",
+    "NATIVE_ENTRY": "a native patcher entry is missing or returned an unregistered error",
+    # --- shipped kernel images and their target profiles (phase: build) ---
+    "PROFILE_UNKNOWN": "no target profile has that name (and no such profile file exists)",
+    "PROFILE_INVALID": "a target profile file is malformed (version, field or value)",
+    "IMAGE_MISSING_SYMBOL": "a kernel image lacks a symbol its target profile names",
+    "IMAGE_UNAVAILABLE": "a shipped kernel image cannot be had (download or unpacking failed)",
+    # --- choosing a patcher (phase: load) ---
+    "PATCHER_DIALECT": "a dialect asked for is unknown, or not one the patcher implements",
+    # --- patcher entries ---
+    "PATCHER_BAD_RESULT": "a patcher entry returned a value of the wrong kind",
 }
 
 
@@ -251,10 +265,22 @@ class ElfError(AltpatchError):
     default_phase: Phase = "build"
 
 
+class NativeError(AltpatchError):
+    """A native patcher cannot be loaded or linked (manifest, objects, symbols)."""
+
+    default_phase: Phase = "load"
+
+
 class PatchError(AltpatchError):
     """A patcher refused or failed to patch (reported with site index and address)."""
 
     default_phase: Phase = "boot"
+
+
+class KernelError(AltpatchError):
+    """A shipped kernel image or its target profile cannot be used as asked."""
+
+    default_phase: Phase = "build"
 
 
 __all__ = [
@@ -266,7 +292,9 @@ __all__ = [
     "ElfError",
     "EncodingError",
     "ErrorInfo",
+    "KernelError",
     "Location",
+    "NativeError",
     "PatchError",
     "Phase",
     "SpecError",

@@ -38,6 +38,11 @@ FINDING_CODES: Final[Mapping[str, str]] = {
     "unexpected-error": "the run ended with an error the case does not expect",
     "missing-error": "the case expects an error that did not happen",
     "hotplug-mismatch": "a hot-plugged CPU's verdict differs from the expectation",
+    "patcher-caps-mismatch": "the patcher's own capability detection differs from the expectation",
+    "patcher-hotplug-mismatch": "the patcher's own late-CPU check differs from the expectation",
+    # --- the harness, when a patcher entry returns ---
+    "alias-left-mapped": "a vmap alias the patcher made was still mapped when it returned",
+    "harness-write": "the patcher changed memory the harness owns (detection records, ...)",
 }
 
 

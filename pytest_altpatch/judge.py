@@ -10,13 +10,16 @@ never mutates the outcome; each discrepancy names the case line it comes from.
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from pytest_altpatch.a64 import assemble
+from pytest_altpatch.a64.asm import SymbolTable
 from pytest_altpatch.errors import AltpatchError, ErrorInfo, Location
 from pytest_altpatch.findings import Finding
-from pytest_altpatch.scenarios.outcome import Outcome, PhaseOutcome
+from pytest_altpatch.scenarios.outcome import Outcome, PhaseOutcome, ProbeOutcome
 from pytest_altpatch.spec.model import Case, ErrorExpectation, PhaseExpectation
 
 #: Section kinds whose bytes only the patcher's sites may change.
@@ -57,6 +60,9 @@ def judge(case: Case, outcome: Outcome) -> Verdict:
     found: list[Discrepancy] = []
     expected_error = _expected_error(case, outcome.mode)
     found += _judge_error(case, expected_error, outcome.error)
+    if outcome.mode == "boot" and case.expect.boot_cpu is not None:
+        found += _judge_phase(case, outcome, "boot-cpu", case.expect.boot_cpu,
+                              "expect.boot_cpu")
     if outcome.mode == "boot" and case.expect.boot is not None:
         found += _judge_phase(case, outcome, "boot", case.expect.boot, "expect.boot")
     if outcome.mode == "late" and case.expect.late is not None:
@@ -77,7 +83,7 @@ def _expected_error(case: Case, mode: str) -> ErrorExpectation | None:
         return case.expect.error
     phases: list[PhaseExpectation | None] = []
     if mode == "boot":
-        phases.append(case.expect.boot)
+        phases += [case.expect.boot_cpu, case.expect.boot]
     elif case.expect.late is not None:
         late = case.expect.late
         phases += [late.load, late.apply, late.revert]
@@ -136,6 +142,15 @@ def _judge_phase(case: Case, outcome: Outcome, name: str, expectation: PhaseExpe
                 name, case.location_of(f"{json_path}.caps"),
                 detail={"expected": sorted(want), "actual": sorted(got),
                         "per_cpu": [list(c) for c in phase.caps_per_cpu]}))
+    if expectation.caps is not None and phase.patcher_caps is not None:
+        want, got = set(expectation.caps), set(phase.patcher_caps)
+        if want != got:
+            found.append(Discrepancy(
+                "patcher-caps-mismatch",
+                f"the patcher's own detection decided {sorted(got)}, expected {sorted(want)} "
+                f"(missing {sorted(want - got)}, extra {sorted(got - want)})",
+                name, case.location_of(f"{json_path}.caps"),
+                detail={"expected": sorted(want), "actual": sorted(got)}))
     found += _judge_streams(case, outcome, phase, expectation, json_path)
     found += _judge_probes(case, phase, expectation, json_path)
     found += _judge_findings(case, phase, expectation, json_path)
@@ -148,6 +163,8 @@ def _judge_streams(case: Case, outcome: Outcome, phase: PhaseOutcome,
     found: list[Discrepancy] = []
     symbols: Mapping[str, int] = outcome.symbols or (
         outcome.image.symbols if outcome.image is not None else {})
+    with contextlib.suppress(AltpatchError):  # checked once, not once per stream
+        symbols = SymbolTable(symbols)
     for stream in expectation.text:
         where = stream.location if stream.location.line else case.location_of(
             f"{json_path}.text.{stream.label}")
@@ -177,10 +194,13 @@ def _judge_streams(case: Case, outcome: Outcome, phase: PhaseOutcome,
 def _judge_probes(case: Case, phase: PhaseOutcome, expectation: PhaseExpectation,
                   json_path: str) -> list[Discrepancy]:
     found: list[Discrepancy] = []
+    runs_of: dict[int, list[ProbeOutcome]] = {}
+    for probe_run in phase.probes:
+        runs_of.setdefault(probe_run.probe_index, []).append(probe_run)
     for index, spec in enumerate(expectation.probes):
         where = spec.location if spec.location.line else case.location_of(
             f"{json_path}.probes.{index}")
-        runs = [p for p in phase.probes if p.probe_index == index]
+        runs = runs_of.get(index, [])
         if not runs:
             found.append(Discrepancy("probe-mismatch", f"probe {spec.call} did not run",
                                      phase.phase, where, detail={"call": spec.call}))
@@ -224,17 +244,35 @@ def _judge_findings(case: Case, phase: PhaseOutcome, expectation: PhaseExpectati
     return found
 
 
-def _outside(ranges: Iterable[tuple[int, int]], address: int) -> bool:
-    return not any(start <= address < end for start, end in ranges)
+def _merged(ranges: Iterable[tuple[int, int]]) -> tuple[list[int], list[int]]:
+    """The union of half-open ``ranges`` as sorted, disjoint (starts, ends)."""
+    starts: list[int] = []
+    ends: list[int] = []
+    for start, end in sorted(r for r in ranges if r[0] < r[1]):
+        if ends and start <= ends[-1]:
+            ends[-1] = max(ends[-1], end)
+        else:
+            starts.append(start)
+            ends.append(end)
+    return starts, ends
+
+
+def _outside(merged: tuple[list[int], list[int]], address: int) -> bool:
+    starts, ends = merged
+    slot = bisect.bisect_right(starts, address) - 1
+    return slot < 0 or address >= ends[slot]
 
 
 def _judge_unexpected_writes(case: Case, phase: PhaseOutcome) -> list[Discrepancy]:
+    patchable: tuple[list[int], list[int]] | None = None
     for section in phase.sections:
         if section.kind not in _GUARDED_KINDS or section.before == section.after:
             continue
+        if patchable is None:
+            patchable = _merged(phase.patchable)
         for offset, (old, new) in enumerate(zip(section.before, section.after, strict=True)):
             address = section.va + offset
-            if old != new and _outside(phase.patchable, address):
+            if old != new and _outside(patchable, address):
                 return [Discrepancy(
                     "unexpected-write",
                     f"byte at {address:#x} in {section.name} changed ({old:#04x} -> {new:#04x}) "
@@ -255,16 +293,26 @@ def _judge_hotplug(case: Case, outcome: Outcome) -> list[Discrepancy]:
         if got is None:
             if outcome.error is None:
                 found.append(Discrepancy("hotplug-mismatch",
-                                         f"late cpu {expected.cpu} was never brought up",
+                                         f"late cpu{expected.cpu} was never brought up",
                                          "hotplug", where))
             continue
         verdict = "accepted" if got.accepted else "refused"
         if verdict != expected.verdict or (expected.code and expected.code != got.code):
             found.append(Discrepancy(
                 "hotplug-mismatch",
-                f"late cpu {expected.cpu}: expected {expected.verdict}"
+                f"late cpu{expected.cpu}: expected {expected.verdict}"
                 f"{' ' + expected.code if expected.code else ''}, got {verdict}"
                 f"{' ' + got.code if got.code else ''} ({got.message})",
+                "hotplug", where))
+        if got.patcher_accepted is None:
+            continue
+        own = "accepted" if got.patcher_accepted else "refused"
+        if own != expected.verdict or (expected.code and expected.code != got.patcher_code):
+            found.append(Discrepancy(
+                "patcher-hotplug-mismatch",
+                f"late cpu {expected.cpu}: the patcher's own check {own} it"
+                f"{' with ' + got.patcher_code if got.patcher_code else ''}, expected "
+                f"{expected.verdict}{' ' + expected.code if expected.code else ''}",
                 "hotplug", where))
     return found
 

@@ -47,7 +47,9 @@ if TYPE_CHECKING:
 _VALUE_OPTIONS: tuple[tuple[str, str, str, str | None], ...] = (
     ("patcher", "string", "patcher to judge: NAME (e.g. reference:linux-6.1) or module:attr",
      "reference"),
-    ("dialect", "string", "dialect the patcher implements (default: the patcher's own)", None),
+    ("dialect", "string",
+     "dialects to run, comma-separated, or 'all' (default: the reference patcher runs "
+     "every dialect a case lists; another patcher its own)", None),
     ("modes", "string", "comma-separated modes to run: boot, late (default: all)", None),
     ("schedules", "string",
      "comma-separated schedules, e.g. pct:0-1,rr:100,random:1-3,adversarial "
@@ -63,6 +65,8 @@ _VALUE_OPTIONS: tuple[tuple[str, str, str, str | None], ...] = (
      "run shard K of N (K/N, 1-based): the items whose index in id order is K-1 modulo N",
      None),
     ("accept-version", "string", "accept a corpus whose major version is this one", None),
+    ("catalog", "string",
+     "corpus root whose catalog resolves cases outside any corpus (default: bundled)", None),
     ("timeout", "string", "host seconds per item before it fails as hung", None),
 )
 
@@ -100,14 +104,14 @@ class ExpectationLine:
     def matches(self, key: str) -> bool:
         """Whether ``key`` is this id, or starts with it at an id boundary.
 
-        A prefix must end where an id part ends (``/``, ``::`` or ``[``), so
+        A prefix must end where an id part ends (``/``, ``::``, ``[`` or ``,``), so
         ``b-external`` selects ``b-external::boot[pct:0]`` but not ``b-external-2``.
         """
         if key == self.pattern:
             return True
         if not key.startswith(self.pattern):
             return False
-        return self.pattern[-1] in "/:[" or key[len(self.pattern)] in "/:["
+        return self.pattern[-1] in "/:[," or key[len(self.pattern)] in "/:[,"
 
 
 def read_expectation_file(path: Path, kind: str) -> tuple[ExpectationLine, ...]:
@@ -145,6 +149,9 @@ class Settings:
     shard: tuple[int, int] | None
     accept_major: int | None
     timeout: float | None
+    #: Selections outside any corpus (one's own case directories or files), each with
+    #: the corpus root whose catalog resolves them (--altpatch-catalog, else bundled).
+    own_cases: tuple[tuple[Path, Path], ...] = ()
 
 
 def _value(config: pytest.Config, dest: str) -> str | None:
@@ -227,14 +234,19 @@ def read_settings(config: pytest.Config) -> Settings | None:
     words, base, from_command_line = asked
     selections: list[Path] = []
     roots: list[Path] = []
+    own_cases: list[tuple[Path, Path]] = []
+    catalog_word = _value(config, "altpatch_catalog")
+    catalog_root = _catalog_root(catalog_word, base) if catalog_word else None
     for word in words:
         path = _resolve_selection(word, base)
         if not path.exists():
             raise pytest.UsageError(f"--altpatch-corpus: {word}: no such file or directory")
         root = find_corpus_root(path if path.is_dir() else path.parent)
         if root is None:
-            raise pytest.UsageError(f"--altpatch-corpus: {word} is not inside a corpus "
-                                    "(no directory above it holds VERSION and catalog/)")
+            # One's own cases: resolved with the named (else the bundled) catalog, as
+            # `altpatch run` and `altpatch lint` do.
+            root = catalog_root or _resolve_selection(BUNDLED, base)
+            own_cases.append((path, root))
         selections.append(path)
         if root not in roots:
             roots.append(root)
@@ -262,7 +274,20 @@ def read_settings(config: pytest.Config) -> Settings | None:
         shard=_parse_shard(_value(config, "altpatch_shard")),
         accept_major=_parse_major(_value(config, "altpatch_accept_version")),
         timeout=_parse_seconds(_value(config, "altpatch_timeout")),
+        own_cases=tuple(own_cases),
     )
+
+
+def _catalog_root(word: str, base: Path) -> Path:
+    """The corpus root named by ``--altpatch-catalog`` (a root or its ``catalog/``)."""
+    from pytest_altpatch.spec.corpus import find_corpus_root  # noqa: PLC0415
+
+    path = _resolve_selection(word, base)
+    root = find_corpus_root(path) if path.is_dir() else None
+    if root is None:
+        raise pytest.UsageError(f"--altpatch-catalog: {word} is not a corpus (no directory "
+                                "at or above it holds VERSION and catalog/)")
+    return root
 
 
 # --------------------------------------------------------------------------- state
@@ -283,9 +308,21 @@ class AltpatchState:
     """What the switched-on plugin knows for this pytest process."""
 
     settings: Settings
-    patcher: Patcher
+    #: One patcher per dialect under test (the reference patcher: every dialect asked).
+    patchers: tuple[Patcher, ...]
     schedules: tuple[ScheduleChoice, ...]
     corpora: dict[Path, CorpusState] = field(default_factory=dict)
+
+    @property
+    def patcher(self) -> Patcher:
+        """The first patcher under test (the fixtures' and the header's default)."""
+        return self.patchers[0]
+
+    @property
+    def dialect_in_ids(self) -> bool:
+        """Whether item ids name the dialect (``boot[linux-4.9,pct:0]``): when the run
+        judges more than one dialect."""
+        return len(self.patchers) > 1
 
     def corpus(self, root: Path) -> CorpusState:
         """The version and catalog of ``root``, loaded once per process."""
@@ -298,6 +335,9 @@ class AltpatchState:
         resolved = path.resolve()
         for root in self.settings.roots:
             if root / "cases" in resolved.parents:
+                return root
+        for selection, root in self.settings.own_cases:
+            if resolved == selection or selection in resolved.parents:
                 return root
         return None
 
@@ -391,20 +431,28 @@ def pytest_configure(config: pytest.Config) -> None:
     settings = read_settings(config)
     if settings is None:
         return
-    from pytest_altpatch.patchers.registry import resolve_patcher  # noqa: PLC0415
+    from pytest_altpatch.patchers.registry import (  # noqa: PLC0415
+        parse_dialects,
+        resolve_patchers,
+    )
     from pytest_altpatch.scenarios.runner import parse_schedules  # noqa: PLC0415
 
     try:
-        patcher = resolve_patcher(settings.patcher, dialect=settings.dialect)
+        dialects = parse_dialects(settings.dialect)
     except AltpatchError as exc:
-        raise pytest.UsageError(f"--altpatch-patcher: {exc.render()}") from None
+        raise pytest.UsageError(f"--altpatch-dialect: {exc.render()}") from None
+    try:
+        patchers = resolve_patchers(settings.patcher, dialects)
+    except AltpatchError as exc:
+        option = "--altpatch-dialect" if exc.code == "PATCHER_DIALECT" else "--altpatch-patcher"
+        raise pytest.UsageError(f"{option}: {exc.render()}") from None
     try:
         schedules = tuple(parse_schedules(settings.schedules))
     except AltpatchError as exc:
         raise pytest.UsageError(f"--altpatch-schedules: {exc.render()}") from None
     except ValueError as exc:
         raise pytest.UsageError(f"--altpatch-schedules: {exc}") from None
-    config.stash[_STATE] = AltpatchState(settings, patcher, schedules)
+    config.stash[_STATE] = AltpatchState(settings, patchers, schedules)
     selected = [str(path) for path in settings.selections]
     if config.args_source != pytest.Config.ArgsSource.ARGS:
         # No paths on the command line: the corpus replaces testpaths when asked for on
@@ -424,9 +472,13 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         corpus = state.corpus(root)
         version = corpus.version or f"unusable ({corpus.error})"
         lines.append(f"altpatch: corpus {version} at {root}")
-    patcher = state.patcher
-    lines.append(f"altpatch: patcher {patcher.name} {patcher.version}, dialect {patcher.dialect}, "
-                 f"features: {', '.join(sorted(patcher.features)) or '(none)'}")
+    for patcher in state.patchers:
+        lines.append(f"altpatch: patcher {patcher.name} {patcher.version}, dialect "
+                     f"{patcher.dialect}, features: "
+                     f"{', '.join(sorted(patcher.features)) or '(none)'}")
+        describe = getattr(patcher, "describe", None)  # native patchers: objects and hashes
+        if callable(describe):
+            lines += [f"altpatch: {line}" for line in describe()]
     engines = []
     for distribution in ("unicorn", "capstone", "keystone-engine"):
         try:
@@ -540,10 +592,9 @@ def _apply_expectations(items: Sequence[pytest.Item], lines: Sequence[Expectatio
 
 def case_modes(case: Case) -> tuple[str, ...]:
     """The modes a case has expectations for (``boot`` if it seems to have none)."""
-    from pytest_altpatch.scenarios.runner import has_mode  # noqa: PLC0415
+    from pytest_altpatch.scenarios import runner  # noqa: PLC0415
 
-    # A case with nothing to check still gets one item, which the runner skips with why.
-    return tuple(mode for mode in MODES if has_mode(case, mode)) or ("boot",)
+    return runner.case_modes(case)
 
 
 class CaseFile(pytest.File):
@@ -572,19 +623,26 @@ class CaseFile(pytest.File):
         if case is None:
             yield CaseLoadItem.from_parent(self, name="load", error=problems[0])
             return
+        # One item per dialect the case lists among those judged; a case written for none
+        # of them still gets an item (per mode), skipped with why.
+        patchers = [p for p in state.patchers if p.dialect in case.dialects] \
+            or list(state.patchers[:1])
         for mode in case_modes(case):
             if mode not in state.settings.modes:
                 continue
-            # Decided at collection, so the skip points at the case and -rs says why.
-            reason = not_applicable(case, state.patcher, mode)
-            for schedule in state.schedules:
-                item = CaseItem.from_parent(self, name=f"{mode}[{schedule.label}]", case=case,
-                                            catalog=corpus.catalog, mode=mode,
-                                            schedule=schedule,
-                                            corpus_version=corpus.version or "")
-                if reason is not None:
-                    item.add_marker(pytest.mark.skip(reason=f"not applicable: {reason}"))
-                yield item
+            for patcher in patchers:
+                # Decided at collection, so the skip points at the case and -rs says why.
+                reason = not_applicable(case, patcher, mode)
+                prefix = f"{patcher.dialect}," if state.dialect_in_ids else ""
+                for schedule in state.schedules:
+                    item = CaseItem.from_parent(
+                        self, name=f"{mode}[{prefix}{schedule.label}]", case=case,
+                        catalog=corpus.catalog, mode=mode, schedule=schedule,
+                        corpus_version=corpus.version or "", patcher=patcher)
+                    if reason is not None:
+                        item.add_marker(pytest.mark.skip(reason=f"not applicable: {reason}"))
+                    item.not_applicable = reason
+                    yield item
 
 
 class CaseLoadItem(pytest.Item):
@@ -617,25 +675,26 @@ class CaseItem(pytest.Item):
     """One case run in one mode under one schedule against the configured patcher."""
 
     def __init__(self, *, case: Case, catalog: Catalog, mode: str, schedule: ScheduleChoice,
-                 corpus_version: str, **kwargs: object) -> None:
+                 corpus_version: str, patcher: Patcher, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.case = case
         self.catalog = catalog
         self.mode = mode
         self.schedule = schedule
         self.corpus_version = corpus_version
+        self.patcher = patcher
+        #: Why the patcher cannot run this case (set at collection), or None.
+        self.not_applicable: str | None = None
         self.add_marker(pytest.mark.altpatch_case(case.id))
         for feature in case.requires:
             self.add_marker(pytest.mark.altpatch_feature(feature))
-        state = plugin_state(self.config)
-        patcher = state.patcher if state is not None else None
         self.user_properties += [
             ("altpatch_case", case.id),
             ("altpatch_mode", mode),
             ("altpatch_schedule", schedule.label),
             ("altpatch_seed", str(schedule.seed)),
-            ("altpatch_patcher", f"{patcher.name} {patcher.version}" if patcher else ""),
-            ("altpatch_dialect", patcher.dialect if patcher else ""),
+            ("altpatch_patcher", f"{patcher.name} {patcher.version}"),
+            ("altpatch_dialect", patcher.dialect),
             ("altpatch_corpus_version", corpus_version),
         ]
 
@@ -648,7 +707,7 @@ class CaseItem(pytest.Item):
         state = plugin_state(self.config)
         if state is None:  # pragma: no cover - items exist only when switched on
             pytest.skip("altpatch is not switched on")
-        outcome = run_case(self.case, self.catalog, mode=self.mode, patcher=state.patcher,
+        outcome = run_case(self.case, self.catalog, mode=self.mode, patcher=self.patcher,
                            schedule=self.schedule.name, seed=self.schedule.seed,
                            timeout=state.settings.timeout)
         verdict = judge(self.case, outcome)
@@ -659,7 +718,7 @@ class CaseItem(pytest.Item):
         if not verdict.passed:
             command = reproduce_command(self.case.path, mode=self.mode,
                                         patcher=state.settings.patcher,
-                                        dialect=state.settings.dialect,
+                                        dialect=self.patcher.dialect,
                                         schedule=self.schedule.label, seed=self.schedule.seed,
                                         cwd=self.config.invocation_params.dir)
             raise ConformanceFailure(render_failure(self.case, outcome, verdict,

@@ -10,9 +10,10 @@ and symbols give the same :class:`Assembly` object.
 
 from __future__ import annotations
 
-import functools
+import bisect
 import re
-from collections.abc import Callable, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final
@@ -82,7 +83,8 @@ class _Equate:
 class _Layout:
     """Mutable state of one assembly run (kept private to :func:`_assemble`)."""
 
-    symbols: Mapping[str, int]
+    #: External symbols: the value of a name, or None (the memo records each lookup).
+    symbols: Callable[[str], int | None]
     labels: dict[str, int] = field(default_factory=dict)
     equates: dict[str, _Equate] = field(default_factory=dict)
     locals: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
@@ -102,8 +104,9 @@ class _Layout:
                 return self.labels[name]
             if name in self.equates:
                 return self._equate(name, where)
-            if name in self.symbols:
-                return self.symbols[name]
+            value = self.symbols(name)
+            if value is not None:
+                return value
             raise AsmError("ASM_UNDEFINED_SYMBOL", f"undefined symbol {name!r}",
                            location=where)
 
@@ -111,14 +114,13 @@ class _Layout:
 
     def _local(self, number: str, direction: str, position: int, where: Location) -> int:
         definitions = self.locals.get(number, [])
+        # Definitions are in position order: the nearest one before/after by bisection.
+        slot = bisect.bisect_left(definitions, (position + 1, -1))
         if direction == "b":
-            before = [address for pos, address in definitions if pos <= position]
-            if before:
-                return before[-1]
-        else:
-            after = [address for pos, address in definitions if pos > position]
-            if after:
-                return after[0]
+            if slot > 0:
+                return definitions[slot - 1][1]
+        elif slot < len(definitions):
+            return definitions[slot][1]
         raise AsmError("ASM_UNDEFINED_SYMBOL", f"local label {number}{direction} has no "
                        f"definition {'before' if direction == 'b' else 'after'} it",
                        location=where)
@@ -313,9 +315,9 @@ def _statement_bytes(statement: Statement, address: int, layout: _Layout,
     return _instruction_word(statement, address, resolve).to_bytes(4, "little")
 
 
-def _assemble(source: str, base: int, symbols: tuple[tuple[str, int], ...]) -> Assembly:
+def _assemble(source: str, base: int, lookup: Callable[[str], int | None]) -> Assembly:
     statements = parse_source(source)
-    layout = _Layout(dict(symbols))
+    layout = _Layout(lookup)
     addresses: list[int] = []
     address = base
     for position, statement in enumerate(statements):
@@ -350,9 +352,84 @@ def _assemble(source: str, base: int, symbols: tuple[tuple[str, int], ...]) -> A
     return Assembly(bytes(code), MappingProxyType(dict(layout.labels)), base, lines)
 
 
-@functools.lru_cache(maxsize=512)
-def _assemble_memo(source: str, base: int, symbols: tuple[tuple[str, int], ...]) -> Assembly:
-    return _assemble(source, base, symbols)
+class CheckedSymbols(Mapping[str, int]):
+    """External symbols whose names and values are already known to be valid.
+
+    :func:`assemble` checks every entry of a plain mapping on each call; a
+    ``CheckedSymbols`` is trusted as it is, so a large table checked once (see
+    :class:`SymbolTable`) costs only the lookups a source makes.
+    """
+
+    __slots__ = ()
+
+
+class SymbolTable(CheckedSymbols):
+    """A symbol table checked once: identifier names, 64-bit values."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, symbols: Mapping[str, int]) -> None:
+        self._values = dict(_checked_items(symbols))
+
+    def __getitem__(self, name: str) -> int:
+        return self._values[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._values
+
+    def get(self, name: str, default: int | None = None) -> int | None:  # type: ignore[override]
+        """The value of ``name``, or ``default``."""
+        return self._values.get(name, default)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+def _checked_items(symbols: Mapping[str, int]) -> Iterator[tuple[str, int]]:
+    for name, value in symbols.items():
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise AsmError("ASM_SYNTAX", f"symbol name {name!r} is not an identifier")
+        if isinstance(value, bool) or not isinstance(value, int) \
+                or not -(1 << 63) <= value < ADDRESS_LIMIT:
+            raise AsmError("ASM_OUT_OF_RANGE", f"symbol {name} = {value!r} is not a 64-bit value")
+        yield name, value
+
+
+#: Memo of assemblies: (source, base) -> variants, each with the external symbols it
+#: looked up (value, or None for "absent") and its result.  A source depends only on
+#: the symbols it names, so the key never holds the whole table.
+_MEMO: OrderedDict[tuple[str, int], list[tuple[tuple[tuple[str, int | None], ...],
+                                               Assembly]]] = OrderedDict()
+_MEMO_KEYS: Final = 8192
+_MEMO_VARIANTS: Final = 4
+
+
+def _memoised(source: str, base: int, symbols: Mapping[str, int]) -> Assembly:
+    key = (source, base)
+    variants = _MEMO.get(key)
+    if variants is not None:
+        _MEMO.move_to_end(key)
+        for used, assembly in variants:
+            if all(symbols.get(name) == value for name, value in used):
+                return assembly
+    looked_up: dict[str, int | None] = {}
+
+    def lookup(name: str) -> int | None:
+        value = symbols.get(name)
+        looked_up[name] = value
+        return value
+
+    assembly = _assemble(source, base, lookup)
+    if variants is None:
+        variants = _MEMO[key] = []
+        if len(_MEMO) > _MEMO_KEYS:
+            _MEMO.popitem(last=False)
+    variants.insert(0, (tuple(looked_up.items()), assembly))
+    del variants[_MEMO_VARIANTS:]
+    return assembly
 
 
 def assemble(source: str, base: int = 0, symbols: Mapping[str, int] | None = None) -> Assembly:
@@ -360,21 +437,19 @@ def assemble(source: str, base: int = 0, symbols: Mapping[str, int] | None = Non
 
     Raises :class:`AsmError` (ASM_SYNTAX, ASM_UNDEFINED_SYMBOL, ASM_DUPLICATE_LABEL,
     ASM_OUT_OF_RANGE, ASM_UNSUPPORTED) located by 1-based line and column.  The same
-    arguments return the same (memoised) :class:`Assembly` object.
+    arguments return the same (memoised) :class:`Assembly` object.  Every entry of a
+    plain ``symbols`` mapping is checked; a :class:`CheckedSymbols` is trusted.
     """
     if not isinstance(source, str):
         raise AsmError("ASM_SYNTAX", "assembly source must be text")
     if isinstance(base, bool) or not isinstance(base, int) or not 0 <= base < ADDRESS_LIMIT:
         raise AsmError("ASM_OUT_OF_RANGE", f"base {base!r} is not a 64-bit address")
-    frozen: list[tuple[str, int]] = []
-    for name, value in (symbols or {}).items():
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise AsmError("ASM_SYNTAX", f"symbol name {name!r} is not an identifier")
-        if isinstance(value, bool) or not isinstance(value, int) \
-                or not -(1 << 63) <= value < ADDRESS_LIMIT:
-            raise AsmError("ASM_OUT_OF_RANGE", f"symbol {name} = {value!r} is not a 64-bit value")
-        frozen.append((name, value))
-    return _assemble_memo(source, base, tuple(sorted(frozen)))
+    if symbols is None:
+        symbols = {}
+    elif not isinstance(symbols, CheckedSymbols):
+        for _ in _checked_items(symbols):
+            pass
+    return _memoised(source, base, symbols)
 
 
-__all__ = ["AsmLine", "Assembly", "assemble"]
+__all__ = ["AsmLine", "Assembly", "CheckedSymbols", "SymbolTable", "assemble"]

@@ -16,8 +16,10 @@ from typing import Final, Literal
 from pytest_altpatch.a64.pcrel import BY_NAME, pc_relative_class
 
 _BRANCH_CLASSES: Final = frozenset({"b", "bl", "b.cond", "bc.cond", "cbz", "cbnz", "tbz", "tbnz"})
+#: The SIMD&FP literal loads (V, bit 26, set): ``ldr s0/d0/q0, label``.
+_SIMD_FP_LITERAL_CLASSES: Final = frozenset({"ldr.s", "ldr.d", "ldr.q"})
 _LITERAL_CLASSES: Final = frozenset(
-    {"adr", "adrp", "ldr.w", "ldr.x", "ldr.s", "ldr.d", "ldr.q", "ldrsw", "prfm"}
+    {"adr", "adrp", "ldr.w", "ldr.x", "ldrsw", "prfm"} | _SIMD_FP_LITERAL_CLASSES
 )
 # Keep this module's sets in step with the pcrel table they name.
 if not BY_NAME.keys() >= (_BRANCH_CLASSES | _LITERAL_CLASSES):  # pragma: no cover
@@ -34,6 +36,13 @@ def uses_literal(word: int) -> bool:
     """ADR, ADRP, LDR/LDRSW/PRFM (literal): an instruction computing a PC-relative address."""
     cls = pc_relative_class(word)
     return cls is not None and cls.name in _LITERAL_CLASSES
+
+
+def is_simd_fp_literal(word: int) -> bool:
+    """LDR (literal, SIMD&FP): a literal load with V = 1, which Linux's
+    ``aarch64_insn_uses_literal`` does not count (its LDR mask 0xBF000000 needs V = 0)."""
+    cls = pc_relative_class(word)
+    return cls is not None and cls.name in _SIMD_FP_LITERAL_CLASSES
 
 
 # Exception-generating instructions: 11010100 opc(23:21) imm16(20:5) op2(4:2) LL(1:0).
@@ -158,5 +167,6 @@ __all__ = [
     "exception_call",
     "is_branch_imm",
     "is_cmodx_safe",
+    "is_simd_fp_literal",
     "uses_literal",
 ]

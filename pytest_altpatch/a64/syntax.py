@@ -9,6 +9,7 @@ elsewhere ``#`` introduces an immediate, as in A64 syntax.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Final
 
@@ -162,8 +163,46 @@ def parse_statement(text: str, line: int, column: int) -> Statement | None:
     )
 
 
+class _ParseMemo:
+    """Parsed sources, newest last, bounded by their total length.
+
+    The builder lists a unit's labels and then assembles it once per layout round, so
+    a large text would otherwise be parsed three or four times.
+    """
+
+    def __init__(self, max_chars: int) -> None:
+        self.max_chars = max_chars
+        self.chars = 0
+        self.entries: OrderedDict[str, tuple[Statement, ...]] = OrderedDict()
+
+    def get(self, source: str) -> tuple[Statement, ...] | None:
+        found = self.entries.get(source)
+        if found is not None:
+            self.entries.move_to_end(source)
+        return found
+
+    def put(self, source: str, statements: tuple[Statement, ...]) -> None:
+        self.entries[source] = statements
+        self.chars += len(source)
+        while self.chars > self.max_chars and len(self.entries) > 1:
+            dropped, _ = self.entries.popitem(last=False)
+            self.chars -= len(dropped)
+
+
+_PARSED: Final = _ParseMemo(16 << 20)
+
+
 def parse_source(source: str) -> list[Statement]:
-    """Every statement of ``source``, in order."""
+    """Every statement of ``source``, in order (memoised by source text)."""
+    cached = _PARSED.get(source)
+    if cached is not None:
+        return list(cached)
+    statements = _parse(source)
+    _PARSED.put(source, tuple(statements))
+    return statements
+
+
+def _parse(source: str) -> list[Statement]:
     statements: list[Statement] = []
     for number, text in enumerate(strip_comments(source), start=1):
         start = 0

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
-from pytest_altpatch.a64.asm import Assembly, assemble
+from pytest_altpatch.a64.asm import Assembly, CheckedSymbols, SymbolTable, assemble
 from pytest_altpatch.a64.expr import evaluate
 from pytest_altpatch.a64.syntax import parse_source
 from pytest_altpatch.errors import AltpatchError, AsmError, BuildError, Location
@@ -302,6 +302,56 @@ def _fill_sizer(unit_key: str, by_index: Mapping[int, Alternative], sizes: Mappi
     return fill_size
 
 
+class _UnitSymbols(CheckedSymbols):
+    """What one unit sees of the others, without copying the image's table per unit.
+
+    Linker symbols first, then other units' labels, then ``externals`` at the unit's
+    own base; the unit's own labels are never external.  Every value is an address the
+    layout or the assembler produced, and the names were checked once.
+    """
+
+    __slots__ = ("_base", "_externals", "_key", "_labels", "_linker", "_owned", "_owner")
+
+    def __init__(self, key: str, base: int, labels: Mapping[str, int],
+                 owner: Mapping[str, str], linker: Mapping[str, int],
+                 externals: Mapping[str, int], owned: set[str]) -> None:
+        self._key, self._base, self._labels, self._owner = key, base, labels, owner
+        self._linker, self._externals, self._owned = linker, externals, owned
+
+    def get(self, name: str, default: int | None = None) -> int | None:  # type: ignore[override]
+        """The value ``name`` has for this unit, or ``default``."""
+        if name in self._owned:
+            return default
+        value = self._linker.get(name)
+        if value is not None:
+            return value
+        value = self._labels.get(name)
+        if value is not None and self._owner.get(name) != self._key:
+            return value
+        if name in self._externals:
+            return self._base
+        return default
+
+    def __getitem__(self, name: str) -> int:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def _names(self) -> set[str]:
+        names = {name for name in self._labels if self._owner.get(name) != self._key}
+        return (names | set(self._linker) | set(self._externals)) - self._owned
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._names()))
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+
 @dataclass(frozen=True)
 class _Assembled:
     placed: _Placed
@@ -318,7 +368,7 @@ def _assemble_all(units: Sequence[_Unit], alts: Sequence[Alternative], layout: I
     ``externals`` are names resolved elsewhere (a payload's base-image symbols): each
     unit sees them at its own base, a placeholder the payload's relocations replace.
     """
-    external_names = tuple(externals)
+    externals_table = SymbolTable(dict.fromkeys(externals, 0))  # names checked once
     by_index = {alt.index: alt for alt in alts}
     sizes: dict[str, int] = {}
     labels: dict[str, int] = {}
@@ -366,14 +416,10 @@ def _assemble_all(units: Sequence[_Unit], alts: Sequence[Alternative], layout: I
                     labels[name] = placed.bases[unit.key]
             first = False
         results: dict[str, Assembly] = {}
+        checked_linker = SymbolTable(linker)
         for unit in units:
-            foreign = {name: placed.bases[unit.key] for name in external_names}
-            foreign.update(
-                (name, value) for name, value in labels.items() if owner[name] != unit.key
-            )
-            foreign.update(linker)
-            for name in owned[unit.key]:
-                foreign.pop(name, None)
+            foreign = _UnitSymbols(unit.key, placed.bases[unit.key], labels, owner,
+                                   checked_linker, externals_table, owned[unit.key])
             try:
                 results[unit.key] = assemble(
                     rendered[unit.key].source, placed.bases[unit.key], foreign

@@ -19,7 +19,7 @@ from pytest_altpatch.image.elf_writer import write_image, write_relocatable
 from pytest_altpatch.image.inspect import inspect_elf, render_text
 from pytest_altpatch.image.payload import build_payload
 from pytest_altpatch.spec import load_case, load_catalog
-from pytest_altpatch.spec.model import DIALECTS, CapNumbering, Dialect
+from pytest_altpatch.spec.model import DIALECTS, CapNumbering, Dialect, preferred_dialect
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -36,7 +36,8 @@ def run_build(args: argparse.Namespace) -> int:
     """Build a case's image (and payload objects) as ELF files."""
     catalog = load_catalog()
     case = load_case(Path(args.case), catalog)
-    dialect: Dialect = args.dialect or case.dialects[0]
+    # The dialect `altpatch show` runs by default, so build and show agree.
+    dialect: Dialect = args.dialect or preferred_dialect(case.dialects)
     numbering = catalog.numberings[dialect]
     image = build_image(case, dialect=dialect, numbering=numbering)
     output = Path(args.output)
@@ -97,7 +98,7 @@ def register(subparsers: Any) -> None:
     build.add_argument("-o", "--output", required=True,
                        help="image ELF path; payloads are written as <prefix>-<name>.o")
     build.add_argument("--dialect", choices=DIALECTS, default=None,
-                       help="dialect (default: the case's first)")
+                       help="dialect (default: linux-6.1 if the case lists it, else its first)")
     build.set_defaults(run=run_build)
 
     inspect = subparsers.add_parser("inspect", help="print and lint an ELF's alternatives",

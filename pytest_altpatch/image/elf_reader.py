@@ -189,6 +189,7 @@ class _RawSymbol:
     shndx: int
     sym_type: int
     binding: int
+    size: int = 0
 
 
 def _symbols(data: bytes, sections: list[_RawSection]) -> list[_RawSymbol]:
@@ -204,11 +205,12 @@ def _symbols(data: bytes, sections: list[_RawSection]) -> list[_RawSymbol]:
     strtab = sections[symtab.link].content
     symbols: list[_RawSymbol] = []
     for index in range(symtab.size // ef.SYM.size):
-        name_off, info, _, shndx, value, _ = ef.SYM.unpack_from(
+        name_off, info, _, shndx, value, size = ef.SYM.unpack_from(
             symtab.content, index * ef.SYM.size
         )
         symbols.append(_RawSymbol(
-            index, _string_at(strtab, name_off, where), value, shndx, info & 0xF, info >> 4
+            index, _string_at(strtab, name_off, where), value, shndx, info & 0xF, info >> 4,
+            size,
         ))
     return symbols
 
@@ -252,6 +254,8 @@ class ElfImage:
     other_sections: tuple[str, ...] = field(default=())
     #: The numbering recorded by ``altpatch build`` (None for foreign images).
     numbering: CapNumbering | None = None
+    #: ``st_size`` of each named symbol (0 where the file gives none).
+    symbol_sizes: Mapping[str, int] = field(default_factory=dict)
 
     def alt_entries(
         self, dialect: Dialect, ncaps: int, numbering: CapNumbering | None = None
@@ -290,10 +294,10 @@ def read_image(data: bytes, *, require_table: bool = True) -> ElfImage:
                 _section_kind(s.name, s.flags))
         for s in raw if s.flags & ef.SHF_ALLOC and s.sh_type != ef.SHT_NULL
     )
-    named = {
-        sym.name: sym.value for sym in symbols
-        if sym.name and sym.sym_type not in (ef.STT_SECTION, 4) and sym.shndx != ef.SHN_UNDEF
-    }
+    kept = [sym for sym in symbols
+            if sym.name and sym.sym_type not in (ef.STT_SECTION, 4) and sym.shndx != ef.SHN_UNDEF]
+    named = {sym.name: sym.value for sym in kept}
+    sizes = {sym.name: sym.size for sym in kept}
     table_section = next((s for s in sections if s.name == ".altinstructions"), None)
     if table_section is not None:
         start, end, table = table_section.va, table_section.end, table_section.content
@@ -326,6 +330,7 @@ def read_image(data: bytes, *, require_table: bool = True) -> ElfImage:
         text_end=text_end,
         other_sections=tuple(s.name for s in raw if not s.flags & ef.SHF_ALLOC and s.name),
         numbering=None if recorded is None else decode_numbering(recorded.content),
+        symbol_sizes=MappingProxyType(dict(sorted(sizes.items()))),
     )
 
 
@@ -497,6 +502,35 @@ def load_relocatable(
     )
 
 
+@dataclass(frozen=True)
+class SymbolEntry:
+    """A named symbol of a relocatable object, as a linker of several objects needs it."""
+
+    name: str
+    value: int  # offset in its section (defined symbols)
+    section: str | None  # None: undefined (or absolute/common)
+    defined: bool
+    is_global: bool  # STB_GLOBAL or STB_WEAK
+    is_function: bool
+
+
+def relocatable_symbols(data: bytes) -> tuple[SymbolEntry, ...]:
+    """Every named, non-section symbol of the ET_REL object ``data``, in table order."""
+    e_type, _, raw = _parse(data)
+    if e_type != ef.ET_REL:
+        raise ElfError("ELF_MALFORMED", "not a relocatable object (ET_REL)",
+                       location=Location(offset=16))
+    found: list[SymbolEntry] = []
+    for symbol in _symbols(bytes(data), raw):
+        if not symbol.name or symbol.sym_type in (ef.STT_SECTION, 4):
+            continue
+        defined = symbol.shndx != ef.SHN_UNDEF
+        section = raw[symbol.shndx].name if defined and symbol.shndx < len(raw) else None
+        found.append(SymbolEntry(symbol.name, symbol.value, section, defined,
+                                 symbol.binding in (ef.STB_GLOBAL, 2), symbol.sym_type == 2))
+    return tuple(found)
+
+
 def _field_width(rtype: int) -> int:
     recipe = RECIPES.get(rtype)
     if recipe is None:
@@ -511,8 +545,10 @@ __all__ = [
     "ElfImage",
     "ElfType",
     "Placement",
+    "SymbolEntry",
     "decode_numbering",
     "load_relocatable",
     "packed_placement",
     "read_image",
+    "relocatable_symbols",
 ]

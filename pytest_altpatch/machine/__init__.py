@@ -36,6 +36,7 @@ from pytest_altpatch.machine.results import (
 )
 from pytest_altpatch.machine.services import HostService, svc_word
 from pytest_altpatch.machine.trace import Trace, TraceEvent, render_timeline
+from pytest_altpatch.machine.traps import TrapCall, TrapHandler
 
 __all__ = [
     "HARNESS_VA",
@@ -62,6 +63,8 @@ __all__ = [
     "Schedule",
     "Trace",
     "TraceEvent",
+    "TrapCall",
+    "TrapHandler",
     "render_timeline",
     "svc_word",
 ]

@@ -19,6 +19,22 @@ PAGE_SIZE: Final = 4096
 #: Every virtual address the machine accepts is below this bound.
 VA_LIMIT: Final = 1 << 47
 MAX_CPUS: Final = 256
+#: Bounds of a unicorn instance's translation buffer (unicorn keeps about 1 MiB anyway).
+MIN_CODE_BUFFER: Final = 1 << 20
+MAX_CODE_BUFFER: Final = 4 << 20
+#: Host bytes of translated code per guest code byte, with room to spare.
+_TRANSLATION_GROWTH: Final = 16
+
+
+def code_buffer_size(code_bytes: int) -> int:
+    """Translation buffer for a CPU that may run ``code_bytes`` of guest code.
+
+    A full buffer only costs a flush and retranslation, never a different result, so
+    this bounds memory for many CPUs without changing what a run does.
+    """
+    wanted = max(0, code_bytes) * _TRANSLATION_GROWTH
+    return min(MAX_CODE_BUFFER, max(MIN_CODE_BUFFER, -(-wanted // MIN_CODE_BUFFER)
+                                    * MIN_CODE_BUFFER))
 
 
 class MachineError(AltpatchError):
@@ -220,7 +236,9 @@ class Schedule:
 
 __all__ = [
     "ADVERSARIAL_QUANTUM",
+    "MAX_CODE_BUFFER",
     "MAX_CPUS",
+    "MIN_CODE_BUFFER",
     "PAGE_SIZE",
     "PCT_STEP_QUANTUM",
     "RANDOM_QUANTUM",
@@ -230,4 +248,5 @@ __all__ = [
     "MachineError",
     "Perms",
     "Schedule",
+    "code_buffer_size",
 ]

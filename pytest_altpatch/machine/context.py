@@ -10,6 +10,7 @@ read-only VA is finding ``ro-write`` (the store does not happen) and raises
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
 from pytest_altpatch.findings import Finding
@@ -45,6 +46,20 @@ class CpuContext:
     def cpu(self) -> int:
         """This CPU's index."""
         return self._cpu
+
+    @property
+    def machine(self) -> Machine:
+        """The machine (for harness-side adapters such as the native executor)."""
+        return self._machine
+
+    def call_guest(self, pc: int, args: Sequence[int] = (), *, sp: int, tpidr: int = 0) -> int:
+        """Run the guest function at ``pc`` on this CPU until it returns; its x0.
+
+        The guest code runs under the schedule like any other guest code (its own
+        maintenance, barriers and atomics are judged by the fetch model); a fault in it
+        raises :class:`GuestFault`.
+        """
+        return self._machine.call_guest(self._cpu, pc, args, sp=sp, tpidr=tpidr)
 
     # --- memory ------------------------------------------------------------------------
     def read(self, va: int, size: int) -> bytes:

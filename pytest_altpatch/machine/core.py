@@ -24,6 +24,7 @@ import functools
 import mmap
 import random
 import re
+import struct
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -55,7 +56,9 @@ from unicorn.unicorn_py3.unicorn import uclib
 from pytest_altpatch.a64.classify import CACHE_OPS, barrier, exception_call
 from pytest_altpatch.findings import Finding
 from pytest_altpatch.machine.config import (
+    MAX_CODE_BUFFER,
     MAX_CPUS,
+    MIN_CODE_BUFFER,
     PAGE_SIZE,
     VA_LIMIT,
     Budget,
@@ -65,6 +68,7 @@ from pytest_altpatch.machine.config import (
     Schedule,
 )
 from pytest_altpatch.machine.context import CpuContext, GuestFault
+from pytest_altpatch.machine.guest_services import ServiceCall, ServiceHandler, Symbolizer
 from pytest_altpatch.machine.ifetch import FetchModel, FetchVerdict, LineGeometry
 from pytest_altpatch.machine.priority import PriorityPolicy
 from pytest_altpatch.machine.results import (
@@ -75,7 +79,7 @@ from pytest_altpatch.machine.results import (
     RunReason,
     RunResult,
 )
-from pytest_altpatch.machine.services import PROBE_RETURN, HostService, svc_word
+from pytest_altpatch.machine.services import GUEST_RETURN, PROBE_RETURN, HostService, svc_word
 from pytest_altpatch.machine.sysregs import (
     ID_REGISTERS,
     IDENTITY_REGISTERS,
@@ -83,6 +87,7 @@ from pytest_altpatch.machine.sysregs import (
     in_id_space,
 )
 from pytest_altpatch.machine.trace import Trace, TraceEvent
+from pytest_altpatch.machine.traps import TrapCall, TrapHandler
 
 # unicorn's binding is only partly typed: its engine class is used as Any.
 Uc: Any = _unicorn.__dict__["Uc"]
@@ -91,10 +96,14 @@ UcError: Any = _unicorn.__dict__["UcError"]
 PAGE_SHIFT: Final = 12
 #: Exit address of every slice: never reachable (all VAs are below 2**47).
 _UNTIL: Final = 1 << 48
-#: Per-instance translation buffer: small enough that 256 CPUs fit in memory.
-TCG_BUFFER_SIZE: Final = 4 << 20
+#: Default per-instance translation buffer (a caller that knows its code passes less).
+TCG_BUFFER_SIZE: Final = MAX_CODE_BUFFER
 #: Granule of the per-CPU stale-line code hooks.
 HOOK_LINE: Final = 64
+#: A stale-line hook outlives its line's staleness until it has fired this many times
+#: with nothing to report: adding and deleting a unicorn hook costs far more than a
+#: harmless callback, and a patch-and-call loop re-arms the same lines every time.
+_IDLE_FIRES: Final = 256
 #: Where ``vmap`` places RW aliases.
 VMAP_BASE: Final = 0x7000_0000_0000
 VMAP_LIMIT: Final = 0x7800_0000_0000
@@ -103,6 +112,8 @@ HARNESS_VA: Final = 0x7FFF_0000_0000
 PROBE_STACK_SIZE: Final = 0x10000
 _HARNESS_SIZE: Final = PAGE_SIZE + PROBE_STACK_SIZE
 PROBE_TRAP_VA: Final = HARNESS_VA
+#: Return address of a Python CPU's call into guest code (:meth:`Machine.call_guest`).
+GUEST_RETURN_VA: Final = HARNESS_VA + 4
 PROBE_STACK_TOP: Final = HARNESS_VA + _HARNESS_SIZE
 MAX_MEMORY: Final = 1 << 32
 
@@ -110,6 +121,7 @@ _X_REGS: Final = tuple(getattr(arm64, f"UC_ARM64_REG_X{i}") for i in range(31))
 _STATE_REGS: Final = (*_X_REGS, arm64.UC_ARM64_REG_SP, arm64.UC_ARM64_REG_PC,
                       arm64.UC_ARM64_REG_NZCV)
 _PC: Final = arm64.UC_ARM64_REG_PC
+_SP_SLOT: Final = _STATE_REGS.index(arm64.UC_ARM64_REG_SP)
 
 _UC_PROT: Final = {Perms.R: UC_PROT_READ, Perms.W: UC_PROT_WRITE, Perms.X: UC_PROT_EXEC}
 
@@ -160,6 +172,8 @@ class _RegisterFile:
         self.values = (ctypes.c_uint64 * count)()
         base = ctypes.addressof(self.values)
         self._ptrs = (ctypes.c_void_p * count)(*(base + 8 * i for i in range(count)))
+        self._pc_value = ctypes.c_uint64()
+        self._pc_ptr = ctypes.byref(self._pc_value)
 
     def snapshot(self) -> bytes:
         """All registers as bytes (for hang detection and probes)."""
@@ -170,6 +184,11 @@ class _RegisterFile:
         """Write back a snapshot taken by :meth:`snapshot`."""
         ctypes.memmove(self.values, state, len(state))
         uclib.uc_reg_write_batch(self._uch, self._ids, self._ptrs, self._count)
+
+    def pc(self) -> int:
+        """The program counter (one engine call, without the binding's dispatch)."""
+        uclib.uc_reg_read(self._uch, _PC, self._pc_ptr)
+        return self._pc_value.value
 
 
 class _Cpu:
@@ -193,10 +212,17 @@ class _Cpu:
         self.fault: Finding | None = None
         self.progress = 0
         self.stale_hooks: dict[int, int] = {}
+        #: Hooked lines no longer stale for this CPU -> harmless fires since (see _IDLE_FIRES).
+        self.idle_lines: dict[int, int] = {}
         self.barrier_hooks: dict[int, int] = {}
         self.write_hooks: list[int] = []
         self.resume_skip: int | None = None
+        self.trap_hooks: dict[int, int] = {}
+        self.trap_hit: int | None = None
+        self.trap_skip: int | None = None
         self.probe_returned = False
+        #: A Python CPU running guest code (call_guest) until it returns or faults.
+        self.guest_call = False
         self.sysregs: dict[SysregKey, int] = {}
         for field_name, key in IDENTITY_REGISTERS.values():
             self.sysregs[key] = getattr(config, field_name)
@@ -217,6 +243,7 @@ class Machine:
         budget: Budget = _DEFAULT_BUDGET,
         clean_cache_erratum: bool = False,
         trace_capacity: int = 8192,
+        code_buffer: int = TCG_BUFFER_SIZE,
     ) -> None:
         if not 1 <= len(cpus) <= MAX_CPUS:
             raise MachineError("MACHINE_CONFIG", f"{len(cpus)} CPUs; 1 to {MAX_CPUS} supported")
@@ -225,6 +252,10 @@ class Machine:
                 "MACHINE_CONFIG",
                 f"memory_size {memory_size:#x} is not a positive multiple of 4 KiB up to 4 GiB",
             )
+        if not MIN_CODE_BUFFER <= code_buffer <= MAX_CODE_BUFFER:
+            raise MachineError("MACHINE_CONFIG", f"code_buffer {code_buffer:#x} is not in "
+                               f"[{MIN_CODE_BUFFER:#x}, {MAX_CODE_BUFFER:#x}]")
+        self._code_buffer = code_buffer
         self.schedule = Schedule.parse(schedule)
         self.seed = seed
         self.budget = budget
@@ -255,6 +286,11 @@ class Machine:
         self._probing: int | None = None
         #: None after any progress event; the hang detector restarts from there.
         self._hang_seen: bool | None = None
+        self._services: dict[int, ServiceHandler] = {}
+        self._symbolizers: list[Symbolizer] = []
+        #: Trace step of a write to code -> where its store instruction is (symbolized).
+        self._writers: dict[int, str] = {}
+        self._code_traps: dict[int, TrapHandler] = {}
         self._fetch = FetchModel(
             [LineGeometry(c.dminline, c.iminline, c.idc, c.dic) for c in cpus],
             clean_cache_erratum=clean_cache_erratum,
@@ -262,14 +298,22 @@ class Machine:
         self._cpus = [self._make_cpu(index, config) for index, config in enumerate(cpus)]
         self._buffer[self._harness_pa:self._harness_pa + 4] = svc_word(PROBE_RETURN).to_bytes(
             4, "little")
+        self._buffer[self._harness_pa + 4:self._harness_pa + 8] = svc_word(GUEST_RETURN).to_bytes(
+            4, "little")
         self._map_pages(HARNESS_VA, self._harness_pa, PAGE_SIZE, Perms.R | Perms.X, "harness")
         self._map_pages(HARNESS_VA + PAGE_SIZE, self._harness_pa + PAGE_SIZE, PROBE_STACK_SIZE,
                         Perms.R | Perms.W, "harness")
 
+    def set_clean_cache_erratum(self, on: bool) -> None:
+        """Whether DC CVAU is insufficient (an online CPU has the Cortex-A53 errata); set
+        by the runner once it knows which CPUs are online when patched text runs."""
+        self.clean_cache_erratum = on
+        self._fetch.set_clean_cache_erratum(on)
+
     # ================================================================== construction
     def _make_cpu(self, index: int, config: CpuConfig) -> _Cpu:
         uc: Any = Uc(UC_ARCH_ARM64, UC_MODE_ARM, arm64.UC_CPU_ARM64_MAX)
-        uc.ctl_set_tcg_buffer_size(TCG_BUFFER_SIZE)
+        uc.ctl_set_tcg_buffer_size(self._code_buffer)
         cpu = _Cpu(index, config, uc)
         uc.hook_add(UC_HOOK_INTR, self._on_exception, index)
         uc.hook_add(UC_HOOK_INSN, self._on_mrs, index, 1, 0, arm64.UC_ARM64_INS_MRS)
@@ -290,6 +334,16 @@ class Machine:
     def findings(self) -> tuple[Finding, ...]:
         """Every finding since the machine was built, in order."""
         return tuple(self._findings)
+
+    @property
+    def vmaps(self) -> Mapping[int, int]:
+        """The vmap aliases mapped now: first page VA -> length in bytes."""
+        return dict(self._vmaps)
+
+    def note(self, code: str, message: str, *, cpu: int, address: int | None = None,
+             detail: Mapping[str, object] | None = None) -> Finding:
+        """Record a finding the caller observed about the machine (it does not stop a CPU)."""
+        return self._report(code, message, cpu, address=address, detail=detail)
 
     def cpu_state(self, cpu: int) -> CpuState:
         """The current state of CPU ``cpu``."""
@@ -535,6 +589,8 @@ class Machine:
             aliases.remove(page)
         low, high = page << PAGE_SHIFT, (page + 1) << PAGE_SHIFT
         for cpu in self._cpus:
+            for va in [v for v in cpu.idle_lines if low <= v < high]:
+                del cpu.idle_lines[va]
             for hooks in (cpu.barrier_hooks, cpu.stale_hooks):
                 for va in [v for v in hooks if low <= v < high]:
                     handle = hooks.pop(va)
@@ -558,6 +614,7 @@ class Machine:
 
     def _hook_stale_line(self, cpu: _Cpu, va: int) -> None:
         line = va & -HOOK_LINE
+        cpu.idle_lines.pop(line, None)  # stale again: the kept hook is needed
         if line not in cpu.stale_hooks:
             cpu.stale_hooks[line] = -1
 
@@ -608,6 +665,65 @@ class Machine:
             for action in actions:
                 action()
 
+    # ================================================================== code traps
+    def add_code_trap(self, va: int, handler: TrapHandler) -> None:
+        """Stop any guest CPU about to execute the word at ``va`` and call ``handler``
+        between slices (see :mod:`.traps`).  ``va`` must be mapped executable when run."""
+        if va % 4 or not 0 <= va < VA_LIMIT:
+            raise MachineError("MACHINE_MAPPING", f"trap address {va:#x} is not a word address")
+        if va in self._code_traps:
+            raise MachineError("MACHINE_MAPPING", f"{va:#x} already has a code trap")
+        self._code_traps[va] = handler
+        for cpu in self._cpus:
+            self._soon(functools.partial(self._add_trap_hook, cpu, va))
+
+    def _add_trap_hook(self, cpu: _Cpu, va: int) -> None:
+        cpu.trap_hooks[va] = cpu.uc.hook_add(UC_HOOK_CODE, self._on_code_trap, cpu.index,
+                                             va, va + 3)
+        cpu.uc.ctl_remove_cache(va, va + 4)
+
+    def _on_code_trap(self, uc: Any, address: int, size: int, cpu: int) -> None:
+        target = self._cpus[cpu]
+        if target.trap_skip == address:
+            target.trap_skip = None
+            return
+        target.trap_hit = address
+        self._stop_slice = True
+        uc.emu_stop()
+
+    def _take_trap(self, target: _Cpu) -> None:
+        address = target.trap_hit
+        target.trap_hit = None
+        if address is None or target.pc != address:
+            return  # the slice ended elsewhere (a fault): nothing to handle
+        call = TrapCall(self, target.index, address)
+        self._code_traps[address](call)
+        if call.progressed:
+            self._progress()
+
+    def x_register(self, index: int) -> int:
+        """Unicorn's register id of ``x<index>`` (0-30)."""
+        if not 0 <= index <= 30:
+            raise MachineError("MACHINE_CONFIG", f"x{index} is not a general register")
+        return int(_X_REGS[index])
+
+    def read_virtual(self, va: int, size: int) -> bytes | None:
+        """``size`` bytes at ``va`` through the mapping table (harness-side, no fetch
+        model, no permissions), or None when any page is unmapped."""
+        out = bytearray()
+        while size > 0:
+            found = self.translate(va)
+            if found is None:
+                return None
+            chunk = min(size, PAGE_SIZE - (va & (PAGE_SIZE - 1)))
+            out += self._buffer[found[0]:found[0] + chunk]
+            va, size = va + chunk, size - chunk
+        return bytes(out)
+
+    def record(self, cpu: int, kind: str, address: int, detail: str = "") -> int:
+        """Append a harness event to the trace; returns its step."""
+        return self._event(cpu, kind, address, detail)
+
     # ================================================================== events, findings
     def _event(self, cpu: int, kind: str, address: int, detail: str = "") -> int:
         step = self._step
@@ -618,10 +734,15 @@ class Machine:
     def _report(self, code: str, message: str, cpu: int, *, pc: int | None = None,
                 address: int | None = None, detail: Mapping[str, object] | None = None,
                 kind: str | None = None) -> Finding:
+        details = dict(detail or {})
+        where = self.where(pc) if pc is not None else None
+        if where is not None:
+            message = f"{message} (at {where})"
+            details["where"] = where
         step = self._event(cpu, kind or code, address if address is not None else (pc or 0),
                            message)
         finding = Finding(code, message, cpu=cpu, pc=pc, address=address, step=step,
-                          detail=dict(detail or {}))
+                          detail=details)
         self._findings.append(finding)
         return finding
 
@@ -638,14 +759,19 @@ class Machine:
         return finding
 
     # ----------------------------------------------------------------- stores to code
-    def _store(self, cpu: int, va: int, pa: int, old: bytes, new: bytes) -> None:
+    def _store(self, cpu: int, va: int, pa: int, old: bytes, new: bytes,
+               pc: int | None = None) -> None:
         """Feed a store over code pages to the fetch model (the caller does the store)."""
         start = pa & ~3
         end = (pa + len(new) + 3) & ~3
         before = self._buffer[start:end]
         after = bytearray(before)
         after[pa - start:pa - start + len(new)] = new
-        step = self._event(cpu, "write", va, f"pa={pa:#x} {old.hex()}->{new.hex()}")
+        by = ""
+        if pc is not None and (where := self.where(pc)) is not None:
+            by = f" by {where}"
+            self._writers[self._step] = where
+        step = self._event(cpu, "write", va, f"pa={pa:#x} {old.hex()}->{new.hex()}{by}")
         for offset in range(0, end - start, 4):
             old_word = int.from_bytes(before[offset:offset + 4], "little")
             new_word = int.from_bytes(after[offset:offset + 4], "little")
@@ -669,7 +795,7 @@ class Machine:
         old = self._buffer[pa:pa + size]
         if old == new:
             return  # also the re-execution of a store whose slice we ended
-        self._store(cpu, address, pa, old, new)
+        self._store(cpu, address, pa, old, new, uc.reg_read(_PC))
         self._stop_slice = True
         uc.emu_stop()
 
@@ -682,6 +808,25 @@ class Machine:
         verdict = self._fetch.check_fetch(cpu, pa)
         if verdict is not None:
             self._report_fetch(cpu, address, pa, verdict)
+            return
+        target = self._cpus[cpu]
+        line = address & -HOOK_LINE
+        fires = target.idle_lines.get(line)
+        if fires is None:
+            return
+        target.idle_lines[line] = fires + 1
+        if fires + 1 == _IDLE_FIRES:
+            self._soon(functools.partial(self._drop_idle_hook, target, line))
+
+    def _drop_idle_hook(self, target: _Cpu, line: int) -> None:
+        """Delete a kept stale-line hook that is still idle (not re-armed meanwhile)."""
+        if target.idle_lines.get(line, 0) < _IDLE_FIRES:
+            return
+        del target.idle_lines[line]
+        handle = target.stale_hooks.pop(line, None)
+        if handle is not None and handle != -1:
+            target.uc.hook_del(handle)
+        target.uc.ctl_remove_cache(line, line + HOOK_LINE)
 
     def _report_fetch(self, cpu: int, va: int, pa: int, verdict: FetchVerdict) -> None:
         write = verdict.write
@@ -693,6 +838,9 @@ class Machine:
             "old": write.old,
             "new": write.new,
         }
+        writer = self._writers.get(write.step)
+        if writer is not None:
+            detail["write_by"] = writer
         if verdict.missing == "clean" and write.erratum_clean_seen:
             detail["note"] = "DC CVAU does not count as a clean on this platform (A53 erratum)"
         if verdict.kind == "cmodx":
@@ -702,6 +850,8 @@ class Machine:
         else:
             message = (f"executed a word written by cpu{write.writer} at step {write.step} "
                        f"before the maintenance sequence completed: missing {verdict.missing}")
+            if writer is not None:
+                message += f" (the write: {writer})"
             self._report("stale-fetch", message, cpu, pc=va, address=va, detail=detail,
                          kind="fetch-stale")
 
@@ -723,15 +873,11 @@ class Machine:
             pa_line = (entry[0] << PAGE_SHIFT) | (line & (PAGE_SIZE - 1))
             if any(self._fetch.is_pending(cpu, pa_line + off) for off in range(0, HOOK_LINE, 4)):
                 continue
-            handle = target.stale_hooks.pop(line, None)
-            if handle is None:
+            if line not in target.stale_hooks:
                 continue
-
-            def unhook(h: int = handle, low: int = line) -> None:
-                if h != -1:
-                    target.uc.hook_del(h)
-                target.uc.ctl_remove_cache(low, low + HOOK_LINE)
-            self._soon(unhook)
+            # Fresh: drop the old translation now; the hook itself stays until idle.
+            target.idle_lines.setdefault(line, 0)
+            self._soon(functools.partial(target.uc.ctl_remove_cache, line, line + HOOK_LINE))
 
     def _maintenance(self, cpu: int, name: str, va: int | None, pc: int) -> bool:
         """A DC/IC operation by ``cpu``; False when its VA is unmapped (a fault)."""
@@ -847,11 +993,29 @@ class Machine:
     def _service(self, target: _Cpu, uc: Any, imm: int, pc: int) -> None:
         cpu = target.index
         step = self._event(cpu, "service", pc, self._service_name(imm))
-        # Taking the SVC and returning from it is context synchronising.
-        self._context_sync(cpu, step)
+        # Taking the SVC and returning from it is context synchronising; the guest-call
+        # return trap is harness plumbing (the code "returns" without an exception).
+        if not (imm == GUEST_RETURN and target.guest_call):
+            self._context_sync(cpu, step)
         x0 = uc.reg_read(_X_REGS[0])
         if imm == PROBE_RETURN and self._probing == cpu:
             target.probe_returned = True
+            uc.emu_stop()
+            return
+        if imm == GUEST_RETURN and target.guest_call:
+            target.guest_call = False
+            target.result = x0
+            self._event(cpu, "return", pc, f"x0={x0:#x}")
+            self._stop_slice = True
+            uc.emu_stop()
+            return
+        handler = self._services.get(imm)
+        if handler is not None:
+            call = ServiceCall(self, target.index, uc, pc)
+            handler(call)
+            if call.progress:
+                self._progress()
+            self._stop_slice = True
             uc.emu_stop()
             return
         if imm == HostService.DONE:
@@ -901,6 +1065,8 @@ class Machine:
     def _service_name(imm: int) -> str:
         if imm == PROBE_RETURN:
             return "probe-return"
+        if imm == GUEST_RETURN:
+            return "guest-return"
         try:
             return HostService(imm).name.lower()
         except ValueError:
@@ -932,6 +1098,8 @@ class Machine:
         target.pc = pc
         target.state = "running"
         target.resume_skip = None
+        target.fault = None
+        target.trap_hit = target.trap_skip = None
         self._event(cpu, "start", pc, "guest")
         self._progress()
 
@@ -1009,7 +1177,8 @@ class Machine:
                 for target in self._cpus:
                     if target.state != "running":
                         continue
-                    snapshot = target.regs.snapshot() if target.kind == "guest" \
+                    snapshot = target.regs.snapshot() \
+                        if target.kind == "guest" or target.guest_call \
                         else target.progress.to_bytes(8, "little")
                     known = seen.setdefault(target.index, set())
                     if snapshot not in known:
@@ -1029,7 +1198,8 @@ class Machine:
 
     def _report_end(self, code: str, spent: int) -> None:
         pcs = {c.index: c.pc for c in self._cpus if c.state == "running"}
-        listing = ", ".join(f"cpu{i} pc={pc:#x}" for i, pc in pcs.items())
+        listing = ", ".join(f"cpu{i} pc={pc:#x}" + (f" ({where})" if (where := self.where(pc))
+                                                     else "") for i, pc in pcs.items())
         if code == "hang":
             message = f"every CPU spins without shared-memory progress: {listing}"
         else:
@@ -1062,25 +1232,30 @@ class Machine:
             return 1 if target.kind == "python" else self.schedule.quantum
         if self.schedule.kind == "random":
             return self._rng.randint(1, self.schedule.quantum)
-        if self.schedule.kind == "adversarial" and target.kind == "python":
+        if self.schedule.kind == "adversarial" and target.kind == "python" \
+                and not target.guest_call:
             return 1
         return self.schedule.quantum
 
     def _slice(self, target: _Cpu, quantum: int) -> int:
         """Run one slice of ``target``; returns the instructions/operations it is charged."""
-        if target.kind == "python":
+        if target.kind == "python" and not target.guest_call:
             return self._python_slice(target, quantum)
         self._running = target.index
         self._stop_slice = False
         try:
             target.uc.emu_start(target.pc, _UNTIL, 0, quantum)
         except UcError as error:  # a guest fault the hooks did not already record
-            if target.state == "running":
+            if target.state == "running" and target.fault is None:
                 self._fault(target, "guest-exception", f"unicorn stopped: {error}",
                             pc=target.uc.reg_read(_PC), detail={"errno": error.errno})
         finally:
             self._running = None
-        target.pc = target.uc.reg_read(_PC)
+        target.pc = target.regs.pc()
+        if target.guest_call and target.fault is not None:
+            target.guest_call = False  # the Python side raises GuestFault
+        if target.trap_hit is not None and target.state == "running":
+            self._take_trap(target)
         if target.state != "running":
             self._progress()
         target.instructions += quantum
@@ -1121,6 +1296,55 @@ class Machine:
             for c in self._cpus
         )
 
+    # ================================================================== guest calls
+    def add_service(self, imm: int, handler: ServiceHandler) -> None:
+        """Serve ``svc #imm`` with ``handler`` (native patcher services; the built-in
+        immediates of :class:`HostService` and the harness traps cannot be replaced)."""
+        if imm in (PROBE_RETURN, GUEST_RETURN) or imm in HostService.__members__.values() \
+                or not 0 <= imm <= 0xFFFF:
+            raise MachineError("MACHINE_CONFIG", f"svc #{imm:#x} cannot be a new service")
+        self._services[imm] = handler
+
+    def add_symbolizer(self, symbolizer: Symbolizer) -> None:
+        """Name code addresses in findings (``symbol+offset (file:line)``)."""
+        self._symbolizers.append(symbolizer)
+
+    def where(self, pc: int) -> str | None:
+        """What a symbolizer says about ``pc``, or None."""
+        for symbolizer in self._symbolizers:
+            found = symbolizer(pc)
+            if found is not None:
+                return found
+        return None
+
+    def call_guest(self, cpu: int, pc: int, args: Sequence[int] = (), *, sp: int,
+                   tpidr: int = 0) -> int:
+        """From Python CPU ``cpu``'s own function: run the guest function at ``pc`` with
+        x0..x7 = ``args`` and stack ``sp`` on that CPU, under the schedule like any guest
+        code, until it returns (the result is x0) or faults (GuestFault is raised)."""
+        target = self._python_step(cpu)
+        if len(args) > 8:
+            raise MachineError("MACHINE_CONFIG", "a guest call takes at most 8 arguments")
+        target.regs.restore(bytes(8 * len(_STATE_REGS)))
+        for index, value in enumerate(args):
+            target.uc.reg_write(_X_REGS[index], value & (2**64 - 1))
+        target.uc.reg_write(_X_REGS[30], GUEST_RETURN_VA)
+        target.uc.reg_write(arm64.UC_ARM64_REG_SP, sp)
+        target.uc.reg_write(arm64.UC_ARM64_REG_TPIDR_EL0, tpidr)
+        target.pc = pc
+        target.resume_skip = None
+        target.guest_call = True
+        self._event(cpu, "call", pc, " ".join(f"{a:#x}" for a in args))
+        self._progress()
+        assert self._scheduler is not None
+        self._scheduler.switch()  # guest slices run until the return trap or a fault
+        while target.guest_call:  # (defensive: resumed before the call ended)
+            self._scheduler.switch()
+        if target.fault is not None:
+            raise GuestFault(target.fault)
+        result = target.result
+        return int(result) if isinstance(result, int) else 0
+
     # ================================================================== probes
     def probe(self, cpu: int, pc: int, args: Mapping[int, int] | None = None,
               budget: int = 100_000) -> ProbeResult:
@@ -1135,11 +1359,13 @@ class Machine:
         saved_regs = target.regs.snapshot()
         saved = (target.state, target.kind, target.pc, target.result, target.resume_skip)
         first_finding = len(self._findings)
-        target.regs.restore(bytes(8 * len(_STATE_REGS)))
+        # x0-x7 from args, LR at the trap, SP at the probe stack, everything else zero.
+        start = [0] * len(_STATE_REGS)
         for index in range(8):
-            target.uc.reg_write(_X_REGS[index], (args or {}).get(index, 0) & (2**64 - 1))
-        target.uc.reg_write(_X_REGS[30], PROBE_TRAP_VA)
-        target.uc.reg_write(arm64.UC_ARM64_REG_SP, PROBE_STACK_TOP)
+            start[index] = (args or {}).get(index, 0) & (2**64 - 1)
+        start[30] = PROBE_TRAP_VA
+        start[_SP_SLOT] = PROBE_STACK_TOP
+        target.regs.restore(struct.pack(f"<{len(start)}Q", *start))
         target.state, target.kind, target.pc = "running", "guest", pc
         target.probe_returned = False
         target.resume_skip = None
@@ -1156,7 +1382,7 @@ class Machine:
                 self._report("budget", f"probe at {pc:#x} did not return within {budget} "
                                        f"instructions (pc={target.pc:#x})", cpu, pc=target.pc,
                              detail={"probe": pc, "instructions": budget})
-            values = tuple(target.uc.reg_read(_X_REGS[i]) for i in range(8))
+            values = struct.unpack_from("<8Q", target.regs.snapshot())
         finally:
             self._probing = None
             target.regs.restore(saved_regs)

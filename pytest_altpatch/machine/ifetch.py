@@ -110,6 +110,12 @@ class FetchModel:
         self._writes: dict[int, PendingWrite] = {}
         self._pending_count = [0] * len(self._geometry)
         self._last_sync = [-1] * len(self._geometry)
+        #: Per CPU: words a DSB by it may complete a step of (a superset; re-checked).
+        self._dsb_interest: list[set[int]] = [set() for _ in self._geometry]
+
+    def set_clean_cache_erratum(self, on: bool) -> None:
+        """Whether DC CVAU stops counting as a clean, for maintenance from now on."""
+        self._erratum = on
 
     # --- queries -------------------------------------------------------------------
     def pending_for(self, cpu: int) -> int:
@@ -187,6 +193,8 @@ class FetchModel:
         self._writes[pa] = record
         for index in record.pending:
             self._pending_count[index] += 1
+        if not record.clean_needed:
+            self._dsb_interest[cpu].add(pa)
         return record
 
     def clean(self, cpu: int, pa: int, kind: CleanKind, step: int) -> None:
@@ -201,6 +209,7 @@ class FetchModel:
                 continue
             if counts:
                 write.cleaners.setdefault(cpu, step)
+                self._dsb_interest[cpu].add(write.pa)
             else:
                 write.erratum_clean_seen = True
 
@@ -226,10 +235,17 @@ class FetchModel:
                     if (write.pa & -line) != (pa & -line):
                         continue
                 write.invalidators.setdefault(receiver, set()).add(cpu)
+                self._dsb_interest[cpu].add(write.pa)
 
     def dsb(self, cpu: int, step: int) -> None:
         """``cpu`` ran a DSB: completes cleans and invalidates it issued earlier."""
-        for write in self._writes.values():
+        # Only words this CPU cleaned, invalidated or wrote unclean can change: every
+        # step a DSB completes was recorded in _dsb_interest when it was issued.
+        interest, self._dsb_interest[cpu] = self._dsb_interest[cpu], set()
+        for pa in interest:
+            write = self._writes.get(pa)
+            if write is None:
+                continue
             if write.cleaned_at is None:
                 if cpu in write.cleaners or (not write.clean_needed and cpu == write.writer):
                     write.cleaned_at = step

@@ -17,10 +17,12 @@ imm     name        effect
 0x7     vunmap      remove the alias mapping that contains VA x0; x0 = 0 or 1 (ok)
 ======  ==========  ==========================================================
 
-Any other immediate is finding ``unknown-service`` and the CPU stops.  HVC, SMC, BRK
+Native patchers add their own services (:meth:`Machine.add_service`); any other
+immediate is finding ``unknown-service`` and the CPU stops.  HVC, SMC, BRK
 and UDF are never services: they are findings (``guest-exception`` or
 ``undefined-instruction``) and the CPU stops.  Immediate 0xA7F0 is reserved for the
-harness's probe return trap.
+harness's probe return trap and 0xA7F1 for the return of a guest call made by a
+Python CPU (:meth:`Machine.call_guest`).
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class HostService(enum.IntEnum):
 
 #: The SVC immediate of the probe return trap (harness-internal, not a guest service).
 PROBE_RETURN: Final = 0xA7F0
+#: The SVC immediate of the guest-call return trap (harness-internal).
+GUEST_RETURN: Final = 0xA7F1
 
 
 def svc_word(imm: int) -> int:
@@ -50,4 +54,4 @@ def svc_word(imm: int) -> int:
     return 0xD4000001 | ((imm & 0xFFFF) << 5)
 
 
-__all__ = ["PROBE_RETURN", "HostService", "svc_word"]
+__all__ = ["GUEST_RETURN", "PROBE_RETURN", "HostService", "svc_word"]

@@ -14,6 +14,19 @@ Boot-time patching has up to two entries:
   stop_machine; the patcher owns the rendezvous (one CPU patches, the others wait and
   synchronise their instruction fetch before returning).
 
+Two optional entries let a patcher decide detection and hot-plug itself (features
+``cpu-detection`` and ``late-cpu-check``); the harness judges what they decide against
+the case and keeps its own resolution as the oracle that drives patching:
+
+* ``detect_capabilities(ctx, env)``: called on each boot CPU as it comes up (CPU0
+  first, then every secondary that stays online, one at a time); it reads that CPU's
+  own registers through ``ctx.sysreg`` and returns the capability numbers the system
+  has *after* this CPU, given ``env.decided`` (what it returned after the previous
+  CPU; empty on CPU0).  Its last answer is judged against ``expect.<phase>.caps``.
+* ``verify_late_cpu(ctx, env)``: called on a hot-plugged CPU before it joins; returns
+  None to accept it or the refusal code (``LATE_CPU_ERRATUM``, ...), judged against
+  ``expect.hotplug``.
+
 Late patching (a livepatch payload's own alternatives) calls
 ``apply_alternatives_region(ctx, env)`` on one CPU; the region is not live yet.
 Patchers with the ``livepatch`` feature also provide ``apply_livepatch`` and
@@ -22,12 +35,13 @@ Patchers with the ``livepatch`` feature also provide ``apply_livepatch`` and
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from pytest_altpatch.machine.context import CpuContext
+    from pytest_altpatch.spec.model import Erratum, ExtraCap, Feature
 
 
 @dataclass(frozen=True)
@@ -93,6 +107,61 @@ class LivepatchEnvironment:
     icache_line: int
 
 
+@dataclass(frozen=True)
+class DetectionTables:
+    """The capability tables a kernel is built with (the catalog's, for this dialect).
+
+    ``numbers`` maps each capability the dialect numbers (plus the case's own) to its
+    number; ``errata`` and ``features`` are the catalog entries whose capabilities are
+    numbered; ``extra`` are the case's own capabilities (``caps:``).
+    """
+
+    dialect: str
+    ncaps: int
+    numbers: Mapping[str, int]
+    errata: tuple[Erratum, ...]
+    features: tuple[Feature, ...]
+    extra: tuple[ExtraCap, ...] = ()
+
+
+@dataclass(frozen=True)
+class DetectionEnvironment:
+    """What ``detect_capabilities`` is told on one boot CPU."""
+
+    tables: DetectionTables
+    #: Capability numbers this patcher decided after the previous CPUs (empty on CPU0).
+    decided: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True)
+class LateCpuEnvironment:
+    """What ``verify_late_cpu`` is told on a hot-plugged CPU before it joins."""
+
+    tables: DetectionTables
+    caps: frozenset[int]  # the system's capability numbers, fixed at boot
+    boot_midr: int  # the boot CPU's MIDR_EL1 (Xen compares it)
+    boot_ctr: int  # the boot CPU's CTR_EL0 (Xen compares its D-cache line size)
+    hmp_unsafe: bool = True  # Xen's hmp-unsafe option
+    park_dcache_mismatch: bool = False
+
+
+@runtime_checkable
+class DetectingPatcher(Protocol):
+    """A patcher that detects capabilities itself (feature ``cpu-detection``)."""
+
+    def detect_capabilities(self, ctx: CpuContext, env: DetectionEnvironment
+                            ) -> Collection[int]:
+        """Read this CPU's registers; return the system's capability numbers so far."""
+
+
+@runtime_checkable
+class LateCpuChecker(Protocol):
+    """A patcher that decides hot-plugged CPUs itself (feature ``late-cpu-check``)."""
+
+    def verify_late_cpu(self, ctx: CpuContext, env: LateCpuEnvironment) -> str | None:
+        """None to accept this CPU, else the refusal code (``LATE_CPU_ERRATUM``...)."""
+
+
 @runtime_checkable
 class Patcher(Protocol):
     """What the harness calls; see the module docstring for when."""
@@ -130,6 +199,11 @@ class LivepatchPatcher(Patcher, Protocol):
 
 __all__ = [
     "AltRegion",
+    "DetectingPatcher",
+    "DetectionEnvironment",
+    "DetectionTables",
+    "LateCpuChecker",
+    "LateCpuEnvironment",
     "LivepatchEnvironment",
     "LivepatchFunction",
     "LivepatchPatcher",

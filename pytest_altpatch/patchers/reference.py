@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal, cast
 
 from pytest_altpatch import __version__
-from pytest_altpatch.a64.classify import is_branch_imm, uses_literal
+from pytest_altpatch.a64.classify import is_branch_imm, is_simd_fp_literal, uses_literal
 from pytest_altpatch.a64.pcrel import PcRelClass, decode_target, pc_relative_class, retarget
 from pytest_altpatch.errors import EncodingError, Location, PatchError
 from pytest_altpatch.image.alt_table import decode_alt_table
 from pytest_altpatch.image.model import AltEntry
 from pytest_altpatch.patchers.callbacks import CALLBACKS
+from pytest_altpatch.patchers.detection import ReferenceDetection
 from pytest_altpatch.spec.model import Dialect, ctr_dminline_bytes, ctr_iminline_bytes
 
 if TYPE_CHECKING:
@@ -59,11 +60,15 @@ class DialectRules:
     line_source: Literal["sanitised", "own"]
     out_of_range: Literal["truncate", "error"]
     features: frozenset[str]
+    #: With ``refuse_literals``: whether SIMD&FP literal loads (V = 1) are refused too.
+    #: Linux's literal check does not match them, so its dialects copy them unchanged.
+    refuse_simd_fp_literals: bool = False
 
 
 #: Features (corpus/catalog/patcher-features.yaml) every dialect supports.
 _COMMON = frozenset({"boot-alternatives", "branch-reloc", "length-check", "write-alias",
-                     "smp-rendezvous", "late-alternatives", "hotplug"})
+                     "smp-rendezvous", "late-alternatives", "hotplug", "cpu-detection",
+                     "late-cpu-check"})
 _LINUX_4_9 = _COMMON | {"adrp-reloc", "literal-refusal", "callbacks", "ncaps-callbacks"}
 _LINUX_6_1 = _COMMON | {"adrp-reloc", "literal-refusal", "callbacks", "cap-callbacks",
                         "two-pass"}
@@ -97,7 +102,7 @@ DIALECT_RULES: Final[Mapping[str, DialectRules]] = {
         "strict", adrp_reloc=True, refuse_literals=True, callbacks="bit15",
         conditional_callbacks=True, two_pass=True, maintenance="civac-then-ialluis",
         line_source="sanitised", out_of_range="error",
-        features=_LINUX_6_1 | {"strict-ranges"},
+        features=_LINUX_6_1 | {"strict-ranges"}, refuse_simd_fp_literals=True,
     ),
 }
 
@@ -119,8 +124,8 @@ def _wrapped(cls: PcRelClass, offset: int) -> int:
     return ((offset + span // 2) % span) - span // 2
 
 
-class ReferencePatcher:
-    """The reference patcher for one dialect."""
+class ReferencePatcher(ReferenceDetection):
+    """The reference patcher for one dialect (detection and late-CPU check included)."""
 
     def __init__(self, dialect: str) -> None:
         if dialect not in DIALECT_RULES:
@@ -244,7 +249,8 @@ class ReferencePatcher:
             return self._encode(cls, word, site_pc, target, where)
         if cls.is_page and self.rules.adrp_reloc:
             return self._encode(cls, word, site_pc, decode_target(word, repl_pc), where)
-        if self.rules.refuse_literals and uses_literal(word):
+        if self.rules.refuse_literals and uses_literal(word) and (
+                self.rules.refuse_simd_fp_literals or not is_simd_fp_literal(word)):
             raise PatchError("LITERAL_IN_REPLACEMENT",
                              f"{cls.name} in a replacement cannot be relocated",
                              location=where)

@@ -1,31 +1,105 @@
-"""Resolve a patcher name (``reference:linux-6.1``, ``package.module:attr``) to a patcher."""
+"""Resolve a patcher name (``reference:linux-6.1``, ``package.module:attr``) to patchers.
+
+One run may judge several dialects: ``--altpatch-dialect linux-4.9,xen-4.17`` (or
+``all``) gives the reference patcher once per dialect, and a patcher class or factory
+once per dialect (called with ``dialect=``).  A patcher *instance* implements one
+dialect: asking it for another is a ``PATCHER_DIALECT`` error, never ignored.
+"""
 
 from __future__ import annotations
 
 import importlib
+import inspect
+from collections.abc import Callable
+from typing import cast
 
 from pytest_altpatch.errors import PatchError
 from pytest_altpatch.patchers.contract import Patcher
 from pytest_altpatch.patchers.reference import DIALECT_RULES, ReferencePatcher
+from pytest_altpatch.spec.model import DEFAULT_DIALECT, DIALECTS
+from pytest_altpatch.spec.suggestions import did_you_mean
 
-DEFAULT_DIALECT = "linux-6.1"
+#: The ``--altpatch-dialect`` word for every dialect.
+ALL_DIALECTS = "all"
+
+
+def parse_dialects(text: str | None) -> tuple[str, ...] | None:
+    """``linux-4.9,strict`` or ``all`` -> dialect names; None when ``text`` is empty.
+
+    An unknown name is a ``PATCHER_DIALECT`` error with a did-you-mean hint.
+    """
+    names = [part.strip() for part in (text or "").split(",") if part.strip()]
+    if not names:
+        return None
+    if ALL_DIALECTS in names:
+        return DIALECTS
+    for name in names:
+        if name not in DIALECTS:
+            hint = did_you_mean(name, DIALECTS)
+            raise PatchError("PATCHER_DIALECT", f"unknown dialect {name!r}", phase="load",
+                             hint=hint or f"known: {', '.join(DIALECTS)}, or {ALL_DIALECTS}")
+    return tuple(dict.fromkeys(names))
+
+
+def dialect_free_reference(name: str) -> bool:
+    """Whether ``name`` is the reference patcher with no dialect of its own, so it can
+    run under every dialect a case lists."""
+    return name == "reference"
+
+
+def resolve_patchers(name: str, dialects: tuple[str, ...] | None) -> tuple[Patcher, ...]:
+    """The patchers to judge: one per dialect asked for, or the one ``name`` gives.
+
+    ``reference`` with no ``dialects`` is the default dialect; ``reference:D`` is that
+    dialect only (naming others as well is an error).
+    """
+    kind, _, rest = name.partition(":")
+    if kind == "reference" and not rest:
+        return tuple(ReferencePatcher(d) for d in (dialects or (DEFAULT_DIALECT,)))
+    if kind == "reference":
+        if dialects is not None and dialects != (rest,):
+            raise PatchError("PATCHER_DIALECT",
+                             f"{name!r} implements {rest}; it cannot run as "
+                             f"{', '.join(dialects)}", phase="load",
+                             hint="name the dialect once: --altpatch-patcher reference "
+                                  "--altpatch-dialect ...")
+        return (resolve_patcher(name),)
+    if dialects is None:
+        return (resolve_patcher(name),)
+    return tuple(resolve_patcher(name, dialect=d) for d in dialects)
 
 
 def resolve_patcher(name: str, *, dialect: str | None = None) -> Patcher:
     """Return the patcher ``name`` designates.
 
     ``reference`` and ``reference:DIALECT`` are the reference patcher (``dialect``
-    overrides the default when no dialect is named).  ``module:attr`` imports
+    overrides the default when no dialect is named); ``native:PATH`` is the native
+    patcher a manifest describes (docs/native-abi.md).  ``module:attr`` imports
     ``module`` and takes ``attr``: a patcher instance, or a class or factory called
-    with no arguments (or with ``dialect=`` when one is given).
+    with no arguments (or with ``dialect=`` when one is given).  A dialect the result
+    does not implement is a ``PATCHER_DIALECT`` error.
     """
+    if dialect is not None:
+        parse_dialects(dialect)  # an unknown name is a dialect error, with a suggestion
     kind, _, rest = name.partition(":")
     if kind == "reference":
         chosen = rest or dialect or DEFAULT_DIALECT
         if chosen not in DIALECT_RULES:
-            raise PatchError("PATCHER_UNKNOWN", f"no reference dialect {chosen!r}",
-                             phase="load", hint=f"known: {', '.join(DIALECT_RULES)}")
+            hint = did_you_mean(chosen, DIALECT_RULES)
+            raise PatchError("PATCHER_DIALECT", f"no reference dialect {chosen!r}",
+                             phase="load", hint=hint or f"known: {', '.join(DIALECT_RULES)}")
+        if rest and dialect is not None and dialect != rest:
+            raise PatchError("PATCHER_DIALECT", f"{name!r} implements {rest}, not {dialect}",
+                             phase="load")
         return ReferencePatcher(chosen)
+    if kind == "native":
+        # Imported here: only native runs need the linker and executor.
+        from pytest_altpatch.native.patcher import load_native_patcher  # noqa: PLC0415
+
+        if not rest:
+            raise PatchError("PATCHER_UNKNOWN", "native: needs a manifest path",
+                             phase="load", hint="native:PATH/TO/manifest.yaml")
+        return load_native_patcher(rest)
     if not rest:
         raise PatchError("PATCHER_UNKNOWN", f"cannot resolve patcher {name!r}", phase="load",
                          hint="use reference[:DIALECT] or package.module:attribute")
@@ -41,17 +115,31 @@ def resolve_patcher(name: str, *, dialect: str | None = None) -> Patcher:
     except AttributeError:
         raise PatchError("PATCHER_UNKNOWN", f"{kind!r} has no attribute {rest!r}",
                          phase="load") from None
-    if not isinstance(target, Patcher) and callable(target):
+    made = False
+    # A class is instantiated even when its class attributes already look like the
+    # protocol (its methods are unbound until then); an instance is used as it is.
+    if inspect.isclass(target) or (not isinstance(target, Patcher) and callable(target)):
+        make = cast("Callable[..., object]", target)
         try:
-            target = target(dialect=dialect) if dialect else target()
+            target = make(dialect=dialect) if dialect else make()
         except Exception as exc:
-            raise PatchError("PATCHER_UNKNOWN", f"creating {name!r} failed: {exc}",
-                             phase="load") from None
+            raise PatchError("PATCHER_UNKNOWN", f"creating {name!r} failed: "
+                             f"{type(exc).__name__}: {exc}", phase="load",
+                             hint="a class or factory is called with no arguments, or with "
+                                  "dialect=NAME when a dialect is asked for") from None
+        made = True
     if not isinstance(target, Patcher):
         raise PatchError("PATCHER_UNKNOWN",
                          f"{name!r} does not provide the patcher protocol (name, version, "
                          "dialect, features and the three apply_* entries)", phase="load")
+    if dialect is not None and target.dialect != dialect:
+        how = "was created for" if made else "is an instance implementing"
+        raise PatchError("PATCHER_DIALECT",
+                         f"{name!r} {how} {target.dialect!r}, not {dialect!r}", phase="load",
+                         hint="drop --altpatch-dialect, or give a class or factory taking "
+                              "dialect=")
     return target
 
 
-__all__ = ["DEFAULT_DIALECT", "resolve_patcher"]
+__all__ = ["ALL_DIALECTS", "DEFAULT_DIALECT", "dialect_free_reference", "parse_dialects",
+           "resolve_patcher", "resolve_patchers"]

@@ -36,9 +36,16 @@ class _Loaded:
 
     case: Case
     catalog: Catalog
-    patcher: Patcher
+    #: One per dialect to run: those the case lists among the ones asked for (the
+    #: reference patcher's default: every dialect the case lists).
+    patchers: tuple[Patcher, ...]
     schedules: tuple[ScheduleChoice, ...]
     modes: tuple[str, ...]
+
+    @property
+    def patcher(self) -> Patcher:
+        """The first patcher to run (``show`` runs only this one)."""
+        return self.patchers[0]
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +53,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patcher", default="reference",
                         help="patcher: reference[:DIALECT] or package.module:attr "
                              "(default: reference)")
-    parser.add_argument("--dialect", default=None, help="dialect for the patcher")
+    parser.add_argument("--dialect", default=None,
+                        help="dialects, comma-separated, or 'all' (default: the reference "
+                             "patcher runs every dialect the case lists; show the first)")
     parser.add_argument("--mode", choices=("boot", "late"), default=None,
                         help="mode to run (default: every mode the case has expectations for)")
     parser.add_argument("--seed", type=int, default=None,
@@ -90,13 +99,17 @@ def _complain(error: AltpatchError, stream: TextIO) -> None:
 
 def _load(args: argparse.Namespace, err: TextIO) -> _Loaded | None:
     """Load case, catalog, patcher and schedules; print the problem and return None."""
-    from pytest_altpatch.patchers.registry import resolve_patcher  # noqa: PLC0415
-    from pytest_altpatch.plugin import case_modes  # noqa: PLC0415
+    from pytest_altpatch.patchers.registry import (  # noqa: PLC0415
+        dialect_free_reference,
+        parse_dialects,
+        resolve_patchers,
+    )
     from pytest_altpatch.resources import bundled_corpus  # noqa: PLC0415
-    from pytest_altpatch.scenarios.runner import parse_schedules  # noqa: PLC0415
+    from pytest_altpatch.scenarios.runner import case_modes, parse_schedules  # noqa: PLC0415
     from pytest_altpatch.spec.case import read_case  # noqa: PLC0415
     from pytest_altpatch.spec.catalog import read_catalog  # noqa: PLC0415
     from pytest_altpatch.spec.corpus import find_corpus_root  # noqa: PLC0415
+    from pytest_altpatch.spec.model import DIALECTS, preferred_dialect  # noqa: PLC0415
 
     path: Path = args.case
     if not path.is_file():
@@ -114,7 +127,10 @@ def _load(args: argparse.Namespace, err: TextIO) -> _Loaded | None:
             _complain(problem, err)
         return None
     try:
-        patcher = resolve_patcher(args.patcher, dialect=args.dialect)
+        # The reference patcher runs a case under every dialect it lists, unless told.
+        dialects = parse_dialects(args.dialect) or (
+            DIALECTS if dialect_free_reference(args.patcher) else None)
+        patchers = resolve_patchers(args.patcher, dialects)
         schedules = tuple(parse_schedules(args.schedule))
     except AltpatchError as exc:
         err.write(f"altpatch: {exc.render()}\n")
@@ -125,14 +141,19 @@ def _load(args: argparse.Namespace, err: TextIO) -> _Loaded | None:
     if args.seed is not None:
         schedules = tuple(dataclasses.replace(choice, seed=args.seed) for choice in schedules)
     modes = (args.mode,) if args.mode else case_modes(case)
-    return _Loaded(case, catalog, patcher, schedules, modes)
+    # The preferred dialect first: the one `show` (and `build`) default to.
+    first = preferred_dialect(case.dialects)
+    listed = tuple(sorted((p for p in patchers if p.dialect in case.dialects),
+                          key=lambda p: (p.dialect != first, case.dialects.index(p.dialect))))
+    return _Loaded(case, catalog, listed or patchers[:1], schedules, modes)
 
 
-def _reproduce(args: argparse.Namespace, case: Case, mode: str, choice: ScheduleChoice) -> str:
+def _reproduce(args: argparse.Namespace, case: Case, mode: str, choice: ScheduleChoice,
+               patcher: Patcher) -> str:
     from pytest_altpatch.report import reproduce_command  # noqa: PLC0415
 
-    return reproduce_command(case.path, mode=mode, patcher=args.patcher, dialect=args.dialect,
-                             schedule=choice.label, seed=choice.seed)
+    return reproduce_command(case.path, mode=mode, patcher=args.patcher,
+                             dialect=patcher.dialect, schedule=choice.label, seed=choice.seed)
 
 
 def run_command(args: argparse.Namespace, out: TextIO | None = None,
@@ -149,25 +170,27 @@ def run_command(args: argparse.Namespace, out: TextIO | None = None,
         return EXIT_UNREADABLE
     style = style_for(out)
     case, status = loaded.case, EXIT_PASS
-    for mode in loaded.modes:
-        reason = not_applicable(case, loaded.patcher, mode)
-        if reason is not None:
-            out.write(f"N/A   {case.id} {mode}: {reason}\n")
-            continue
-        for choice in loaded.schedules:
-            outcome = run_case(case, loaded.catalog, mode=mode, patcher=loaded.patcher,
-                               schedule=choice.name, seed=choice.seed, timeout=args.timeout)
-            verdict = judge(case, outcome)
-            heading = (f"{case.id} {mode} {choice.label} seed {choice.seed} "
-                       f"{loaded.patcher.name} ({loaded.patcher.dialect})")
-            if verdict.passed:
-                out.write(f"{style.good('PASS')}  {heading}\n")
+    for patcher in loaded.patchers:
+        for mode in loaded.modes:
+            reason = not_applicable(case, patcher, mode)
+            if reason is not None:
+                out.write(f"N/A   {case.id} {mode}: {reason}\n")
                 continue
-            status = EXIT_FAIL
-            out.write(f"{style.bad('FAIL')}  {heading}\n")
-            report = render_failure(case, outcome, verdict,
-                                    reproduce=_reproduce(args, case, mode, choice), style=style)
-            out.write("".join(f"      {line}\n" for line in report.splitlines()))
+            for choice in loaded.schedules:
+                outcome = run_case(case, loaded.catalog, mode=mode, patcher=patcher,
+                                   schedule=choice.name, seed=choice.seed,
+                                   timeout=args.timeout)
+                verdict = judge(case, outcome)
+                heading = (f"{case.id} {mode} {choice.label} seed {choice.seed} "
+                           f"{patcher.name} ({patcher.dialect})")
+                if verdict.passed:
+                    out.write(f"{style.good('PASS')}  {heading}\n")
+                    continue
+                status = EXIT_FAIL
+                out.write(f"{style.bad('FAIL')}  {heading}\n")
+                report = render_failure(case, outcome, verdict, style=style,
+                                        reproduce=_reproduce(args, case, mode, choice, patcher))
+                out.write("".join(f"      {line}\n" for line in report.splitlines()))
     return status
 
 
@@ -199,7 +222,7 @@ def show_command(args: argparse.Namespace, out: TextIO | None = None,
     verdict = judge(loaded.case, outcome)
     out.write(render_show(loaded.case, outcome, verdict, style=style_for(out),
                           trace_lines=max(args.trace_lines, 0)) + "\n")
-    out.write(f"reproduce: {_reproduce(args, loaded.case, mode, choice)}\n")
+    out.write(f"reproduce: {_reproduce(args, loaded.case, mode, choice, loaded.patcher)}\n")
     return EXIT_PASS if verdict.passed else EXIT_FAIL
 
 

@@ -52,11 +52,19 @@ class ProbeOutcome:
 class HotplugOutcome:
     """The verdict the harness reached for one hot-plugged CPU."""
 
-    cpu: int  # index into the case's late_cpus
-    machine_cpu: int  # the machine's CPU number
+    cpu: int  # the CPU number (INTERPRETING §2: platform CPUs, then late CPUs)
+    late_index: int  # index into the case's late_cpus
     accepted: bool
     code: str | None
     message: str
+    #: The patcher's own verdict (``late-cpu-check``): None when it has no check.
+    patcher_accepted: bool | None = None
+    patcher_code: str | None = None
+
+    @property
+    def machine_cpu(self) -> int:
+        """The machine's CPU number, the same as :attr:`cpu` (one numbering)."""
+        return self.cpu
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,8 @@ class PhaseOutcome:
     error: ErrorInfo | None = None
     #: Address ranges the patcher was entitled to change in this phase.
     patchable: tuple[tuple[int, int], ...] = ()
+    #: The capabilities the patcher's own detection decided (``cpu-detection``), if any.
+    patcher_caps: tuple[str, ...] | None = None
 
     def read(self, address: int, size: int) -> bytes | None:
         """Bytes after the phase at ``address``, from whichever section holds them."""

@@ -25,6 +25,7 @@ from pytest_altpatch.image.builder import build_image
 from pytest_altpatch.image.callbacks import SMCCC_CONDUIT_SYMBOL, SMCCC_CONDUIT_VALUES
 from pytest_altpatch.image.model import Image
 from pytest_altpatch.machine import Budget, CpuConfig, CpuContext, GuestFault, Machine, Schedule
+from pytest_altpatch.machine.config import code_buffer_size
 from pytest_altpatch.machine.results import RunResult
 from pytest_altpatch.patchers.capabilities import (
     Capabilities,
@@ -34,6 +35,7 @@ from pytest_altpatch.patchers.capabilities import (
     semantics_of,
 )
 from pytest_altpatch.patchers.contract import AltRegion, PatchEnvironment, Patcher
+from pytest_altpatch.scenarios import patcher_checks, watch
 from pytest_altpatch.scenarios.harness import (
     BRINGUP_SYMBOL,
     DETECT_SYMBOL,
@@ -48,6 +50,7 @@ from pytest_altpatch.scenarios.outcome import (
     ProbeOutcome,
     SectionSnapshot,
 )
+from pytest_altpatch.spec.cpu_numbers import cpu_instance, cpu_numbering
 from pytest_altpatch.spec.model import Case, Catalog, CpuInstance, Dialect, ProbeSpec
 
 PAGE: Final = 4096
@@ -111,9 +114,19 @@ def has_mode(case: Case, mode: str) -> bool:
     if mode == "late":
         return expect.late is not None or (expect.error is not None
                                            and expect.error.phase == "late")
-    return (expect.boot is not None or bool(expect.hotplug)
+    return (expect.boot is not None or expect.boot_cpu is not None or bool(expect.hotplug)
             or (expect.error is not None and expect.error.phase != "late"
                 and expect.late is None))
+
+
+#: The modes a case can have expectations for, in run order.
+MODES: Final[tuple[str, ...]] = ("boot", "late")
+
+
+def case_modes(case: Case) -> tuple[str, ...]:
+    """The modes a case has expectations for (``boot`` if it seems to have none)."""
+    # A case with nothing to check still gets one item, which the runner skips with why.
+    return tuple(mode for mode in MODES if has_mode(case, mode)) or ("boot",)
 
 
 def not_applicable(case: Case, patcher: Patcher, mode: str) -> str | None:
@@ -214,6 +227,10 @@ class BootSession:
     spare_pa: int = 0  # start of physical memory left for late payloads
     findings_seen: int = 0
     last_run: RunResult | None = None
+    #: What the patcher's own detection decided so far (``cpu-detection``), else None.
+    detected: frozenset[int] | None = None
+    #: Phases observed before the boot phase (the boot-CPU pass of two-pass dialects).
+    early_phases: list[PhaseOutcome] = field(default_factory=list)
 
     @property
     def dialect(self) -> Dialect:
@@ -262,22 +279,34 @@ class BootSession:
         return build_image(self.case, dialect=self.dialect, numbering=numbering,
                            harness_text=harness_source())
 
+    def clean_cache_needed(self, cpus: Sequence[int]) -> bool:
+        """Whether one of ``cpus`` (case CPU numbers) has an erratum making DC CVAU
+        insufficient.  Only CPUs online when patched text runs count (INTERPRETING §7):
+        a late CPU that would need it is a hot-plug question, not a boot one."""
+        instances = [cpu_instance(self.case, cpu) for cpu in cpus]
+        return any(
+            erratum.capability == CLEAN_CACHE_CAP and erratum.affects(cpu.midr, cpu.revidr)
+            for erratum in self.catalog.errata.values() for cpu in instances
+        )
+
     def _make_machine(self, image: Image) -> Machine:
         cpus = (*self.case.platform, *self.case.late_cpus)
-        clean_cache = any(
-            erratum.capability == CLEAN_CACHE_CAP and erratum.affects(cpu.midr, cpu.revidr)
-            for erratum in self.catalog.errata.values() for cpu in cpus
-        )
+        # Every boot CPU until the secondaries are up; then the online ones (Xen parks).
+        clean_cache = self.clean_cache_needed(range(len(self.case.platform)))
         for section in image.sections:
             self.section_pa[section.name] = self.allocator.take(len(section.content))
         harness_pa = self.allocator.take(HARNESS_DATA_SIZE)
         self.spare_pa = self.allocator.take(0)
-        memory_size = self.spare_pa + (8 << 20)  # room for late payloads
+        # Room for late payloads, and for a native patcher's code and stacks.
+        memory_size = self.spare_pa + (8 << 20) + int(getattr(self.patcher, "guest_memory", 0))
         budget = Budget(instructions=self.instruction_budget,
                         seconds=self.timeout if self.timeout else 120.0)
+        # Translation buffer per CPU sized to the code it can run (late payloads: spare).
+        code = sum(len(s.content) for s in image.sections if "x" in s.perms) + (64 << 10)
         machine = Machine([_config_of(cpu, i) for i, cpu in enumerate(cpus)],
                           memory_size=memory_size, schedule=self.schedule, seed=self.seed,
-                          budget=budget, clean_cache_erratum=clean_cache)
+                          budget=budget, clean_cache_erratum=clean_cache,
+                          code_buffer=code_buffer_size(code))
         linux = semantics_of(self.dialect) == "linux"
         for section in image.sections:
             if not section.content:
@@ -399,11 +428,13 @@ class BootSession:
                     refusals[cpu] = exc
             return body
 
+        before = watch.watch(self)
         for cpu in cpus:
             machine.start_python(cpu, on(cpu))
         result = machine.run(
             until=lambda: bool(refusals) or any(machine.cpu_state(c) == "faulted" for c in cpus))
         self.last_run = result
+        watch.check(self, before, cpus)
         if refusals:
             cpu = min(refusals)
             return result, refusals[cpu].info()
@@ -454,6 +485,9 @@ class BootSession:
         nboot = len(self.case.platform)
         self._detect([0])
         self.online = [0]
+        error = patcher_checks.run_detection(self, [0])
+        if error is not None:
+            return self._failed_boot(error)
         region = self.kernel_region()
         if "two-pass" in self.patcher.features:
             early = self._resolve([0])
@@ -462,11 +496,16 @@ class BootSession:
                 ctx, env))
             if error is not None:
                 return self._failed_boot(error)
+            self._observe_boot_cpu_pass(early)
         secondaries = list(range(1, nboot))
         if secondaries:
             self._detect(secondaries)
         for cpu in secondaries:
             (self.parked if self._xen_parks(cpu) else self.online).append(cpu)
+        self.machine.set_clean_cache_erratum(self.clean_cache_needed(self.online))
+        error = patcher_checks.run_detection(self, self.online[1:])
+        if error is not None:
+            return self._failed_boot(error)
         caps = self._resolve(self.online)
         self.capabilities = caps
         self.env = env = self.environment(caps, region)
@@ -476,7 +515,7 @@ class BootSession:
             # A refusal, a crash, a fault, a hang or an exhausted budget: the CPUs left in
             # the rendezvous cannot run probes, and the findings already tell the story.
             return self._failed_boot(error)
-        plugged = self._hotplug() if hotplug else ()
+        plugged, hotplug_error = self._hotplug() if hotplug else ((), None)
         findings = self.new_findings()
         expectation = self.case.expect.boot
         # Probes run last, so accepted hot-plugged CPUs run the patched text too.
@@ -485,9 +524,26 @@ class BootSession:
             phase="boot", caps=tuple(sorted(caps.system)),
             caps_per_cpu=tuple(tuple(sorted(c)) for c in caps.per_cpu),
             sections=self.snapshots(), probes=probes, findings=findings,
-            patchable=self.patchable(),
+            patchable=self.patchable(), patcher_caps=self.patcher_caps(),
         )
-        return self._outcome(phases=(boot_phase,), hotplug=plugged)
+        return self._outcome(phases=(*self.early_phases, boot_phase), hotplug=plugged,
+                             error=hotplug_error)
+
+    def _observe_boot_cpu_pass(self, early: Capabilities) -> None:
+        """The observation point between the passes: only CPU0 is up (expect.boot_cpu)."""
+        expectation = self.case.expect.boot_cpu
+        if expectation is None:
+            return  # findings so far stay with the boot phase
+        self.early_phases.append(PhaseOutcome(
+            phase="boot-cpu", caps=tuple(sorted(early.boot_cpu)),
+            sections=self.snapshots(), probes=self.run_probes(expectation.probes, [0]),
+            findings=self.new_findings(), patchable=self.patchable()))
+
+    def patcher_caps(self) -> tuple[str, ...] | None:
+        """The patcher's own detection result by name, or None if it has none."""
+        if self.detected is None:
+            return None
+        return patcher_checks.cap_names(self, self.detected)
 
     def patchable(self) -> tuple[tuple[int, int], ...]:
         """Ranges the patcher may change: every site of the base table."""
@@ -498,15 +554,17 @@ class BootSession:
         phase = PhaseOutcome(phase="boot", sections=self.snapshots(),
                              findings=self.new_findings(), error=error,
                              patchable=self.patchable())
-        return self._outcome(phases=(phase,), error=error)
+        return self._outcome(phases=(*self.early_phases, phase), error=error)
 
-    def _hotplug(self) -> tuple[HotplugOutcome, ...]:
+    def _hotplug(self) -> tuple[tuple[HotplugOutcome, ...], ErrorInfo | None]:
         assert self.capabilities is not None
         results: list[HotplugOutcome] = []
-        nboot = len(self.case.platform)
-        for index in range(len(self.case.late_cpus)):
-            cpu = nboot + index
+        numbering = cpu_numbering(self.case)
+        for index, cpu in enumerate(numbering.late_numbers):
             self._detect([cpu])
+            own = patcher_checks.late_cpu_check(self, cpu)
+            if own.error is not None:
+                return tuple(results), own.error
             verdict = late_cpu_verdict(
                 self.readings[cpu], self.readings[0], self.capabilities, self.catalog,
                 self.dialect, hmp_unsafe=self.case.options.hmp_unsafe,
@@ -514,9 +572,11 @@ class BootSession:
             if verdict.accepted:
                 self._bring_up(cpu)
                 self.online.append(cpu)
-            results.append(HotplugOutcome(index, cpu, verdict.accepted, verdict.code,
-                                          verdict.message))
-        return tuple(results)
+            results.append(HotplugOutcome(cpu=cpu, late_index=index, accepted=verdict.accepted,
+                                          code=verdict.code, message=verdict.message,
+                                          patcher_accepted=own.accepted,
+                                          patcher_code=own.code))
+        return tuple(results), None
 
 
 def _in_phase(exc: AltpatchError, phase: Phase) -> ErrorInfo:

@@ -20,6 +20,7 @@ from pytest_altpatch.errors import ERROR_CODES, Location, SpecError
 from pytest_altpatch.findings import FINDING_CODES
 from pytest_altpatch.resources import bundled_corpus
 from pytest_altpatch.spec.catalog import display_path, known_capabilities
+from pytest_altpatch.spec.cpu_numbers import CpuNumbering
 from pytest_altpatch.spec.model import (
     DEFAULT_PAYLOAD_OFFSET,
     DIALECTS,
@@ -52,7 +53,7 @@ from pytest_altpatch.spec.yamlload import LocatedDocument, join_path, load_yaml_
 CASE_FORMAT: Final = 1
 
 #: Most CPUs a case may boot plus hot-plug.
-MAX_CPUS: Final = 64
+MAX_CPUS: Final = 256  # the machine's limit (machine.config.MAX_CPUS)
 
 #: Symbols the harness defines in every image, usable as labels by cases.
 HARNESS_SYMBOLS: Final = frozenset({"_text", "_etext", "__alt_instructions",
@@ -76,6 +77,7 @@ _MACRO_USES: Final[tuple[tuple[re.Pattern[str], tuple[str, ...]], ...]] = (
 _PHASE_OF_SECTION: Final[Mapping[str, tuple[ExpectPhase, ...]]] = {
     "expect.error": ("load", "build"),
     "expect.boot.error": ("boot",),
+    "expect.boot_cpu.error": ("boot",),
     "expect.late.load.error": ("late",),
     "expect.late.apply.error": ("late",),
     "expect.late.revert.error": ("late",),
@@ -400,27 +402,30 @@ class _Resolver:
             location=self.at(path),
         )
 
-    def hotplug(self, raw: object, late_cpus: tuple[CpuInstance, ...]) -> tuple[
+    def hotplug(self, raw: object, numbering: CpuNumbering) -> tuple[
             HotplugExpectation, ...]:
         result: list[HotplugExpectation] = []
+        late = numbering.late_numbers
         for index, entry in enumerate(cast(list[Mapping[str, object]], raw or [])):
             path = join_path("expect.hotplug", index)
             ref = entry["cpu"]
             cpu_index = -1
             if isinstance(ref, int):
                 cpu_index = ref
-                if ref >= len(late_cpus):
+                if ref not in late:
                     self.problem("SPEC_BAD_REFERENCE",
-                                 f"late CPU {ref} does not exist (late_cpus has "
-                                 f"{len(late_cpus)})", join_path(path, "cpu"))
+                                 f"CPU {ref} is not a late CPU: CPUs count the platform "
+                                 f"from 0, then late_cpus, so the late CPUs are "
+                                 f"{late.start}..{late.stop - 1} (INTERPRETING.md §2)",
+                                 join_path(path, "cpu"))
             else:
-                matching = [i for i, cpu in enumerate(late_cpus) if cpu.label == ref]
+                matching = numbering.numbers_labelled(str(ref), late_only=True)
                 if len(matching) != 1:
                     self.problem(
                         "SPEC_BAD_REFERENCE",
                         f"late CPU {ref!r} matches {len(matching)} entries of late_cpus; "
-                        "use an index", join_path(path, "cpu"),
-                        did_you_mean(str(ref), [cpu.label for cpu in late_cpus]))
+                        "use its CPU number", join_path(path, "cpu"),
+                        did_you_mean(str(ref), [cpu.label for cpu in numbering.late]))
                 else:
                     cpu_index = matching[0]
             verdict = cast(Literal["accepted", "refused"], entry["verdict"])
@@ -484,12 +489,20 @@ class _Resolver:
             self.problem("SPEC_BAD_REFERENCE", "expect.hotplug needs late_cpus",
                          "expect.hotplug")
         expect = Expectations(
-            boot=self.phase(expect_raw.get("boot"), "expect.boot", base_labels, len(platform)),
+            # Boot probes run after hot-plug: they may name (accepted) late CPUs too.
+            boot=self.phase(expect_raw.get("boot"), "expect.boot", base_labels, ncpus),
             late=late,
-            hotplug=self.hotplug(expect_raw.get("hotplug"), late_cpus),
+            hotplug=self.hotplug(expect_raw.get("hotplug"),
+                                 CpuNumbering(platform, late_cpus)),
             error=self.error(expect_raw.get("error"), "expect.error"),
+            # Only CPU0 is up at this point, so probes may name CPU 0 alone.
+            boot_cpu=self.phase(expect_raw.get("boot_cpu"), "expect.boot_cpu", base_labels, 1),
         )
-        if expect.error is not None and (expect.boot or expect.late or expect.hotplug):
+        if expect.boot_cpu is not None and "two-pass" not in requires:
+            self.problem("SPEC_SCHEMA", "expect.boot_cpu observes the boot-CPU pass: the case "
+                         "must require two-pass", "expect.boot_cpu")
+        if expect.error is not None and (expect.boot or expect.late or expect.hotplug
+                                         or expect.boot_cpu):
             self.problem("SPEC_SCHEMA",
                          "a case that expects a load or build error cannot expect later phases",
                          "expect.error")

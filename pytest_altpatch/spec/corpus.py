@@ -20,7 +20,7 @@ from pytest_altpatch.spec.catalog import CATALOG_DIR, display_path, read_catalog
 from pytest_altpatch.spec.model import Case, Catalog, Corpus
 
 #: The newest corpus major version this loader understands.
-SUPPORTED_MAJOR: Final = 1
+SUPPORTED_MAJOR: Final = 2
 
 CASES_DIR = "cases"
 _SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")

@@ -8,7 +8,7 @@ these objects and records where each came from (``Case.locations``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final, Literal
@@ -17,6 +17,14 @@ from pytest_altpatch.errors import Location
 
 Dialect = Literal["linux-4.6", "linux-4.9", "linux-6.1", "xen-4.17", "strict"]
 DIALECTS: Final[tuple[Dialect, ...]] = ("linux-4.6", "linux-4.9", "linux-6.1", "xen-4.17", "strict")
+#: The dialect a command runs when none is asked for and the case allows it.
+DEFAULT_DIALECT: Final[Dialect] = "linux-6.1"
+
+
+def preferred_dialect(dialects: Sequence[Dialect]) -> Dialect:
+    """The one dialect ``show`` and ``build`` use for a case written for ``dialects``:
+    the default dialect if listed, else the first listed."""
+    return DEFAULT_DIALECT if DEFAULT_DIALECT in dialects else dialects[0]
 
 Scope = Literal["local-cpu-erratum", "system-feature", "boot-cpu", "weak-local"]
 SCOPES: Final[tuple[Scope, ...]] = ("local-cpu-erratum", "system-feature", "boot-cpu", "weak-local")
@@ -399,7 +407,7 @@ class LateExpectation:
 class HotplugExpectation:
     """The verdict for one hot-plugged CPU."""
 
-    cpu: int  # index into Case.late_cpus
+    cpu: int  # CPU number (INTERPRETING §2): len(platform) + index into Case.late_cpus
     verdict: Literal["accepted", "refused"]
     code: str | None = None
     location: Location = field(default_factory=Location)
@@ -414,6 +422,8 @@ class Expectations:
     hotplug: tuple[HotplugExpectation, ...] = ()
     #: A negative case whose error comes before boot (load or build phase).
     error: ErrorExpectation | None = None
+    #: The machine after the boot-CPU pass, before the secondaries start (two-pass).
+    boot_cpu: PhaseExpectation | None = None
 
 
 #: Default distance from the base text to the payload window (8 MiB).
@@ -480,6 +490,7 @@ class Corpus:
 
 __all__ = [
     "CB_BIT",
+    "DEFAULT_DIALECT",
     "DIALECTS",
     "ID_REGISTERS",
     "MIDR_MODEL_MASK",
@@ -518,4 +529,5 @@ __all__ = [
     "ctr_iminline_bytes",
     "midr_model",
     "midr_rv",
+    "preferred_dialect",
 ]

@@ -30,7 +30,7 @@ from pytest_altpatch.spec.suggestions import did_you_mean
 from pytest_altpatch.spec.yamlload import LocatedDocument, join_path
 
 #: Most CPUs one platform item may expand to.
-MAX_COUNT = 32
+MAX_COUNT = 256
 
 _ITEM = re.compile(
     r"^(?:(?P<count>\d+)\s*x\s+)?(?P<name>[A-Za-z0-9_.+-]+)(?:/(?P<rev>\S+))?(?P<rest>(?:\s+\S+)*)$"

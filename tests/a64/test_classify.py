@@ -13,6 +13,7 @@ from pytest_altpatch.a64.classify import (
     exception_call,
     is_branch_imm,
     is_cmodx_safe,
+    is_simd_fp_literal,
     uses_literal,
 )
 
@@ -32,6 +33,14 @@ def test_branch_and_literal_sets_are_disjoint_and_exact() -> None:
         assert uses_literal(word) and not is_branch_imm(word)
     for word in OTHERS:  # ret, blr, br, nop, add, ldr (unsigned offset)
         assert not is_branch_imm(word) and not uses_literal(word)
+
+
+def test_only_v1_literal_loads_are_simd_fp() -> None:
+    # ldr s0/d0/q0 literal have V (bit 26) set; every other literal form has it clear.
+    simd = [0x1C000000, 0x5C000000, 0x9C000000]
+    assert [is_simd_fp_literal(w) for w in LITERALS] == [w in simd for w in LITERALS]
+    assert all(bool(w & (1 << 26)) == is_simd_fp_literal(w) for w in LITERALS)
+    assert not any(is_simd_fp_literal(w) for w in BRANCHES + OTHERS)
 
 
 # Each word with capstone's mnemonic; the safe ones are exactly the Arm ARM CMODX list.

@@ -159,6 +159,19 @@ def test_literal_in_replacement_is_refused_from_linux_4_9(literal: int) -> None:
         assert _site_words(memory) == [literal]
 
 
+# LDR (literal, SIMD&FP) = opc(31:30) 011 V=1 00 imm19 Rt: S 0x1C000000, D 0x5C000000,
+# Q 0x9C000000.  ldr d3, .+8 = 0x5C000000 | 2 << 5 | 3 = 0x5C000043;
+# ldr q1, .+16 = 0x9C000000 | 4 << 5 | 1 = 0x9C000081; ldr s0, .+4 = 0x1C000020.
+@pytest.mark.parametrize("literal", [0x1C000020, 0x5C000043, 0x9C000081])
+def test_simd_fp_literal_is_copied_by_linux_and_refused_by_strict(literal: int) -> None:
+    for dialect in ("linux-4.9", "linux-6.1"):
+        memory, _ = _run(dialect, [(SITE, REPL, 2, 4, 4)], {REPL: literal}, caps={2})
+        assert _site_words(memory) == [literal]
+    with pytest.raises(PatchError) as exc:
+        _run("strict", [(SITE, REPL, 2, 4, 4)], {REPL: literal}, caps={2})
+    assert exc.value.code == "LITERAL_IN_REPLACEMENT"
+
+
 def test_out_of_range_retarget_truncates_in_linux_and_is_an_error_in_strict() -> None:
     # tbz w2, #5 at 0x80000 to 0x80100; from SITE the offset 0x40000 needs 19 bits:
     # Linux masks imm14 = (0x40000 >> 2) & 0x3FFF = 0.

@@ -197,12 +197,12 @@ def test_bad_shard_is_a_usage_error(pytester: pytest.Pytester, two_cases: Path,
 @BOTH
 def test_newer_corpus_major_needs_accept_version(pytester: pytest.Pytester, two_cases: Path,
                                                  how: str) -> None:
-    (two_cases / "VERSION").write_text("2.0.0\n")
+    (two_cases / "VERSION").write_text("3.0.0\n")
     refused = pytester.runpytest("--altpatch-corpus", "corpus")
     refused.assert_outcomes(failed=2)
-    refused.stdout.fnmatch_lines(["*VERSION:1:1: SPEC_VERSION: corpus version 2.0.0 is newer*"])
-    accepted = _run(pytester, how, "accept-version", "2", "--collect-only")
-    accepted.stdout.fnmatch_lines(["altpatch: corpus 2.0.0 at *corpus", "collected 2 items"])
+    refused.stdout.fnmatch_lines(["*VERSION:1:1: SPEC_VERSION: corpus version 3.0.0 is newer*"])
+    accepted = _run(pytester, how, "accept-version", "3", "--collect-only")
+    accepted.stdout.fnmatch_lines(["altpatch: corpus 3.0.0 at *corpus", "collected 2 items"])
     assert "::load" not in accepted.stdout.str()
 
 

@@ -76,7 +76,7 @@ def test_header_names_plugin_corpus_patcher_and_engines(pytester: pytest.Pyteste
     result = pytester.runpytest("--altpatch-corpus", "corpus", "--collect-only")
     result.stdout.fnmatch_lines([
         "altpatch: plugin 0.1.0",
-        f"altpatch: corpus 1.0.0 at {two_cases}",
+        f"altpatch: corpus 2.0.0 at {two_cases}",
         "altpatch: patcher reference:linux-6.1 0.1.0, dialect linux-6.1, features: *branch-reloc*",
         "altpatch: unicorn 2.*, capstone 5.*, keystone-engine 0.9.*",
     ])
@@ -100,7 +100,7 @@ def test_junit_xml_carries_user_properties(pytester: pytest.Pytester,
     assert applied == {
         "altpatch_case": "demo/applied", "altpatch_mode": "boot", "altpatch_schedule": "pct:0",
         "altpatch_seed": "0", "altpatch_patcher": "reference:linux-6.1 0.1.0",
-        "altpatch_dialect": "linux-6.1", "altpatch_corpus_version": "1.0.0",
+        "altpatch_dialect": "linux-6.1", "altpatch_corpus_version": "2.0.0",
         "altpatch_findings": "", "altpatch_discrepancies": ""}
     skipped = properties["corpus.cases.demo.needs-livepatch.yaml::boot[pct:0]"]
     assert skipped["altpatch_case"] == "demo/needs-livepatch"

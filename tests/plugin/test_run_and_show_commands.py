@@ -29,24 +29,27 @@ def cases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_run_passing_case_exits_zero(cases: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", str(cases / "applied.yaml")]) == 0
-    assert capsys.readouterr().out == (
-        "PASS  demo/applied boot pct:0 seed 0 reference:linux-6.1 (linux-6.1)\n")
+    # Every dialect the case lists (all five: it names none), linux-6.1 first.
+    assert capsys.readouterr().out == "".join(
+        f"PASS  demo/applied boot pct:0 seed 0 reference:{d} ({d})\n"
+        for d in ("linux-6.1", "linux-4.6", "linux-4.9", "xen-4.17", "strict"))
 
 
 def test_run_runs_every_schedule(cases: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["run", str(cases / "applied.yaml"), "--schedule", "rr:100,random:1-2"]) == 0
+    assert main(["run", str(cases / "applied.yaml"), "--schedule", "rr:100,random:1-2",
+                 "--dialect", "linux-6.1"]) == 0
     assert [line.split()[3] for line in capsys.readouterr().out.splitlines()] == [
         "rr:100", "random:1", "random:2"]
 
 
 def test_run_failing_case_exits_one_with_diff_and_reproduce(
         cases: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["run", "corpus/cases/wrong.yaml", "--seed", "5"]) == 1
+    assert main(["run", "corpus/cases/wrong.yaml", "--seed", "5", "--dialect", "linux-6.1"]) == 1
     out = capsys.readouterr().out
     assert out.startswith("FAIL  demo/wrong-stream boot pct:0 seed 5 ")
     assert "stream-mismatch (boot) at corpus/cases/wrong.yaml:17:" in out
     assert "reproduce: altpatch show corpus/cases/wrong.yaml --mode boot --patcher reference " \
-           "--schedule pct:0 --seed 5" in out
+           "--dialect linux-6.1 --schedule pct:0 --seed 5" in out
 
 
 def test_run_unreadable_case_exits_two_with_location(
@@ -77,7 +80,7 @@ def test_show_prints_image_sites_caps_streams_findings_and_verdict(
                      "mov x0, #1", "replacement:", "mov x0, #2", "after boot",
                      "capabilities: ALT_TEST_ON", "1 word(s) changed", "findings", "timeline",
                      "PASS", "reproduce: altpatch show corpus/cases/applied.yaml --mode boot "
-                     "--patcher reference --schedule adversarial --seed 0"):
+                     "--patcher reference --dialect linux-6.1 --schedule adversarial --seed 0"):
         assert expected in out
     assert "\x1b[" not in out  # captured output is not a terminal
 

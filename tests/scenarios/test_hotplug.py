@@ -13,6 +13,7 @@ from typing import Final
 
 import pytest
 
+from pytest_altpatch.errors import SpecError
 from pytest_altpatch.judge import judge
 from pytest_altpatch.patchers.capabilities import cpu_capabilities
 from pytest_altpatch.patchers.registry import resolve_patcher
@@ -114,8 +115,8 @@ ARM64_WORKAROUND_DEVICE_LOAD_ACQUIRE)
         ret
 expect:
   hotplug:
-    - {cpu: 0, verdict: accepted}
-    - {cpu: 1, verdict: accepted}
+    - {cpu: 2, verdict: accepted}
+    - {cpu: "cortex-a57/r1p2", verdict: accepted}
 """
 
 
@@ -174,12 +175,13 @@ def test_the_judge_fails_a_wrong_hotplug_verdict(catalog: Catalog) -> None:
     case = load_case(HOTPLUG / "linux-late-cpu-missing-feature.yaml", catalog)
     outcome = _run(case, catalog, "linux-6.1")
     wrong = replace(case, expect=replace(case.expect, hotplug=(
-        HotplugExpectation(0, "refused", "LATE_CPU_ERRATUM"),  # right verdict, wrong code
-        HotplugExpectation(1, "refused", "LATE_CPU_MISSING_FEATURE"),  # wrong verdict
-        HotplugExpectation(2, "accepted"),
+        HotplugExpectation(2, "refused", "LATE_CPU_ERRATUM"),  # right verdict, wrong code
+        HotplugExpectation(3, "refused", "LATE_CPU_MISSING_FEATURE"),  # wrong verdict
+        HotplugExpectation(4, "accepted"),
     )))
     verdict = judge(wrong, outcome)
-    assert verdict.codes == ("hotplug-mismatch", "hotplug-mismatch")
+    # The harness's verdict and the reference patcher's own check both disagree.
+    assert verdict.codes == ("hotplug-mismatch", "patcher-hotplug-mismatch") * 2
 
 
 def test_hotplug_outcome_is_deterministic_for_a_seed(catalog: Catalog) -> None:
@@ -188,3 +190,25 @@ def test_hotplug_outcome_is_deterministic_for_a_seed(catalog: Catalog) -> None:
     assert first.trace == second.trace
     assert first.hotplug == second.hotplug
     assert first.phases == second.phases
+
+
+# --------------------------------------------------------------------------- numbering
+
+
+def test_hotplug_cpu_is_a_cpu_number_not_a_late_cpus_index(tmp_path: Path,
+                                                           catalog: Catalog) -> None:
+    path = tmp_path / "old.yaml"
+    path.write_text(OPTIONAL_ERRATUM_CASE.replace("{cpu: 2,", "{cpu: 0,"))
+    with pytest.raises(SpecError) as caught:
+        load_case(path, catalog)
+    assert caught.value.code == "SPEC_BAD_REFERENCE"
+    assert "late CPUs are 2..3" in caught.value.message
+    assert caught.value.location.line == 17  # the first hotplug entry
+
+
+def test_refused_late_a53_leaves_dc_cvau_enough_for_the_boot_cpus(catalog: Catalog) -> None:
+    case = load_case(HOTPLUG / "refused-late-a53-keeps-boot-clean-rule.yaml", catalog)
+    outcome = _run(case, catalog, "linux-4.9")
+    assert _verdicts(outcome) == [(2, False, "LATE_CPU_ERRATUM")]
+    assert not outcome.findings
+    assert judge(case, outcome).passed

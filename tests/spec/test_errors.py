@@ -215,12 +215,12 @@ def test_catalog_empty_range_is_bad_range(tmp_path: Path) -> None:
 
 def test_newer_corpus_major_is_refused_unless_accepted(tmp_path: Path) -> None:
     root = _copy_corpus(tmp_path)
-    (root / "VERSION").write_text("2.0.0\n")
+    (root / "VERSION").write_text("3.0.0\n")
     with pytest.raises(SpecError) as caught:
         load_corpus(root)
     assert caught.value.code == "SPEC_VERSION"
     assert caught.value.location.line == 1
-    assert load_corpus(root, accept_major=2).version == "2.0.0"
+    assert load_corpus(root, accept_major=3).version == "3.0.0"
 
 
 def test_lint_keeps_going_after_a_bad_file(tmp_path: Path) -> None:

@@ -1,0 +1,59 @@
+"""Run the bundled corpus against one patcher in-process (tests and benchmarks).
+
+The plugin is the way users run the corpus; this is the same pipeline without pytest,
+so a test can ask which cases a native build fails and why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pytest_altpatch.judge import judge
+from pytest_altpatch.patchers.contract import Patcher
+from pytest_altpatch.scenarios.outcome import Outcome
+from pytest_altpatch.scenarios.runner import has_mode, not_applicable, parse_schedules, run_case
+from pytest_altpatch.spec import load_corpus
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """One case, mode and schedule, judged."""
+
+    item: str  # "case-id::mode[schedule]"
+    passed: bool
+    outcome: Outcome
+    report: str  # the discrepancies, one per line (empty when passed)
+
+
+def run_corpus(patcher: Patcher, schedules: str = "rr:100",
+               only: Sequence[str] | None = None) -> tuple[list[CaseResult], int]:
+    """Every applicable (case, mode, schedule) judged; and how many were not applicable."""
+    corpus = load_corpus()
+    results: list[CaseResult] = []
+    skipped = 0
+    for case in corpus.cases:
+        if only is not None and case.id not in only:
+            continue
+        for mode in ("boot", "late"):
+            if not has_mode(case, mode):
+                continue
+            if not_applicable(case, patcher, mode):
+                skipped += 1
+                continue
+            for choice in parse_schedules(schedules):
+                outcome = run_case(case, corpus.catalog, mode=mode, patcher=patcher,
+                                   schedule=choice.name, seed=choice.seed)
+                verdict = judge(case, outcome)
+                lines = [f"{d.code}: {d.message}" for d in verdict.discrepancies]
+                if outcome.error is not None:
+                    lines.append(f"error {outcome.error.code}: {outcome.error.message}")
+                for phase in outcome.phases:
+                    lines += [f"finding {f.render()}" for f in phase.findings]
+                results.append(CaseResult(f"{case.id}::{mode}[{choice.label}]",
+                                          verdict.passed, outcome,
+                                          "" if verdict.passed else "\n".join(lines)))
+    return results, skipped
+
+
+__all__ = ["CaseResult", "run_corpus"]
