@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from pytest_altpatch.a64 import assemble
@@ -301,6 +301,16 @@ def _outside(merged: tuple[list[int], list[int]], address: int) -> bool:
     return slot < 0 or address >= ends[slot]
 
 
+def _changed_bytes(before: bytes, after: bytes) -> Iterator[tuple[int, int, int]]:
+    """(offset, old, new) of every byte that differs, skipping equal 4 KiB blocks."""
+    for block in range(0, len(before), 4096):
+        if before[block:block + 4096] == after[block:block + 4096]:
+            continue
+        for offset in range(block, min(block + 4096, len(before))):
+            if before[offset] != after[offset]:
+                yield offset, before[offset], after[offset]
+
+
 def _judge_unexpected_writes(case: Case, phase: PhaseOutcome) -> list[Discrepancy]:
     patchable: tuple[list[int], list[int]] | None = None
     for section in phase.sections:
@@ -308,9 +318,9 @@ def _judge_unexpected_writes(case: Case, phase: PhaseOutcome) -> list[Discrepanc
             continue
         if patchable is None:
             patchable = _merged(phase.patchable)
-        for offset, (old, new) in enumerate(zip(section.before, section.after, strict=True)):
+        for offset, old, new in _changed_bytes(section.before, section.after):
             address = section.va + offset
-            if old != new and _outside(patchable, address):
+            if _outside(patchable, address):
                 return [Discrepancy(
                     "unexpected-write",
                     f"byte at {address:#x} in {section.name} changed ({old:#04x} -> {new:#04x}) "

@@ -3,7 +3,7 @@
 The plugin is inert unless ``--altpatch-corpus`` (or the ``altpatch_corpus`` ini key)
 is given: it then collects every case file under a corpus's ``cases/`` directory as a
 :class:`CaseFile`, with one :class:`CaseItem` per case x mode x schedule
-(``corpus/cases/branch/b-external.yaml::boot[rr:100]``).  Every command-line option
+(``corpus/cases/branch/b-external.yaml::boot[pct:0]``).  Every command-line option
 has an ``altpatch_*`` ini twin so CI can set it in ``pyproject.toml`` or ``tox.ini``;
 the command line wins over the ini file.
 
@@ -34,6 +34,7 @@ from pytest_altpatch.fixtures import (
     altpatch_platform,
     altpatch_run,
 )
+from pytest_altpatch.scenarios.default_schedule import DEFAULT_SCHEDULES
 from pytest_altpatch.tally import NOT_APPLICABLE_PROPERTY, Tally
 
 if TYPE_CHECKING:
@@ -53,7 +54,8 @@ _VALUE_OPTIONS: tuple[tuple[str, str, str, str | None], ...] = (
      "every dialect a case lists; another patcher its own)", None),
     ("modes", "string", "comma-separated modes to run: boot, late (default: all)", None),
     ("schedules", "string",
-     "comma-separated schedules, e.g. rr:100,random:1-3,adversarial (default: rr:100)", None),
+     "comma-separated schedules, e.g. pct:0-1,rr:100,random:1-3,adversarial "
+     f"(default: {DEFAULT_SCHEDULES})", None),
     ("features-include", "string",
      "comma-separated features: only run cases that require one of them", None),
     ("features-exclude", "string",
@@ -72,7 +74,6 @@ _VALUE_OPTIONS: tuple[tuple[str, str, str, str | None], ...] = (
 
 #: Modes a case can be run in, in item order.
 MODES: Final[tuple[str, ...]] = ("boot", "late")
-DEFAULT_SCHEDULES: Final = "rr:100"
 #: The ``--altpatch-corpus``/``altpatch_corpus`` word for the corpus shipped with the plugin.
 BUNDLED: Final = "bundled"
 _CASE_SUFFIXES: Final = frozenset({".yaml"})
@@ -106,7 +107,7 @@ class ExpectationLine:
         """Whether ``key`` is this id, or starts with it at an id boundary.
 
         A prefix must end where an id part ends (``/``, ``::``, ``[`` or ``,``), so
-        ``b-external`` selects ``b-external::boot[rr:100]`` but not ``b-external-2``.
+        ``b-external`` selects ``b-external::boot[pct:0]`` but not ``b-external-2``.
         """
         if key == self.pattern:
             return True
@@ -334,7 +335,7 @@ class AltpatchState:
 
     @property
     def dialect_in_ids(self) -> bool:
-        """Whether item ids name the dialect (``boot[linux-4.9,rr:100]``): when the run
+        """Whether item ids name the dialect (``boot[linux-4.9,pct:0]``): when the run
         judges more than one dialect."""
         return len(self.patchers) > 1
 

@@ -27,7 +27,7 @@ import re
 import struct
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -70,6 +70,7 @@ from pytest_altpatch.machine.config import (
 from pytest_altpatch.machine.context import CpuContext, GuestFault
 from pytest_altpatch.machine.guest_services import ServiceCall, ServiceHandler, Symbolizer
 from pytest_altpatch.machine.ifetch import FetchModel, FetchVerdict, LineGeometry
+from pytest_altpatch.machine.priority import PriorityPolicy
 from pytest_altpatch.machine.results import (
     CpuOutcome,
     CpuState,
@@ -210,6 +211,8 @@ class _Cpu:
         self.instructions = 0
         self.greenlet: greenlet.greenlet | None = None
         self.quantum_left = 0
+        #: Set by a spin hint (Python ``relax()``, the relax service) in the current step.
+        self.relaxed = False
         self.fault: Finding | None = None
         self.progress = 0
         self.stale_hooks: dict[int, int] = {}
@@ -266,6 +269,8 @@ class Machine:
         self.clean_cache_erratum = clean_cache_erratum
         self.trace = Trace(trace_capacity)
         self._rng = random.Random(f"{self.schedule.seed}:{seed}")
+        self._priorities = PriorityPolicy(len(cpus), self.schedule.seed, seed) \
+            if self.schedule.kind == "pct" else None
         self._step = 0
         self._findings: list[Finding] = []
         self._harness_pa = memory_size
@@ -927,7 +932,7 @@ class Machine:
         if not self._maintenance(cpu, name, cp.val if by_va else None, pc):
             uc.emu_stop()
             return 1
-        if self.schedule.kind == "adversarial":
+        if self.schedule.stops_at_events:
             self._stop_slice = True
             uc.emu_stop()
         return 0
@@ -949,7 +954,7 @@ class Machine:
             self._fetch.dsb(cpu, step)
         else:
             self._context_sync(cpu, step)
-        if self.schedule.kind == "adversarial":
+        if self.schedule.stops_at_events:
             # Unicorn stops *before* a hooked instruction: skip this hook once on resume.
             target.resume_skip = address
             self._stop_slice = True
@@ -1072,7 +1077,9 @@ class Machine:
                         pc=pc, detail={"imm": imm})
         if imm not in (HostService.LOG, HostService.RELAX):
             self._progress()
-        if imm != HostService.LOG or self.schedule.kind == "adversarial":
+        if imm == HostService.RELAX:
+            target.relaxed = True
+        if imm != HostService.LOG or self.schedule.stops_at_events:
             # done/park/bug must stop; relax yields the slice; vmap must let the
             # deferred mapping happen before the CPU uses the alias.
             self._stop_slice = True
@@ -1168,7 +1175,7 @@ class Machine:
             runnable = [c for c in self._cpus if c.state == "running"]
             if not runnable:
                 break
-            for target in runnable:
+            for target in self._turns(runnable):
                 if target.state != "running":
                     continue
                 quantum = self._quantum(target)
@@ -1185,7 +1192,7 @@ class Machine:
             if rounds % 32 == 0 and time.monotonic() - started > self.budget.seconds:
                 reason = "budget"
                 break
-            if rounds % self.budget.hang_check_rounds == 0:
+            if rounds % (self.budget.hang_check_rounds * self._round_steps(runnable)) == 0:
                 if self._hang_seen is None:
                     self._hang_seen = True
                     seen = {}
@@ -1224,7 +1231,29 @@ class Machine:
         cpu = min(pcs) if pcs else 0
         self._report(code, message, cpu, detail={"pcs": pcs, "instructions": spent})
 
+    def _turns(self, runnable: list[_Cpu]) -> Iterator[_Cpu]:
+        """The CPUs to run a slice each in this round: all (round robin), or one step
+        of the CPU a priority schedule picks, whose outcome it then records."""
+        policy = self._priorities
+        if policy is None:
+            yield from runnable
+            return
+        target = self._cpus[policy.pick([c.index for c in runnable])]
+        before = self._step
+        target.relaxed = False
+        yield target
+        changed = self._step != before
+        spun = target.relaxed or (target.kind == "guest" and not changed)
+        policy.stepped(target.index, changed=changed, spun=spun)
+
+    def _round_steps(self, runnable: list[_Cpu]) -> int:
+        """Rounds that make one hang-check round: a priority round is one step, so it
+        takes as many as give each CPU about an ``rr:100`` slice."""
+        return 1 if self._priorities is None else 64 * len(runnable)
+
     def _quantum(self, target: _Cpu) -> int:
+        if self.schedule.kind == "pct":
+            return 1 if target.kind == "python" else self.schedule.quantum
         if self.schedule.kind == "random":
             return self._rng.randint(1, self.schedule.quantum)
         if self.schedule.kind == "adversarial" and target.kind == "python" \

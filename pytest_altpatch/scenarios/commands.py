@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from pytest_altpatch.errors import AltpatchError
+from pytest_altpatch.scenarios.default_schedule import DEFAULT_SCHEDULES
 
 if TYPE_CHECKING:
     from pytest_altpatch.patchers.contract import Patcher
@@ -92,9 +93,9 @@ def register(subparsers: Any) -> None:
         description="Run a case against a patcher and print the verdict and discrepancies. "
                     "Exit 0 on pass, 1 on failure, 2 when the case cannot be loaded.")
     _add_common(run)
-    run.add_argument("--schedule", default="rr:100",
-                     help="schedules, comma-separated: rr:100,random:1-3,adversarial "
-                          "(default: rr:100)")
+    run.add_argument("--schedule", default=DEFAULT_SCHEDULES,
+                     help="schedules, comma-separated: pct:0-1,rr:100,random:1-3,adversarial "
+                          f"(default: {DEFAULT_SCHEDULES})")
     run.set_defaults(run=run_command)
     show = subparsers.add_parser(
         "show", help="run one case and show the image, patched streams, findings, timeline",
@@ -102,7 +103,8 @@ def register(subparsers: Any) -> None:
                     "replacement disassembled), the capabilities chosen per CPU, the patched "
                     "streams, findings, the timeline and the verdict.")
     _add_common(show)
-    show.add_argument("--schedule", default="rr:100", help="one schedule (default: rr:100)")
+    show.add_argument("--schedule", default=DEFAULT_SCHEDULES,
+                      help=f"one schedule (default: {DEFAULT_SCHEDULES})")
     show.add_argument("--trace-lines", type=int, default=80, metavar="N",
                       help="show the last N timeline events (0: all; default 80)")
     show.set_defaults(run=show_command)
