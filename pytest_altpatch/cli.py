@@ -9,7 +9,9 @@ problems found, 2 usage or unreadable input.  A user error never prints a traceb
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import cast
@@ -63,8 +65,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if run is None:
         parser.print_help()
         return EXIT_USAGE
+    from pytest_altpatch.terminal import EscapingStream  # noqa: PLC0415
+
+    # Case text, symbol names and patcher messages are data: escaped before printing.
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = EscapingStream(stdout), EscapingStream(stderr)
     try:
         return int(run(args))
+    except BrokenPipeError:
+        # `altpatch inspect --json x.elf | head`: the reader has gone; end quietly.
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stdout.fileno())
+        return EXIT_PROBLEMS
     except AltpatchError as exc:
         print(f"altpatch: {exc.render()}", file=sys.stderr)
         return EXIT_USAGE if exc.phase == "load" else EXIT_PROBLEMS
@@ -78,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERNAL
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -104,6 +104,16 @@ ERROR_CODES: Final[Mapping[str, str]] = {
     "PATCHER_DIALECT": "a dialect asked for is unknown, or not one the patcher implements",
     # --- patcher entries ---
     "PATCHER_BAD_RESULT": "a patcher entry returned a value of the wrong kind",
+    # --- supervised workers (phase: boot or late) ---
+    "PATCHER_TIMEOUT": "the item's worker ran past the host timeout and was killed",
+    "PATCHER_DIED": "the item's worker died from a signal (or its server went away)",
+    "PATCHER_EXITED": "the item's worker exited, or the patcher raised SystemExit or "
+                      "KeyboardInterrupt, before an outcome was made",
+    # --- bounded inputs (phase: load) ---
+    "SPEC_TAG": "a YAML tag outside the safe core schema, or a tagged value it cannot hold",
+    "SPEC_CHARACTER": "a string holds a surrogate or control character",
+    "SPEC_SCHEMA_REF": "a JSON schema $ref points outside the corpus's schema/ directory",
+    "SPEC_SCHEMA_PATTERN": "a JSON schema pattern is invalid or could backtrack without bound",
 }
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from pytest_altpatch.a64 import assemble
@@ -112,7 +112,7 @@ def _judge_error(case: Case, expected: ErrorExpectation | None,
                             expected.phase, expected.location,
                             detail={"expected_code": expected.code,
                                     "expected_phase": expected.phase})]
-    if (actual.code, actual.phase) != (expected.code, expected.phase):
+    if (actual.code, actual.phase) not in expected.choices:
         return [Discrepancy("error-mismatch",
                             f"expected {expected.code} ({expected.phase}), got {actual.code} "
                             f"({actual.phase}): {actual.message}",
@@ -178,13 +178,17 @@ def _judge_streams(case: Case, outcome: Outcome, phase: PhaseOutcome,
                                      phase.phase, where, detail={"label": stream.label}))
             continue
         try:
-            expected = assemble(stream.asm, base=address, symbols=symbols).code
+            allowed = [assemble(asm, base=address, symbols=symbols).code
+                       for asm in stream.choices]
         except AltpatchError as exc:
             found.append(Discrepancy("stream-mismatch",
                                      f"expected stream for {stream.label!r} does not assemble: "
                                      f"{exc.render()}", phase.phase, where,
                                      detail={"label": stream.label}))
             continue
+        if any(phase.read(address, len(choice)) == choice for choice in allowed):
+            continue
+        expected = allowed[0]  # any_of: the report diffs against the first choice
         actual = phase.read(address, len(expected))
         if actual != expected:
             found.append(Discrepancy(
@@ -297,6 +301,16 @@ def _outside(merged: tuple[list[int], list[int]], address: int) -> bool:
     return slot < 0 or address >= ends[slot]
 
 
+def _changed_bytes(before: bytes, after: bytes) -> Iterator[tuple[int, int, int]]:
+    """(offset, old, new) of every byte that differs, skipping equal 4 KiB blocks."""
+    for block in range(0, len(before), 4096):
+        if before[block:block + 4096] == after[block:block + 4096]:
+            continue
+        for offset in range(block, min(block + 4096, len(before))):
+            if before[offset] != after[offset]:
+                yield offset, before[offset], after[offset]
+
+
 def _judge_unexpected_writes(case: Case, phase: PhaseOutcome) -> list[Discrepancy]:
     patchable: tuple[list[int], list[int]] | None = None
     for section in phase.sections:
@@ -304,9 +318,9 @@ def _judge_unexpected_writes(case: Case, phase: PhaseOutcome) -> list[Discrepanc
             continue
         if patchable is None:
             patchable = _merged(phase.patchable)
-        for offset, (old, new) in enumerate(zip(section.before, section.after, strict=True)):
+        for offset, old, new in _changed_bytes(section.before, section.after):
             address = section.va + offset
-            if old != new and _outside(patchable, address):
+            if _outside(patchable, address):
                 return [Discrepancy(
                     "unexpected-write",
                     f"byte at {address:#x} in {section.name} changed ({old:#04x} -> {new:#04x}) "
@@ -331,7 +345,7 @@ def _judge_hotplug(case: Case, outcome: Outcome) -> list[Discrepancy]:
                                          "hotplug", where))
             continue
         verdict = "accepted" if got.accepted else "refused"
-        if verdict != expected.verdict or (expected.code and expected.code != got.code):
+        if verdict != expected.verdict or (expected.code and got.code not in expected.codes):
             found.append(Discrepancy(
                 "hotplug-mismatch",
                 f"late cpu{expected.cpu}: expected {expected.verdict}"
@@ -341,7 +355,8 @@ def _judge_hotplug(case: Case, outcome: Outcome) -> list[Discrepancy]:
         if got.patcher_accepted is None:
             continue
         own = "accepted" if got.patcher_accepted else "refused"
-        if own != expected.verdict or (expected.code and expected.code != got.patcher_code):
+        if own != expected.verdict or (expected.code
+                                       and got.patcher_code not in expected.codes):
             found.append(Discrepancy(
                 "patcher-hotplug-mismatch",
                 f"late cpu {expected.cpu}: the patcher's own check {own} it"

@@ -3,7 +3,7 @@
 The plugin is inert unless ``--altpatch-corpus`` (or the ``altpatch_corpus`` ini key)
 is given: it then collects every case file under a corpus's ``cases/`` directory as a
 :class:`CaseFile`, with one :class:`CaseItem` per case x mode x schedule
-(``corpus/cases/branch/b-external.yaml::boot[rr:100]``).  Every command-line option
+(``corpus/cases/branch/b-external.yaml::boot[pct:0]``).  Every command-line option
 has an ``altpatch_*`` ini twin so CI can set it in ``pyproject.toml`` or ``tox.ini``;
 the command line wins over the ini file.
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Final
 import pytest
 
 from pytest_altpatch import __version__
-from pytest_altpatch.errors import AltpatchError
+from pytest_altpatch.errors import AltpatchError, SpecError
 from pytest_altpatch.fixtures import (
     altpatch_assert_conforms,
     altpatch_case_from_yaml,
@@ -34,12 +34,14 @@ from pytest_altpatch.fixtures import (
     altpatch_platform,
     altpatch_run,
 )
+from pytest_altpatch.scenarios.default_schedule import DEFAULT_SCHEDULES
 from pytest_altpatch.tally import NOT_APPLICABLE_PROPERTY, Tally
 
 if TYPE_CHECKING:
     from _pytest._code.code import ExceptionInfo, TerminalRepr
 
     from pytest_altpatch.patchers.contract import Patcher
+    from pytest_altpatch.patchers.facts import PatcherFacts
     from pytest_altpatch.scenarios.runner import ScheduleChoice
     from pytest_altpatch.spec.model import Case, Catalog
 
@@ -52,7 +54,8 @@ _VALUE_OPTIONS: tuple[tuple[str, str, str, str | None], ...] = (
      "every dialect a case lists; another patcher its own)", None),
     ("modes", "string", "comma-separated modes to run: boot, late (default: all)", None),
     ("schedules", "string",
-     "comma-separated schedules, e.g. rr:100,random:1-3,adversarial (default: rr:100)", None),
+     "comma-separated schedules, e.g. pct:0-1,rr:100,random:1-3,adversarial "
+     f"(default: {DEFAULT_SCHEDULES})", None),
     ("features-include", "string",
      "comma-separated features: only run cases that require one of them", None),
     ("features-exclude", "string",
@@ -71,7 +74,6 @@ _VALUE_OPTIONS: tuple[tuple[str, str, str, str | None], ...] = (
 
 #: Modes a case can be run in, in item order.
 MODES: Final[tuple[str, ...]] = ("boot", "late")
-DEFAULT_SCHEDULES: Final = "rr:100"
 #: The ``--altpatch-corpus``/``altpatch_corpus`` word for the corpus shipped with the plugin.
 BUNDLED: Final = "bundled"
 _CASE_SUFFIXES: Final = frozenset({".yaml"})
@@ -105,7 +107,7 @@ class ExpectationLine:
         """Whether ``key`` is this id, or starts with it at an id boundary.
 
         A prefix must end where an id part ends (``/``, ``::``, ``[`` or ``,``), so
-        ``b-external`` selects ``b-external::boot[rr:100]`` but not ``b-external-2``.
+        ``b-external`` selects ``b-external::boot[pct:0]`` but not ``b-external-2``.
         """
         if key == self.pattern:
             return True
@@ -154,6 +156,8 @@ class Settings:
     #: Selections outside any corpus (one's own case directories or files), each with
     #: the corpus root whose catalog resolves them (--altpatch-catalog, else bundled).
     own_cases: tuple[tuple[Path, Path], ...] = ()
+    #: Run items in this process instead of a supervised worker (debugging only).
+    inprocess: bool = False
 
 
 def _value(config: pytest.Config, dest: str) -> str | None:
@@ -277,6 +281,8 @@ def read_settings(config: pytest.Config) -> Settings | None:
         accept_major=_parse_major(_value(config, "altpatch_accept_version")),
         timeout=_parse_seconds(_value(config, "altpatch_timeout")),
         own_cases=tuple(own_cases),
+        inprocess=bool(config.getoption("altpatch_inprocess")
+                       or config.getini("altpatch_inprocess")),
         strict=bool(config.getoption("altpatch_strict") or config.getini("altpatch_strict")),
     )
 
@@ -311,20 +317,25 @@ class AltpatchState:
     """What the switched-on plugin knows for this pytest process."""
 
     settings: Settings
-    #: One patcher per dialect under test (the reference patcher: every dialect asked).
-    patchers: tuple[Patcher, ...]
+    #: What the session knows of each patcher under test (one per dialect); the
+    #: patchers themselves live in the supervised workers.
+    patchers: tuple[PatcherFacts, ...]
     schedules: tuple[ScheduleChoice, ...]
     corpora: dict[Path, CorpusState] = field(default_factory=dict)
+    #: The patcher objects by dialect, only with ``--altpatch-inprocess``.
+    inprocess_patchers: dict[str, Patcher] = field(default_factory=dict)
+    #: Case id -> the file that first defined it, in collection order.
+    case_ids: dict[str, Path] = field(default_factory=dict)
     tally: Tally = field(default_factory=Tally)
 
     @property
-    def patcher(self) -> Patcher:
+    def patcher(self) -> PatcherFacts:
         """The first patcher under test (the fixtures' and the header's default)."""
         return self.patchers[0]
 
     @property
     def dialect_in_ids(self) -> bool:
-        """Whether item ids name the dialect (``boot[linux-4.9,rr:100]``): when the run
+        """Whether item ids name the dialect (``boot[linux-4.9,pct:0]``): when the run
         judges more than one dialect."""
         return len(self.patchers) > 1
 
@@ -420,6 +431,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="conformance corpus paths (relative to the ini file, or 'bundled'); setting it "
              "turns the plugin on",
     )
+    inprocess_help = ("run each item's machine and patcher in the pytest process instead of a "
+                      "supervised worker: for debuggers; a patcher can then hang, end or "
+                      "tamper with the session, and the timeout is only cooperative")
+    group.addoption("--altpatch-inprocess", dest="altpatch_inprocess", action="store_true",
+                    default=False, help=inprocess_help)
+    parser.addini("altpatch_inprocess", type="bool", default=False, help=inprocess_help)
     strict_help = "fail the items the patcher cannot run (not applicable) instead of skipping"
     group.addoption("--altpatch-strict", dest="altpatch_strict", action="store_true",
                     default=False, help=strict_help)
@@ -441,18 +458,27 @@ def pytest_configure(config: pytest.Config) -> None:
     settings = read_settings(config)
     if settings is None:
         return
+    from pytest_altpatch.patchers.facts import PatcherFacts  # noqa: PLC0415
     from pytest_altpatch.patchers.registry import (  # noqa: PLC0415
         parse_dialects,
         resolve_patchers,
     )
     from pytest_altpatch.scenarios.runner import parse_schedules  # noqa: PLC0415
+    from pytest_altpatch.supervisor import patchers_facts  # noqa: PLC0415
 
     try:
         dialects = parse_dialects(settings.dialect)
     except AltpatchError as exc:
         raise pytest.UsageError(f"--altpatch-dialect: {exc.render()}") from None
+    inprocess_patchers: dict[str, Patcher] = {}
     try:
-        patchers = resolve_patchers(settings.patcher, dialects)
+        if settings.inprocess:
+            resolved = resolve_patchers(settings.patcher, dialects)
+            inprocess_patchers = {patcher.dialect: patcher for patcher in resolved}
+            patchers = PatcherFacts.of_all(resolved, dialects)
+        else:
+            # Even creating a patcher runs its code: that happens in a worker too.
+            patchers = patchers_facts(settings.patcher, dialects, timeout=settings.timeout)
     except AltpatchError as exc:
         option = "--altpatch-dialect" if exc.code == "PATCHER_DIALECT" and settings.dialect \
             else "--altpatch-patcher"
@@ -463,14 +489,13 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"--altpatch-schedules: {exc.render()}") from None
     except ValueError as exc:
         raise pytest.UsageError(f"--altpatch-schedules: {exc}") from None
-    config.stash[_STATE] = _REPORT_STATE[0] = AltpatchState(settings, patchers, schedules)
-    selected = [str(path) for path in settings.selections]
-    if config.args_source != pytest.Config.ArgsSource.ARGS:
+    config.stash[_STATE] = _REPORT_STATE[0] = AltpatchState(
+        settings, patchers, schedules, inprocess_patchers=inprocess_patchers)
+    if config.args_source != pytest.Config.ArgsSource.ARGS and settings.from_command_line:
         # No paths on the command line: the corpus replaces testpaths when asked for on
-        # the command line, and joins them when switched on from the ini file.
-        config.args = selected if settings.from_command_line else [*config.args, *selected]
-    elif settings.from_command_line:
-        config.args = [*config.args, *selected]
+        # the command line, and joins them when switched on from the ini file.  Corpus
+        # paths are never pytest paths (see pytest_make_collect_report).
+        config.args = []
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -502,6 +527,66 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return lines
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+        collector: pytest.Collector) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    """Add the corpus's case files to the session's top-level nodes.
+
+    Corpus paths are data, not pytest collection paths: pytest never walks a corpus
+    directory, so a ``conftest.py`` or ``test_*.py`` shipped inside one is never
+    imported, and case files given on the command line are ordinary pytest paths
+    (claimed by :func:`pytest_collect_file`).
+    """
+    report: pytest.CollectReport = yield
+    state = plugin_state(collector.config)
+    if state is None or not isinstance(collector, pytest.Session) or not report.passed:
+        return report
+    assert isinstance(report.result, list)
+    rootpath = collector.config.rootpath
+    for choice in corpus_case_files(state.settings):
+        # Relative to the rootdir when inside it, else to the corpus's parent directory.
+        base = rootpath if rootpath in choice.path.parents else choice.id_base
+        nodeid = choice.path.relative_to(base).as_posix()
+        case_file: CaseFile = CaseFile.from_parent(collector, path=choice.path, name=nodeid,
+                                                   nodeid=nodeid)
+        case_file.corpus_root = choice.root
+        report.result.append(case_file)
+    return report
+
+
+@dataclass(frozen=True)
+class CaseFileChoice:
+    """One case file to collect: its corpus root (whose catalog resolves it) and the
+    directory its node id is relative to when it lies outside the rootdir."""
+
+    path: Path
+    root: Path
+    id_base: Path
+
+
+def corpus_case_files(settings: Settings) -> list[CaseFileChoice]:
+    """Every case file the selections name, in a stable order, each once."""
+    from pytest_altpatch.spec.corpus import find_corpus_root  # noqa: PLC0415
+
+    own = dict(settings.own_cases)
+    found: dict[Path, CaseFileChoice] = {}
+    for selection in settings.selections:
+        directory = selection if selection.is_dir() else selection.parent
+        if selection in own:  # one's own cases: every YAML file under the selection
+            root, start, id_base = own[selection], directory, directory.parent
+        else:
+            corpus_root = find_corpus_root(directory)
+            if corpus_root is None:
+                continue
+            root, id_base = corpus_root, corpus_root.parent
+            start = root / "cases" if directory == root else directory
+        paths = sorted(path for path in start.rglob("*")
+                       if path.suffix in _CASE_SUFFIXES and path.is_file()) \
+            if selection.is_dir() else [selection]
+        for path in paths:
+            if selection in own or root / "cases" in path.parents:
+                found.setdefault(path, CaseFileChoice(path, root, id_base))
+    return list(found.values())
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """Count altpatch items run and not applicable, for the coverage line."""
     state = _REPORT_STATE[0]
@@ -526,13 +611,15 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> CaseFile | None:
-    """Claim YAML files under a selected corpus's ``cases/`` directory."""
+    """Claim a case file named as a pytest path, if a selected corpus holds it."""
     state = plugin_state(parent.config)
     if state is None or file_path.suffix not in _CASE_SUFFIXES:
         return None
     root = state.root_of_case_file(file_path)
-    if root is None:
-        return None
+    resolved = file_path.resolve()
+    if root is None or any(choice.path == resolved
+                           for choice in corpus_case_files(state.settings)):
+        return None  # collected from the corpus already
     case_file: CaseFile = CaseFile.from_parent(parent, path=file_path)
     case_file.corpus_root = root
     return case_file
@@ -658,6 +745,13 @@ class CaseFile(pytest.File):
         if case is None:
             yield CaseLoadItem.from_parent(self, name="load", error=problems[0])
             return
+        first = state.case_ids.setdefault(case.id, self.path)
+        if first != self.path:
+            error = SpecError("SPEC_DUPLICATE_ID",
+                              f"case id {case.id!r} is also the id of {first}",
+                              location=case.location_of("id"))
+            yield CaseLoadItem.from_parent(self, name="load", error=error)
+            return
         # One item per dialect the case lists among those judged; a case written for none
         # of them still gets an item (per mode), skipped with why.
         patchers = [p for p in state.patchers if p.dialect in case.dialects] \
@@ -695,9 +789,10 @@ class CaseLoadItem(pytest.Item):
                      style: str | None = None) -> str | TerminalRepr:
         """``file:line:col: CODE: message`` for a spec error; a traceback for our bugs."""
         from pytest_altpatch.report import render_load_error  # noqa: PLC0415
+        from pytest_altpatch.terminal import escape_text  # noqa: PLC0415
 
         if isinstance(excinfo.value, AltpatchError):
-            return render_load_error(excinfo.value)
+            return escape_text(render_load_error(excinfo.value))
         return super().repr_failure(excinfo, style=style)  # type: ignore[arg-type]
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
@@ -710,7 +805,7 @@ class CaseItem(pytest.Item):
     """One case run in one mode under one schedule against the configured patcher."""
 
     def __init__(self, *, case: Case, catalog: Catalog, mode: str, schedule: ScheduleChoice,
-                 corpus_version: str, patcher: Patcher, **kwargs: object) -> None:
+                 corpus_version: str, patcher: PatcherFacts, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.case = case
         self.catalog = catalog
@@ -744,7 +839,8 @@ class CaseItem(pytest.Item):
         """Run the case, judge the outcome, and fail with a report if anything differs."""
         from pytest_altpatch.judge import judge  # noqa: PLC0415
         from pytest_altpatch.report import render_failure, reproduce_command  # noqa: PLC0415
-        from pytest_altpatch.scenarios.runner import run_case  # noqa: PLC0415
+        from pytest_altpatch.supervisor import item_request, run_item  # noqa: PLC0415
+        from pytest_altpatch.terminal import escape_text  # noqa: PLC0415
 
         state = plugin_state(self.config)
         if state is None:  # pragma: no cover - items exist only when switched on
@@ -752,9 +848,12 @@ class CaseItem(pytest.Item):
         if self.not_applicable is not None:  # only reached under --altpatch-strict
             raise ConformanceFailure(f"not applicable (failed under --altpatch-strict): "
                                      f"{self.not_applicable}")
-        outcome = run_case(self.case, self.catalog, mode=self.mode, patcher=self.patcher,
-                           schedule=self.schedule.name, seed=self.schedule.seed,
-                           timeout=state.settings.timeout)
+        request = item_request(self.case, self.catalog, mode=self.mode,
+                               patcher=state.settings.patcher,
+                               dialect=self.patcher.asked_dialect, schedule=self.schedule.name,
+                               seed=self.schedule.seed, timeout=state.settings.timeout,
+                               facts=self.patcher)
+        outcome = run_item(request, patcher=state.inprocess_patchers.get(self.patcher.dialect))
         verdict = judge(self.case, outcome)
         self.user_properties += [
             ("altpatch_findings", ",".join(sorted({f.code for f in outcome.findings}))),
@@ -766,8 +865,9 @@ class CaseItem(pytest.Item):
                                         dialect=self.patcher.dialect,
                                         schedule=self.schedule.label, seed=self.schedule.seed,
                                         cwd=self.config.invocation_params.dir)
-            raise ConformanceFailure(render_failure(self.case, outcome, verdict,
-                                                    reproduce=command))
+            # Case text and patcher messages are data: never raw control characters.
+            raise ConformanceFailure(escape_text(render_failure(self.case, outcome, verdict,
+                                                                reproduce=command)))
 
     def repr_failure(self, excinfo: ExceptionInfo[BaseException],
                      style: str | None = None) -> str | TerminalRepr:

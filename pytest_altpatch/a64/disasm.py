@@ -72,7 +72,9 @@ def _text(word: int, address: int, symbols: _SymbolIndex | None) -> str:
     if symbols is not None and pc_relative_class(word) is not None:
         # Capstone prints the absolute target as the last operand; name it instead.
         target = decode_target(word, address)
-        text = _TARGET.sub(symbols.describe(target), text)
+        label = symbols.describe(target)
+        # A function replacement: a symbol name is literal text, never a template.
+        text = _TARGET.sub(lambda _: label, text)
     return text
 
 

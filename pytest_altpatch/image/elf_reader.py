@@ -12,7 +12,6 @@ turns any non-project exception into ``ELF_MALFORMED`` naming the section.
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from pytest_altpatch.image.model import (
 )
 from pytest_altpatch.image.objects import AppliedRelocation, LoadedObject, LoadedSection
 from pytest_altpatch.image.relocations import NO_OP_TYPES, RECIPES, relocate, type_name
+from pytest_altpatch.jsontext import loads_bounded
 from pytest_altpatch.spec.model import DIALECTS, CapNumbering, Dialect
 
 #: NOBITS sections larger than this are refused rather than materialised.
@@ -338,9 +338,9 @@ def decode_numbering(body: bytes) -> CapNumbering:
     """Parse a :data:`NUMBERING_SECTION` body (``ELF_MALFORMED`` if it is not one)."""
     where = Location(section=NUMBERING_SECTION)
     try:
-        document = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise ElfError("ELF_MALFORMED", "numbering section is not JSON",
+        document = loads_bounded(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ElfError("ELF_MALFORMED", f"numbering section is not JSON ({exc})",
                        location=where) from None
     dialect = document.get("dialect") if isinstance(document, dict) else None
     ncaps = document.get("ncaps") if isinstance(document, dict) else None

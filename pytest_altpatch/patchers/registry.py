@@ -110,7 +110,11 @@ def resolve_patcher(name: str, *, dialect: str | None = None) -> Patcher:
         if not rest:
             raise PatchError("PATCHER_UNKNOWN", "native: needs a manifest path",
                              phase="load", hint="native:PATH/TO/manifest.yaml")
-        return load_native_patcher(rest)
+        native = load_native_patcher(rest)
+        if dialect is not None and native.dialect != dialect:
+            raise PatchError("PATCHER_DIALECT", f"{name!r} implements {native.dialect!r} "
+                             f"(its manifest's dialect), not {dialect!r}", phase="load")
+        return native
     if not rest:
         raise PatchError("PATCHER_UNKNOWN", f"cannot resolve patcher {name!r}", phase="load",
                          hint="use reference[:DIALECT] or package.module:attribute")

@@ -13,14 +13,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from pytest_altpatch.errors import AltpatchError
+from pytest_altpatch.scenarios.default_schedule import DEFAULT_SCHEDULES
 
 if TYPE_CHECKING:
     from pytest_altpatch.patchers.contract import Patcher
+    from pytest_altpatch.patchers.facts import PatcherFacts
+    from pytest_altpatch.scenarios.outcome import Outcome
     from pytest_altpatch.scenarios.runner import ScheduleChoice
     from pytest_altpatch.spec.model import Case, Catalog, Dialect
 
@@ -37,12 +41,25 @@ class _Loaded:
     catalog: Catalog
     #: One per dialect to run: those the case lists among the ones asked for (the
     #: reference patcher's default: every dialect the case lists).
-    patchers: tuple[Patcher, ...]
+    patchers: tuple[PatcherFacts, ...]
     schedules: tuple[ScheduleChoice, ...]
     modes: tuple[str, ...]
+    #: The patcher objects by dialect, only with ``--inprocess``; otherwise they live in
+    #: the supervised worker.
+    inprocess_patchers: Mapping[str, Patcher] = field(default_factory=dict)
+
+    def outcome(self, args: argparse.Namespace, mode: str, choice: ScheduleChoice,
+                patcher: PatcherFacts) -> Outcome:
+        """Run one mode under one schedule against ``patcher`` through the supervisor."""
+        from pytest_altpatch.supervisor import item_request, run_item  # noqa: PLC0415
+
+        request = item_request(self.case, self.catalog, mode=mode, patcher=args.patcher,
+                               dialect=patcher.asked_dialect, schedule=choice.name,
+                               seed=choice.seed, timeout=args.timeout, facts=patcher)
+        return run_item(request, patcher=self.inprocess_patchers.get(patcher.dialect))
 
     @property
-    def patcher(self) -> Patcher:
+    def patcher(self) -> PatcherFacts:
         """The first patcher to run (``show`` runs only this one)."""
         return self.patchers[0]
 
@@ -63,7 +80,10 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                         help="corpus whose catalog resolves the case (default: the corpus "
                              "holding the file, else the bundled corpus)")
     parser.add_argument("--timeout", type=float, default=None,
-                        help="host seconds before the run ends as hung")
+                        help="host seconds before the run ends as hung (the worker is killed)")
+    parser.add_argument("--inprocess", action="store_true",
+                        help="run the patcher in this process, not a supervised worker "
+                             "(for debuggers: no kill, and the patcher can end the command)")
 
 
 def register(subparsers: Any) -> None:
@@ -73,9 +93,9 @@ def register(subparsers: Any) -> None:
         description="Run a case against a patcher and print the verdict and discrepancies. "
                     "Exit 0 on pass, 1 on failure, 2 when the case cannot be loaded.")
     _add_common(run)
-    run.add_argument("--schedule", default="rr:100",
-                     help="schedules, comma-separated: rr:100,random:1-3,adversarial "
-                          "(default: rr:100)")
+    run.add_argument("--schedule", default=DEFAULT_SCHEDULES,
+                     help="schedules, comma-separated: pct:0-1,rr:100,random:1-3,adversarial "
+                          f"(default: {DEFAULT_SCHEDULES})")
     run.set_defaults(run=run_command)
     show = subparsers.add_parser(
         "show", help="run one case and show the image, patched streams, findings, timeline",
@@ -83,7 +103,8 @@ def register(subparsers: Any) -> None:
                     "replacement disassembled), the capabilities chosen per CPU, the patched "
                     "streams, findings, the timeline and the verdict.")
     _add_common(show)
-    show.add_argument("--schedule", default="rr:100", help="one schedule (default: rr:100)")
+    show.add_argument("--schedule", default=DEFAULT_SCHEDULES,
+                      help=f"one schedule (default: {DEFAULT_SCHEDULES})")
     show.add_argument("--trace-lines", type=int, default=80, metavar="N",
                       help="show the last N timeline events (0: all; default 80)")
     show.set_defaults(run=show_command)
@@ -97,6 +118,7 @@ def _complain(error: AltpatchError, stream: TextIO) -> None:
 
 def _load(args: argparse.Namespace, err: TextIO) -> _Loaded | None:
     """Load case, catalog, patcher and schedules; print the problem and return None."""
+    from pytest_altpatch.patchers.facts import PatcherFacts  # noqa: PLC0415
     from pytest_altpatch.patchers.registry import (  # noqa: PLC0415
         dialect_free_reference,
         parse_dialects,
@@ -109,6 +131,7 @@ def _load(args: argparse.Namespace, err: TextIO) -> _Loaded | None:
     from pytest_altpatch.spec.catalog import read_catalog  # noqa: PLC0415
     from pytest_altpatch.spec.corpus import find_corpus_root  # noqa: PLC0415
     from pytest_altpatch.spec.model import DIALECTS, preferred_dialect  # noqa: PLC0415
+    from pytest_altpatch.supervisor import patchers_facts  # noqa: PLC0415
 
     path: Path = args.case
     if not path.is_file():
@@ -129,7 +152,13 @@ def _load(args: argparse.Namespace, err: TextIO) -> _Loaded | None:
         # The reference patcher runs a case under every dialect it lists, unless told.
         dialects = parse_dialects(args.dialect) or (
             DIALECTS if dialect_free_reference(args.patcher) else None)
-        patchers = resolve_patchers(args.patcher, dialects)
+        inprocess_patchers: dict[str, Patcher] = {}
+        if args.inprocess:
+            resolved = resolve_patchers(args.patcher, dialects)
+            inprocess_patchers = {patcher.dialect: patcher for patcher in resolved}
+            patchers = PatcherFacts.of_all(resolved, dialects)
+        else:  # even creating a patcher runs its code: that happens in a worker too
+            patchers = patchers_facts(args.patcher, dialects, timeout=args.timeout)
         schedules = tuple(parse_schedules(args.schedule))
     except AltpatchError as exc:
         err.write(f"altpatch: {exc.render()}\n")
@@ -150,11 +179,11 @@ def _load(args: argparse.Namespace, err: TextIO) -> _Loaded | None:
     first = preferred_dialect(case.dialects)
     listed = tuple(sorted((p for p in patchers if p.dialect in case.dialects),
                           key=lambda p: (p.dialect != first, case.dialects.index(p.dialect))))
-    return _Loaded(case, catalog, listed or patchers[:1], schedules, modes)
+    return _Loaded(case, catalog, listed or patchers[:1], schedules, modes, inprocess_patchers)
 
 
 def _reproduce(args: argparse.Namespace, case: Case, mode: str, choice: ScheduleChoice,
-               patcher: Patcher) -> str:
+               patcher: PatcherFacts) -> str:
     from pytest_altpatch.report import reproduce_command  # noqa: PLC0415
 
     return reproduce_command(case.path, mode=mode, patcher=args.patcher,
@@ -166,7 +195,7 @@ def run_command(args: argparse.Namespace, out: TextIO | None = None,
     """``altpatch run``: every mode x schedule, a verdict line each, then discrepancies."""
     from pytest_altpatch.judge import judge  # noqa: PLC0415
     from pytest_altpatch.report import render_failure, style_for  # noqa: PLC0415
-    from pytest_altpatch.scenarios.runner import not_applicable, run_case  # noqa: PLC0415
+    from pytest_altpatch.scenarios.runner import not_applicable  # noqa: PLC0415
 
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
@@ -176,15 +205,14 @@ def run_command(args: argparse.Namespace, out: TextIO | None = None,
     style = style_for(out)
     case, status = loaded.case, EXIT_PASS
     for patcher in loaded.patchers:
+        _describe_patcher(patcher, out)
         for mode in loaded.modes:
             reason = not_applicable(case, patcher, mode)
             if reason is not None:
                 out.write(f"N/A   {case.id} {mode}: {reason}\n")
                 continue
             for choice in loaded.schedules:
-                outcome = run_case(case, loaded.catalog, mode=mode, patcher=patcher,
-                                   schedule=choice.name, seed=choice.seed,
-                                   timeout=args.timeout)
+                outcome = loaded.outcome(args, mode, choice, patcher)
                 verdict = judge(case, outcome)
                 heading = (f"{case.id} {mode} {choice.label} seed {choice.seed} "
                            f"{patcher.name} ({patcher.dialect})")
@@ -199,12 +227,19 @@ def run_command(args: argparse.Namespace, out: TextIO | None = None,
     return status
 
 
+def _describe_patcher(patcher: Patcher, out: TextIO) -> None:
+    """What a patcher says about itself (a native one: its objects and their hashes)."""
+    describe = getattr(patcher, "describe", None)
+    if callable(describe):
+        out.write("".join(f"{line}\n" for line in describe()))
+
+
 def show_command(args: argparse.Namespace, out: TextIO | None = None,
                  err: TextIO | None = None) -> int:
     """``altpatch show``: one run, everything about it; exit 1 if the verdict fails."""
     from pytest_altpatch.judge import judge  # noqa: PLC0415
     from pytest_altpatch.report import render_show, style_for  # noqa: PLC0415
-    from pytest_altpatch.scenarios.runner import not_applicable, run_case  # noqa: PLC0415
+    from pytest_altpatch.scenarios.runner import not_applicable  # noqa: PLC0415
 
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
@@ -222,9 +257,9 @@ def show_command(args: argparse.Namespace, out: TextIO | None = None,
         out.write(f"{loaded.case.id} {mode}: not applicable to {loaded.patcher.name}: "
                   f"{reason}\n")
         return EXIT_PASS
-    outcome = run_case(loaded.case, loaded.catalog, mode=mode, patcher=loaded.patcher,
-                       schedule=choice.name, seed=choice.seed, timeout=args.timeout)
+    outcome = loaded.outcome(args, mode, choice, loaded.patcher)
     verdict = judge(loaded.case, outcome)
+    _describe_patcher(loaded.patcher, out)
     out.write(render_show(loaded.case, outcome, verdict, style=style_for(out),
                           trace_lines=max(args.trace_lines, 0)) + "\n")
     out.write(f"reproduce: {_reproduce(args, loaded.case, mode, choice, loaded.patcher)}\n")

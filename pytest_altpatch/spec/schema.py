@@ -27,16 +27,27 @@ SCHEMA_DIR_NAME = "schema"
 
 @lru_cache(maxsize=16)
 def _validator(schema_file: str) -> jsonschema.protocols.Validator:
+    from pytest_altpatch.spec.schema_safety import (  # noqa: PLC0415
+        check_patterns,
+        check_references,
+        local_registry,
+        read_schema,
+    )
+
     path = Path(schema_file)
-    try:
-        schema = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise SpecError("SPEC_IO", f"cannot read schema: {exc}",
-                        location=Location(file=str(path))) from None
+    schema = read_schema(path)
+    check_patterns(schema, path)  # before the metaschema, which only says "not a regex"
     cls = jsonschema.validators.validator_for(schema)
     if not _is_bundled(path):  # the shipped schemas are checked by the test suite
-        cls.check_schema(schema)
-    validator: jsonschema.protocols.Validator = cls(schema)
+        try:
+            cls.check_schema(schema)
+        except jsonschema.exceptions.SchemaError as exc:
+            raise SpecError("SPEC_IO", f"not a valid JSON schema: {exc.message}",
+                            location=Location(file=str(path))) from None
+    # Nothing in a corpus's schema is fetched or trusted: local $refs, checked patterns.
+    registry = local_registry(path.parent)
+    check_references(schema, registry, path)
+    validator: jsonschema.protocols.Validator = cls(schema, registry=registry)
     return validator
 
 
@@ -143,7 +154,10 @@ def _sort_key(error: SpecError) -> tuple[int, int, int, str]:
 
 def validate(document: LocatedDocument, schema_file: Path) -> list[SpecError]:
     """Every schema problem of ``document``, sorted by position in the file."""
-    validator = _validator(str(schema_file))
+    try:
+        validator = _validator(str(schema_file))
+    except SpecError as exc:  # the corpus's schema itself is unusable: that file's problem
+        return [exc]
     value: Any = document.value
     problems: list[SpecError] = []
     seen: set[str] = set()

@@ -8,14 +8,28 @@ global loaders and constructors are never touched: installing a constructor on
 ``yaml.SafeLoader`` itself would change every other package's YAML in the process)
 and build the values ourselves, recording a :class:`~pytest_altpatch.errors.Location`
 for each node under its dotted JSON path (``expect.boot.text.fn``, ``platform.1``).
+
+Inputs are bounded before they cost: a file is ``stat``-ed (FIFOs and devices refused)
+and read with a bound; the node graph is composed by us from the parser's *event
+stream* (libyaml's ``CParser`` when PyYAML has it, about 15 times faster), so the node,
+alias-expansion and depth limits stop a hostile document after at most ``MAX_NODES``
+events rather than after PyYAML has built the whole graph.  libyaml does not check for
+non-printable characters, so we do, with a location.  Only the safe core tags (null,
+bool, int, float, str, seq, map) are accepted, explicitly or implicitly, and a tagged
+value must be one its tag can hold (``!!bool maybe`` is refused); strings holding lone
+surrogates or control characters (other than tab and newline) are refused.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any, Final
 
 import yaml
 
@@ -29,8 +43,37 @@ MAX_NODES = 200_000
 MAX_BYTES = 4 * 1024 * 1024
 
 
+#: Bound on how deeply collections may nest.
+MAX_DEPTH = 64
+
+#: Characters YAML does not allow in a stream (the pure-Python reader checks these;
+#: libyaml does not).
+_NON_PRINTABLE: Final = re.compile(
+    "[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+#: Characters a string value may not hold: lone surrogates, C0 controls other than tab,
+#: newline and carriage return, DEL and C1 controls.
+_UNSAFE_IN_STRING: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+_CORE: Final = "tag:yaml.org,2002:"
+#: The safe core schema: what a case, catalog or payload file may contain.
+SAFE_SCALAR_TAGS: Final = frozenset(_CORE + name for name in ("null", "bool", "int", "float",
+                                                               "str"))
+_SEQ_TAG: Final = _CORE + "seq"
+_MAP_TAG: Final = _CORE + "map"
+_MERGE_TAG: Final = _CORE + "merge"  # a '<<' key: refused by the builder with its own message
+
+
 class _PrivateSafeLoader(yaml.SafeLoader):
     """A SafeLoader subclass of our own, so nothing we do leaks into PyYAML globals."""
+
+
+if getattr(yaml, "__with_libyaml__", False):
+    class _PrivateCSafeLoader(yaml.CSafeLoader):
+        """libyaml's parser with PyYAML's safe constructor and resolver, privately."""
+
+    _FAST_LOADER: type | None = _PrivateCSafeLoader
+else:  # pragma: no cover - PyYAML built without libyaml
+    _FAST_LOADER = None
 
 
 @dataclass(frozen=True)
@@ -72,10 +115,135 @@ def _mark_location(file: str, mark: yaml.Mark | None, json_path: str) -> Locatio
                     json_path=json_path or None)
 
 
+def _check_printable(text: str, file: str) -> None:
+    found = _NON_PRINTABLE.search(text)
+    if found is None:
+        return
+    line = text.count("\n", 0, found.start()) + 1
+    column = found.start() - (text.rfind("\n", 0, found.start()) + 1) + 1
+    raise SpecError("SPEC_SYNTAX",
+                    f"invalid YAML: special character #x{ord(found.group()):04x} is not allowed",
+                    location=Location(file=file, line=line, column=column))
+
+
+class _EventComposer:
+    """Composes nodes from a parser's events, with limits checked at every event."""
+
+    def __init__(self, file: str, parser: Any) -> None:
+        self.file = file
+        self.parser = parser  # a SafeLoader or CSafeLoader: events, resolve()
+        self.anchors: dict[str, tuple[yaml.Node, int]] = {}
+        self.open_anchors: set[str] = set()
+        self.expanded = 0  # nodes the document expands to, aliases counted in full
+
+    def _fail(self, message: str, mark: Any, code: str = "SPEC_SYNTAX") -> SpecError:
+        return SpecError(code, message, location=_mark_location(self.file, mark, ""))
+
+    def _count(self, size: int, mark: Any) -> None:
+        self.expanded += size
+        if self.expanded > MAX_NODES:
+            raise self._fail(f"document expands to more than {MAX_NODES} values (alias bomb?)",
+                             mark)
+
+    def document(self) -> yaml.Node | None:
+        """The stream's single document, or None if it is empty."""
+        parser = self.parser
+        parser.get_event()  # StreamStartEvent
+        if parser.check_event(yaml.StreamEndEvent):
+            return None
+        parser.get_event()  # DocumentStartEvent
+        node, _ = self._node(0)
+        parser.get_event()  # DocumentEndEvent
+        if not parser.check_event(yaml.StreamEndEvent):
+            event = parser.get_event()
+            raise self._fail("invalid YAML: expected a single document in the stream",
+                             event.start_mark)
+        return node
+
+    def _tag(self, event: Any, kind: type[yaml.Node], value: str | None) -> str:
+        explicit = getattr(event, "tag", None)
+        implicit = getattr(event, "implicit", (True, False))
+        if kind is yaml.ScalarNode:
+            resolved = self.parser.resolve(kind, value, implicit if explicit in (None, "!")
+                                           else (True, False))
+        else:
+            resolved = self.parser.resolve(kind, None, True)
+        if explicit in (None, "!"):
+            tag = str(resolved)
+            if kind is yaml.ScalarNode and tag not in SAFE_SCALAR_TAGS | {_MERGE_TAG}:
+                raise self._fail(f"{value!r} is read as a {tag.rpartition(':')[2]}, which case "
+                                 "files do not use; quote it to make it a string",
+                                 event.start_mark, "SPEC_TAG")
+            return tag
+        tag = str(explicit)
+        allowed = SAFE_SCALAR_TAGS if kind is yaml.ScalarNode else (
+            {_SEQ_TAG} if kind is yaml.SequenceNode else {_MAP_TAG})
+        if tag not in allowed:
+            shown = "!!" + tag[len(_CORE):] if tag.startswith(_CORE) else tag
+            raise self._fail(f"tag {shown} is not in the safe core schema (null, bool, int, "
+                             "float, str, seq, map)", event.start_mark, "SPEC_TAG")
+        if kind is yaml.ScalarNode and tag != _CORE + "str" and resolved != tag:
+            raise self._fail(f"{value!r} is not a valid {tag[len(_CORE):]}", event.start_mark,
+                             "SPEC_TAG")
+        return tag
+
+    def _node(self, depth: int) -> tuple[yaml.Node, int]:
+        """The next node and the number of values it expands to."""
+        parser = self.parser
+        event: Any = parser.get_event()
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in self.open_anchors:
+                raise self._fail("recursive alias: a node contains itself", event.start_mark)
+            if event.anchor not in self.anchors:
+                raise self._fail(f"invalid YAML: found undefined alias {event.anchor!r}",
+                                 event.start_mark)
+            shared, size = self.anchors[event.anchor]
+            self._count(size, event.start_mark)
+            return shared, size
+        start: Any = event.start_mark
+        self._count(1, start)
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            self.open_anchors.add(anchor)
+        node: yaml.Node
+        size = 1
+        end: Any = event.end_mark
+        if isinstance(event, yaml.ScalarEvent):
+            node = yaml.ScalarNode(self._tag(event, yaml.ScalarNode, event.value), event.value,
+                                   start, end, style=event.style)
+        else:
+            if depth >= MAX_DEPTH:
+                raise self._fail(f"YAML nesting is deeper than {MAX_DEPTH} levels",
+                                 event.start_mark)
+            if isinstance(event, yaml.SequenceStartEvent):
+                items: list[yaml.Node] = []
+                node = yaml.SequenceNode(self._tag(event, yaml.SequenceNode, None), items,
+                                         start, None, flow_style=event.flow_style)
+                while not parser.check_event(yaml.SequenceEndEvent):
+                    child, child_size = self._node(depth + 1)
+                    items.append(child)
+                    size += child_size
+            else:
+                assert isinstance(event, yaml.MappingStartEvent)  # the parser's grammar
+                pairs: list[tuple[yaml.Node, yaml.Node]] = []
+                node = yaml.MappingNode(self._tag(event, yaml.MappingNode, None), pairs,
+                                        start, None, flow_style=event.flow_style)
+                while not parser.check_event(yaml.MappingEndEvent):
+                    key, key_size = self._node(depth + 1)
+                    value, value_size = self._node(depth + 1)
+                    pairs.append((key, value))
+                    size += key_size + value_size
+            node.end_mark = parser.get_event().end_mark
+        if anchor is not None:
+            self.open_anchors.discard(anchor)
+            self.anchors[anchor] = (node, size)
+        return node, size
+
+
 class _Builder:
     """Turns a composed node graph into plain values, recording locations."""
 
-    def __init__(self, file: str, loader: _PrivateSafeLoader, source_lines: list[str]) -> None:
+    def __init__(self, file: str, loader: yaml.SafeLoader, source_lines: list[str]) -> None:
         self.file = file
         self.loader = loader
         self.source_lines = source_lines
@@ -127,6 +295,14 @@ class _Builder:
                 location=_mark_location(self.file, node.start_mark, path),
             ) from None
         if isinstance(value, str):
+            unsafe = _UNSAFE_IN_STRING.search(value)
+            if unsafe is not None:
+                raise SpecError(
+                    "SPEC_CHARACTER",
+                    f"string holds U+{ord(unsafe.group()):04X} at offset {unsafe.start()} "
+                    "(surrogates and control characters other than tab and newline are "
+                    "not allowed)",
+                    location=_mark_location(self.file, node.start_mark, path))
             self.text_starts[path] = self._text_start(node)
         return value
 
@@ -188,9 +364,10 @@ class _Builder:
 
 def load_yaml_text(text: str, file: str) -> LocatedDocument:
     """Parse one YAML document from ``text``; errors are :class:`SpecError` s."""
+    _check_printable(text, file)
+    loader_class = _FAST_LOADER or _PrivateSafeLoader
     try:
-        # The reader rejects non-printable characters already in the constructor.
-        loader = _PrivateSafeLoader(text)
+        loader = loader_class(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "position", None)
         line = text[:mark].count("\n") + 1 if isinstance(mark, int) else None
@@ -198,7 +375,7 @@ def load_yaml_text(text: str, file: str) -> LocatedDocument:
                         location=Location(file=file, line=line)) from None
     try:
         try:
-            node = loader.get_single_node()
+            node = _EventComposer(file, loader).document()
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             problem = exc.problem or exc.context or "cannot parse"
@@ -208,9 +385,6 @@ def load_yaml_text(text: str, file: str) -> LocatedDocument:
             ) from None
         except yaml.YAMLError as exc:
             raise SpecError("SPEC_SYNTAX", f"invalid YAML: {exc}",
-                            location=Location(file=file)) from None
-        except RecursionError:
-            raise SpecError("SPEC_SYNTAX", "YAML nesting is too deep",
                             location=Location(file=file)) from None
         if node is None:
             return LocatedDocument(file, None, {"": Location(file=file, line=1, column=1)})
@@ -231,17 +405,38 @@ def load_yaml_text(text: str, file: str) -> LocatedDocument:
     )
 
 
-def load_yaml_file(path: Path, display: str | None = None) -> LocatedDocument:
-    """Read and parse ``path``; unreadable or non-UTF-8 files raise ``SPEC_IO``."""
-    file = display if display is not None else str(path)
+def read_bounded(path: Path, file: str, limit: int = MAX_BYTES) -> bytes:
+    """The bytes of regular file ``path``, refusing FIFOs, devices and files over ``limit``
+    before reading them (``SPEC_IO``)."""
     try:
-        raw = path.read_bytes()
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; we refuse it just below.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise SpecError("SPEC_IO", f"cannot read file: {exc.strerror or exc}",
                         location=Location(file=file)) from None
-    if len(raw) > MAX_BYTES:
-        raise SpecError("SPEC_IO", f"file is larger than {MAX_BYTES} bytes",
+    with os.fdopen(fd, "rb") as stream:
+        status = os.fstat(stream.fileno())
+        if not stat.S_ISREG(status.st_mode):
+            raise SpecError("SPEC_IO", "not a regular file (a FIFO, device or socket)",
+                            location=Location(file=file))
+        if status.st_size > limit:
+            raise SpecError("SPEC_IO", f"file is larger than {limit} bytes",
+                            location=Location(file=file))
+        try:
+            raw = stream.read(limit + 1)
+        except OSError as exc:
+            raise SpecError("SPEC_IO", f"cannot read file: {exc.strerror or exc}",
+                            location=Location(file=file)) from None
+    if len(raw) > limit:  # it grew while we looked
+        raise SpecError("SPEC_IO", f"file is larger than {limit} bytes",
                         location=Location(file=file))
+    return raw
+
+
+def load_yaml_file(path: Path, display: str | None = None) -> LocatedDocument:
+    """Read and parse ``path``; unreadable or non-UTF-8 files raise ``SPEC_IO``."""
+    file = display if display is not None else str(path)
+    raw = read_bounded(path, file)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -251,4 +446,13 @@ def load_yaml_file(path: Path, display: str | None = None) -> LocatedDocument:
     return load_yaml_text(text, file)
 
 
-__all__ = ["MAX_NODES", "LocatedDocument", "join_path", "load_yaml_file", "load_yaml_text"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_NODES",
+    "SAFE_SCALAR_TAGS",
+    "LocatedDocument",
+    "join_path",
+    "load_yaml_file",
+    "load_yaml_text",
+    "read_bounded",
+]

@@ -17,7 +17,8 @@ import pytest_altpatch.scenarios.commands
 import pytest_altpatch.scenarios.runner
 import pytest_altpatch.spec.case
 import pytest_altpatch.spec.catalog
-import pytest_altpatch.spec.corpus  # noqa: F401
+import pytest_altpatch.spec.corpus
+import pytest_altpatch.supervisor  # noqa: F401
 
 
 @pytest.fixture

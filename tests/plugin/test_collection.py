@@ -27,9 +27,9 @@ def test_each_case_becomes_one_item_per_mode_and_schedule_with_sorted_ids(
             "adrp/needs-adrp.yaml": CASE_NEEDS_ADRP})
     result = pytester.runpytest("--altpatch-corpus", "corpus", "--collect-only", "-q")
     assert _collected_ids(result) == [
-        "corpus/cases/adrp/needs-adrp.yaml::boot[rr:100]",
-        "corpus/cases/demo/applied.yaml::boot[rr:100]",
-        "corpus/cases/demo/wrong-stream.yaml::boot[rr:100]",
+        "corpus/cases/adrp/needs-adrp.yaml::boot[pct:0]",
+        "corpus/cases/demo/applied.yaml::boot[pct:0]",
+        "corpus/cases/demo/wrong-stream.yaml::boot[pct:0]",
     ]
 
 
@@ -48,13 +48,13 @@ def test_corpus_option_joins_paths_given_on_the_command_line(pytester: pytest.Py
                                 "--collect-only", "-q")
     ids = _collected_ids(result)
     assert "test_mine.py::test_mine" in ids
-    assert "corpus/cases/demo/applied.yaml::boot[rr:100]" in ids
+    assert "corpus/cases/demo/applied.yaml::boot[pct:0]" in ids
 
 
 def test_a_single_case_file_can_be_selected(pytester: pytest.Pytester, two_cases: Path) -> None:
     result = pytester.runpytest("--altpatch-corpus", "corpus/cases/demo/applied.yaml",
                                 "--collect-only", "-q")
-    assert _collected_ids(result) == ["corpus/cases/demo/applied.yaml::boot[rr:100]"]
+    assert _collected_ids(result) == ["corpus/cases/demo/applied.yaml::boot[pct:0]"]
 
 
 def test_ini_key_switches_the_plugin_on_alongside_the_project_tests(
@@ -63,7 +63,7 @@ def test_ini_key_switches_the_plugin_on_alongside_the_project_tests(
     pytester.makepyfile(test_mine="def test_mine():\n    pass\n")
     ids = _collected_ids(pytester.runpytest("--collect-only", "-q"))
     assert "test_mine.py::test_mine" in ids
-    assert "corpus/cases/demo/needs-adrp.yaml::boot[rr:100]" in ids
+    assert "corpus/cases/demo/needs-adrp.yaml::boot[pct:0]" in ids
 
 
 def test_without_the_option_case_files_are_not_collected(pytester: pytest.Pytester,
@@ -91,7 +91,7 @@ def test_a_directory_outside_any_corpus_is_read_with_the_bundled_catalog(
 
 def test_bundled_corpus_is_the_default(pytester: pytest.Pytester) -> None:
     ids = _collected_ids(pytester.runpytest("--altpatch-corpus", "--collect-only", "-q"))
-    assert any(i.endswith("cases/branch/b-external.yaml::boot[rr:100]") for i in ids)
+    assert any(i.endswith("cases/branch/b-external.yaml::boot[pct:0]") for i in ids)
     assert ids == sorted(ids)
 
 
@@ -99,7 +99,7 @@ def test_unloadable_case_is_one_failing_item_with_file_line_column(
         pytester: pytest.Pytester, corpus: CaseWriter) -> None:
     corpus({"demo/broken.yaml": CASE_BROKEN, "demo/applied.yaml": CASE_APPLIED})
     collected = pytester.runpytest("--altpatch-corpus", "corpus", "--collect-only", "-q")
-    assert _collected_ids(collected) == ["corpus/cases/demo/applied.yaml::boot[rr:100]",
+    assert _collected_ids(collected) == ["corpus/cases/demo/applied.yaml::boot[pct:0]",
                                          "corpus/cases/demo/broken.yaml::load"]
     result = pytester.runpytest("--altpatch-corpus", "corpus", "-k", "load")
     result.assert_outcomes(failed=1, deselected=1)
@@ -128,3 +128,26 @@ def test_markers_are_registered_for_strict_markers(pytester: pytest.Pytester,
                                 "--collect-only", "-q", "-m", "altpatch_feature")
     assert result.ret == pytest.ExitCode.OK
     assert len(_collected_ids(result)) == 2
+
+
+def test_a_corpus_directory_is_data_its_conftest_and_tests_never_run(
+        pytester: pytest.Pytester, corpus: CaseWriter) -> None:
+    root = corpus({"demo/applied.yaml": CASE_APPLIED})
+    planted = "open({marker!r}, 'w').close()\nraise SystemExit('corpus code ran')\n"
+    for where in (root, root / "cases", root / "cases" / "demo"):
+        (where / "conftest.py").write_text(planted.format(marker=str(where / "conftest-ran")))
+        (where / "test_planted.py").write_text(
+            planted.format(marker=str(where / "test-ran")) + "def test_x():\n    pass\n")
+    result = pytester.runpytest("--altpatch-corpus", "corpus")
+    result.assert_outcomes(passed=1)
+    assert not list(root.rglob("*-ran"))  # neither kind of file was ever imported
+
+
+def test_a_case_id_used_twice_is_a_located_load_error(
+        pytester: pytest.Pytester, corpus: CaseWriter) -> None:
+    copy = CASE_APPLIED.replace("requires:", "# the same id again\nrequires:")
+    corpus({"a/first.yaml": CASE_APPLIED, "b/second.yaml": copy})
+    result = pytester.runpytest("--altpatch-corpus", "corpus")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["corpus/cases/b/second.yaml:2:*SPEC_DUPLICATE_ID*"
+                                 "demo/applied*corpus/cases/a/first.yaml*"])

@@ -27,8 +27,8 @@ def test_run_runs_the_dialects_the_case_lists(cases: Path,
     # Before: one line, "reference:linux-6.1", N/A for a case not written for linux-6.1.
     assert main(["run", str(cases / "two.yaml")]) == 0
     assert capsys.readouterr().out == (
-        "PASS  demo/two-dialects boot rr:100 seed 0 reference:linux-4.9 (linux-4.9)\n"
-        "PASS  demo/two-dialects boot rr:100 seed 0 reference:xen-4.17 (xen-4.17)\n")
+        "PASS  demo/two-dialects boot pct:0 seed 0 reference:linux-4.9 (linux-4.9)\n"
+        "PASS  demo/two-dialects boot pct:0 seed 0 reference:xen-4.17 (xen-4.17)\n")
 
 
 def test_run_takes_a_dialect_list_and_names_a_wrong_one(

@@ -67,8 +67,8 @@ def test_dialect_all_gives_one_item_per_dialect_the_case_lists(
     corpus({"demo/two.yaml": CASE_TWO_DIALECTS})
     result = pytester.runpytest("--altpatch-corpus", "corpus", "--altpatch-dialect", "all",
                                 "--collect-only", "-q")
-    assert _collected(result) == ["corpus/cases/demo/two.yaml::boot[linux-4.9,rr:100]",
-                                  "corpus/cases/demo/two.yaml::boot[xen-4.17,rr:100]"]
+    assert _collected(result) == ["corpus/cases/demo/two.yaml::boot[linux-4.9,pct:0]",
+                                  "corpus/cases/demo/two.yaml::boot[xen-4.17,pct:0]"]
     ran = pytester.runpytest("--altpatch-corpus", "corpus", "--altpatch-dialect",
                              "linux-4.9,xen-4.17,strict", "-v")
     ran.assert_outcomes(passed=2)
