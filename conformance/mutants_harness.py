@@ -39,6 +39,24 @@ class FeatureOnAnyCpu(ReferencePatcher):
         return super()._fold(scope, before, here, boot_cpu)
 
 
+class BootCpuFeatureOnEveryCpu(ReferencePatcher):
+    """A boot-CPU-scope feature (BTI) required of every CPU, as if a system feature."""
+
+    def _fold(self, scope: str, before: bool, here: bool, boot_cpu: bool) -> bool:
+        if scope == "boot-cpu" and not boot_cpu:
+            return before and here
+        return super()._fold(scope, before, here, boot_cpu)
+
+
+class ErratumOnEveryCpu(ReferencePatcher):
+    """An erratum workaround enabled only when every CPU needs it."""
+
+    def _fold(self, scope: str, before: bool, here: bool, boot_cpu: bool) -> bool:
+        if scope == "local-cpu-erratum" and not boot_cpu:
+            return before and here
+        return super()._fold(scope, before, here, boot_cpu)
+
+
 class RevidrIgnored(ReferencePatcher):
     """MIDR_FIXED ignored: a revision REVIDR marks as fixed still gets the workaround."""
 
@@ -66,6 +84,14 @@ class MidrRangeEndOnePast(ReferencePatcher):
 
 
 # --------------------------------------------------------------------------- hot-plug
+
+
+class XenLateCpuLineSizeUnchecked(ReferencePatcher):
+    """Xen: a hot-plugged CPU with another D-cache line size is not parked."""
+
+    def verify_late_cpu(self, ctx: CpuContext, env: LateCpuEnvironment) -> str | None:
+        code = super().verify_late_cpu(ctx, env)
+        return None if code == "LATE_CPU_CACHE_LINE" else code
 
 
 class LateCpuErrataUnchecked(ReferencePatcher):
@@ -131,6 +157,17 @@ class EverythingInBootCpuPass(ReferencePatcher):
         super().apply_boot_alternatives(ctx, replace(env, boot_caps=env.caps))
 
 
+# --------------------------------------------------------------------------- modules
+
+
+class ModuleBootCpuCapsOnly(ReferencePatcher):
+    """Module alternatives patched with the boot-CPU pass's capabilities only, so an
+    erratum that only a LITTLE core has is missed in every module."""
+
+    def apply_alternatives_region(self, ctx: CpuContext, env: PatchEnvironment) -> None:
+        super().apply_alternatives_region(ctx, replace(env, caps=env.boot_caps))
+
+
 HARNESS_MUTANTS: Final[Mapping[str, Mutant]] = {
     m.name: m for m in (
         Mutant("xen-boot-cpu-only-detection", _as(BootCpuOnlyDetection, "xen-4.17"),
@@ -139,6 +176,10 @@ HARNESS_MUTANTS: Final[Mapping[str, Mutant]] = {
                "secondary CPUs' errata and features never detected"),
         Mutant("feature-on-any-cpu", _as(FeatureOnAnyCpu, "linux-6.1"),
                "a system feature enabled although one boot CPU lacks it"),
+        Mutant("boot-cpu-feature-on-every-cpu", _as(BootCpuFeatureOnEveryCpu, "linux-6.1"),
+               "a boot-CPU-scope feature (BTI) required of the secondaries too"),
+        Mutant("erratum-on-every-cpu", _as(ErratumOnEveryCpu, "linux-6.1"),
+               "an erratum workaround enabled only if every CPU is affected"),
         Mutant("revidr-ignored", _as(RevidrIgnored, "linux-6.1"),
                "REVIDR fix bits ignored (workaround on a fixed Cortex-A53 r0p4)"),
         Mutant("midr-range-end-exclusive", _as(MidrRangeEndExclusive, "linux-6.1"),
@@ -147,12 +188,17 @@ HARNESS_MUTANTS: Final[Mapping[str, Mutant]] = {
                "Xen: the last affected revision of an erratum range not matched"),
         Mutant("midr-range-end-one-past", _as(MidrRangeEndOnePast, "linux-6.1"),
                "the first fixed revision after an erratum range matched"),
+        Mutant("xen-late-cpu-line-size-unchecked",
+               _as(XenLateCpuLineSizeUnchecked, "xen-4.17"),
+               "Xen: a late CPU with a different D-cache line size not parked"),
         Mutant("late-cpu-errata-unchecked", _as(LateCpuErrataUnchecked, "linux-6.1"),
                "Linux before 6a6efbb45b7d: hot-plugged CPUs' errata not verified"),
         Mutant("no-boot-cpu-pass", _as(NoBootCpuPass, "linux-6.1"),
                "two-pass kernel without the boot-CPU pass (all patched in stop_machine)"),
         Mutant("everything-in-boot-cpu-pass", _as(EverythingInBootCpuPass, "linux-6.1"),
                "every capability of CPU0 patched in the boot-CPU pass"),
+        Mutant("module-boot-cpu-caps-only", _as(ModuleBootCpuCapsOnly, "linux-6.1"),
+               "module alternatives applied with the boot-CPU capabilities only"),
         Mutant("vmap-never-unmapped", _as(VmapNeverUnmapped, "xen-4.17"),
                "the writable vmap alias of text left mapped after boot patching"),
         Mutant("rendezvous-array", _as(RendezvousArray, "linux-6.1"),

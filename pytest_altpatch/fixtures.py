@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from pytest_altpatch.scenarios.default_schedule import DEFAULT_SCHEDULES
+
 if TYPE_CHECKING:
     from pytest_altpatch.judge import Verdict
     from pytest_altpatch.patchers.contract import Patcher
@@ -78,8 +80,8 @@ class ScenarioRun:
     catalog: Catalog
 
     def __call__(self, case: Case, *, mode: str = "boot", patcher: str | Patcher = "reference",
-                 dialect: str | None = None, schedule: str = "rr:100", seed: int | None = None,
-                 timeout: float | None = None) -> Outcome:
+                 dialect: str | None = None, schedule: str = DEFAULT_SCHEDULES,
+                 seed: int | None = None, timeout: float | None = None) -> Outcome:
         """Return the :class:`Outcome`; ``schedule`` is one label (``random:3``).
 
         ``seed`` overrides the seed the label carries.  ``patcher`` is a name for the

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from pytest_altpatch.a64 import assemble
@@ -98,8 +98,12 @@ def _judge_error(case: Case, expected: ErrorExpectation | None,
     if expected is None:
         if actual is None:
             return []
+        # Placed where the error is, when it is in the case file (an assembler or build
+        # error names its line); otherwise at the case.
+        where = actual.location if actual.location.file == case.path and \
+            actual.location.line else case.location
         return [Discrepancy("unexpected-error", f"{actual.code} ({actual.phase}): {actual.message}",
-                            actual.phase, case.location,
+                            actual.phase, where,
                             detail={"actual_code": actual.code, "actual_phase": actual.phase,
                                     "where": str(actual.location)})]
     if actual is None:
@@ -108,7 +112,7 @@ def _judge_error(case: Case, expected: ErrorExpectation | None,
                             expected.phase, expected.location,
                             detail={"expected_code": expected.code,
                                     "expected_phase": expected.phase})]
-    if (actual.code, actual.phase) != (expected.code, expected.phase):
+    if (actual.code, actual.phase) not in expected.choices:
         return [Discrepancy("error-mismatch",
                             f"expected {expected.code} ({expected.phase}), got {actual.code} "
                             f"({actual.phase}): {actual.message}",
@@ -153,7 +157,7 @@ def _judge_phase(case: Case, outcome: Outcome, name: str, expectation: PhaseExpe
                 detail={"expected": sorted(want), "actual": sorted(got)}))
     found += _judge_streams(case, outcome, phase, expectation, json_path)
     found += _judge_probes(case, phase, expectation, json_path)
-    found += _judge_findings(case, phase, expectation, json_path)
+    found += _judge_findings(case, phase, expectation, json_path, outcome)
     found += _judge_unexpected_writes(case, phase)
     return found
 
@@ -174,13 +178,17 @@ def _judge_streams(case: Case, outcome: Outcome, phase: PhaseOutcome,
                                      phase.phase, where, detail={"label": stream.label}))
             continue
         try:
-            expected = assemble(stream.asm, base=address, symbols=symbols).code
+            allowed = [assemble(asm, base=address, symbols=symbols).code
+                       for asm in stream.choices]
         except AltpatchError as exc:
             found.append(Discrepancy("stream-mismatch",
                                      f"expected stream for {stream.label!r} does not assemble: "
                                      f"{exc.render()}", phase.phase, where,
                                      detail={"label": stream.label}))
             continue
+        if any(phase.read(address, len(choice)) == choice for choice in allowed):
+            continue
+        expected = allowed[0]  # any_of: the report diffs against the first choice
         actual = phase.read(address, len(expected))
         if actual != expected:
             found.append(Discrepancy(
@@ -205,6 +213,16 @@ def _judge_probes(case: Case, phase: PhaseOutcome, expectation: PhaseExpectation
             found.append(Discrepancy("probe-mismatch", f"probe {spec.call} did not run",
                                      phase.phase, where, detail={"call": spec.call}))
         for run in runs:
+            if spec.fault is not None:
+                if not any(f.code == spec.fault for f in run.findings):
+                    how = (f"raised {', '.join(sorted({f.code for f in run.findings}))} "
+                           "instead") if run.findings else "returned without one"
+                    found.append(Discrepancy(
+                        "probe-mismatch", f"probe {spec.call} on cpu{run.cpu}: expected the "
+                        f"fault {spec.fault}, but it {how}", phase.phase, where,
+                        finding=run.findings[0] if run.findings else None,
+                        detail={"call": spec.call, "cpu": run.cpu}))
+                continue
             if not run.completed:
                 found.append(Discrepancy(
                     "probe-mismatch", f"probe {spec.call} on cpu{run.cpu} did not return",
@@ -224,18 +242,38 @@ def _judge_probes(case: Case, phase: PhaseOutcome, expectation: PhaseExpectation
     return found
 
 
+def _finding_place(case: Case, outcome: Outcome, finding: Finding,
+                   probe: Location | None, fallback: Location) -> Location:
+    """The case line a finding is about: the line whose code it concerns (a site's
+    macro line), else the probe that ran into it, else the phase's expectations."""
+    from pytest_altpatch.report_findings import case_line_of  # noqa: PLC0415
+
+    address = finding.address if finding.address is not None else finding.pc
+    line = case_line_of(outcome.image, address, case.path)
+    if line is not None:  # the image was built from this case: its lines are the case's
+        return Location(file=case.path, line=line.line)
+    return probe if probe is not None and probe.line else fallback
+
+
 def _judge_findings(case: Case, phase: PhaseOutcome, expectation: PhaseExpectation,
-                    json_path: str) -> list[Discrepancy]:
-    observed = list(phase.findings) + [f for p in phase.probes for f in p.findings]
+                    json_path: str, outcome: Outcome) -> list[Discrepancy]:
+    # A probe's expected fault (``fault: ro-write``) is judged with the probe, not here.
+    faults = {index: spec.fault for index, spec in enumerate(expectation.probes)}
+    probe_at = {index: spec.location for index, spec in enumerate(expectation.probes)}
+    observed: list[tuple[Finding, Location | None]] = [(f, None) for f in phase.findings]
+    observed += [(f, probe_at.get(p.probe_index)) for p in phase.probes for f in p.findings
+                 if f.code != faults.get(p.probe_index)]
     allowed = set(expectation.findings)
     found: list[Discrepancy] = []
     reported: set[str] = set()
-    for finding in observed:
+    for finding, probe in observed:
         if finding.code not in allowed and finding.code not in reported:
             reported.add(finding.code)  # the first of each code carries the story
-            found.append(Discrepancy("unexpected-finding", finding.render(), phase.phase,
-                                     case.location_of(json_path), finding=finding))
-    seen = {f.code for f in observed}
+            found.append(Discrepancy(
+                "unexpected-finding", finding.render(), phase.phase,
+                _finding_place(case, outcome, finding, probe, case.location_of(json_path)),
+                finding=finding))
+    seen = {f.code for f, _ in observed}
     for code in expectation.findings:
         if code not in seen:
             found.append(Discrepancy("missing-finding", f"expected finding {code} did not occur",
@@ -263,6 +301,16 @@ def _outside(merged: tuple[list[int], list[int]], address: int) -> bool:
     return slot < 0 or address >= ends[slot]
 
 
+def _changed_bytes(before: bytes, after: bytes) -> Iterator[tuple[int, int, int]]:
+    """(offset, old, new) of every byte that differs, skipping equal 4 KiB blocks."""
+    for block in range(0, len(before), 4096):
+        if before[block:block + 4096] == after[block:block + 4096]:
+            continue
+        for offset in range(block, min(block + 4096, len(before))):
+            if before[offset] != after[offset]:
+                yield offset, before[offset], after[offset]
+
+
 def _judge_unexpected_writes(case: Case, phase: PhaseOutcome) -> list[Discrepancy]:
     patchable: tuple[list[int], list[int]] | None = None
     for section in phase.sections:
@@ -270,9 +318,9 @@ def _judge_unexpected_writes(case: Case, phase: PhaseOutcome) -> list[Discrepanc
             continue
         if patchable is None:
             patchable = _merged(phase.patchable)
-        for offset, (old, new) in enumerate(zip(section.before, section.after, strict=True)):
+        for offset, old, new in _changed_bytes(section.before, section.after):
             address = section.va + offset
-            if old != new and _outside(patchable, address):
+            if _outside(patchable, address):
                 return [Discrepancy(
                     "unexpected-write",
                     f"byte at {address:#x} in {section.name} changed ({old:#04x} -> {new:#04x}) "
@@ -297,7 +345,7 @@ def _judge_hotplug(case: Case, outcome: Outcome) -> list[Discrepancy]:
                                          "hotplug", where))
             continue
         verdict = "accepted" if got.accepted else "refused"
-        if verdict != expected.verdict or (expected.code and expected.code != got.code):
+        if verdict != expected.verdict or (expected.code and got.code not in expected.codes):
             found.append(Discrepancy(
                 "hotplug-mismatch",
                 f"late cpu{expected.cpu}: expected {expected.verdict}"
@@ -307,7 +355,8 @@ def _judge_hotplug(case: Case, outcome: Outcome) -> list[Discrepancy]:
         if got.patcher_accepted is None:
             continue
         own = "accepted" if got.patcher_accepted else "refused"
-        if own != expected.verdict or (expected.code and expected.code != got.patcher_code):
+        if own != expected.verdict or (expected.code
+                                       and got.patcher_code not in expected.codes):
             found.append(Discrepancy(
                 "patcher-hotplug-mismatch",
                 f"late cpu {expected.cpu}: the patcher's own check {own} it"

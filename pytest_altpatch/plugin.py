@@ -3,7 +3,7 @@
 The plugin is inert unless ``--altpatch-corpus`` (or the ``altpatch_corpus`` ini key)
 is given: it then collects every case file under a corpus's ``cases/`` directory as a
 :class:`CaseFile`, with one :class:`CaseItem` per case x mode x schedule
-(``corpus/cases/branch/b-external.yaml::boot[rr:100]``).  Every command-line option
+(``corpus/cases/branch/b-external.yaml::boot[pct:0]``).  Every command-line option
 has an ``altpatch_*`` ini twin so CI can set it in ``pyproject.toml`` or ``tox.ini``;
 the command line wins over the ini file.
 
@@ -34,6 +34,8 @@ from pytest_altpatch.fixtures import (
     altpatch_platform,
     altpatch_run,
 )
+from pytest_altpatch.scenarios.default_schedule import DEFAULT_SCHEDULES
+from pytest_altpatch.tally import NOT_APPLICABLE_PROPERTY, Tally
 
 if TYPE_CHECKING:
     from _pytest._code.code import ExceptionInfo, TerminalRepr
@@ -52,7 +54,8 @@ _VALUE_OPTIONS: tuple[tuple[str, str, str, str | None], ...] = (
      "every dialect a case lists; another patcher its own)", None),
     ("modes", "string", "comma-separated modes to run: boot, late (default: all)", None),
     ("schedules", "string",
-     "comma-separated schedules, e.g. rr:100,random:1-3,adversarial (default: rr:100)", None),
+     "comma-separated schedules, e.g. pct:0-1,rr:100,random:1-3,adversarial "
+     f"(default: {DEFAULT_SCHEDULES})", None),
     ("features-include", "string",
      "comma-separated features: only run cases that require one of them", None),
     ("features-exclude", "string",
@@ -71,7 +74,6 @@ _VALUE_OPTIONS: tuple[tuple[str, str, str, str | None], ...] = (
 
 #: Modes a case can be run in, in item order.
 MODES: Final[tuple[str, ...]] = ("boot", "late")
-DEFAULT_SCHEDULES: Final = "rr:100"
 #: The ``--altpatch-corpus``/``altpatch_corpus`` word for the corpus shipped with the plugin.
 BUNDLED: Final = "bundled"
 _CASE_SUFFIXES: Final = frozenset({".yaml"})
@@ -105,7 +107,7 @@ class ExpectationLine:
         """Whether ``key`` is this id, or starts with it at an id boundary.
 
         A prefix must end where an id part ends (``/``, ``::``, ``[`` or ``,``), so
-        ``b-external`` selects ``b-external::boot[rr:100]`` but not ``b-external-2``.
+        ``b-external`` selects ``b-external::boot[pct:0]`` but not ``b-external-2``.
         """
         if key == self.pattern:
             return True
@@ -149,6 +151,8 @@ class Settings:
     shard: tuple[int, int] | None
     accept_major: int | None
     timeout: float | None
+    #: Not-applicable items fail instead of being skipped (--altpatch-strict).
+    strict: bool = False
     #: Selections outside any corpus (one's own case directories or files), each with
     #: the corpus root whose catalog resolves them (--altpatch-catalog, else bundled).
     own_cases: tuple[tuple[Path, Path], ...] = ()
@@ -279,6 +283,7 @@ def read_settings(config: pytest.Config) -> Settings | None:
         own_cases=tuple(own_cases),
         inprocess=bool(config.getoption("altpatch_inprocess")
                        or config.getini("altpatch_inprocess")),
+        strict=bool(config.getoption("altpatch_strict") or config.getini("altpatch_strict")),
     )
 
 
@@ -321,6 +326,7 @@ class AltpatchState:
     inprocess_patchers: dict[str, Patcher] = field(default_factory=dict)
     #: Case id -> the file that first defined it, in collection order.
     case_ids: dict[str, Path] = field(default_factory=dict)
+    tally: Tally = field(default_factory=Tally)
 
     @property
     def patcher(self) -> PatcherFacts:
@@ -329,7 +335,7 @@ class AltpatchState:
 
     @property
     def dialect_in_ids(self) -> bool:
-        """Whether item ids name the dialect (``boot[linux-4.9,rr:100]``): when the run
+        """Whether item ids name the dialect (``boot[linux-4.9,pct:0]``): when the run
         judges more than one dialect."""
         return len(self.patchers) > 1
 
@@ -395,6 +401,8 @@ def _read_corpus_state(root: Path, accept_major: int | None) -> CorpusState:
 
 
 _STATE: Final = pytest.StashKey["AltpatchState | None"]()
+#: The state ``pytest_runtest_logreport`` counts into (that hook gets no config).
+_REPORT_STATE: list[AltpatchState | None] = [None]
 
 
 def plugin_state(config: pytest.Config) -> AltpatchState | None:
@@ -429,6 +437,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--altpatch-inprocess", dest="altpatch_inprocess", action="store_true",
                     default=False, help=inprocess_help)
     parser.addini("altpatch_inprocess", type="bool", default=False, help=inprocess_help)
+    strict_help = "fail the items the patcher cannot run (not applicable) instead of skipping"
+    group.addoption("--altpatch-strict", dest="altpatch_strict", action="store_true",
+                    default=False, help=strict_help)
+    parser.addini("altpatch_strict", type="bool", default=False, help=strict_help)
     for suffix, ini_type, help_text, default in _VALUE_OPTIONS:
         dest = "altpatch_" + suffix.replace("-", "_")
         group.addoption(f"--altpatch-{suffix}", dest=dest, default=None, help=help_text)
@@ -468,7 +480,8 @@ def pytest_configure(config: pytest.Config) -> None:
             # Even creating a patcher runs its code: that happens in a worker too.
             patchers = patchers_facts(settings.patcher, dialects, timeout=settings.timeout)
     except AltpatchError as exc:
-        option = "--altpatch-dialect" if exc.code == "PATCHER_DIALECT" else "--altpatch-patcher"
+        option = "--altpatch-dialect" if exc.code == "PATCHER_DIALECT" and settings.dialect \
+            else "--altpatch-patcher"
         raise pytest.UsageError(f"{option}: {exc.render()}") from None
     try:
         schedules = tuple(parse_schedules(settings.schedules))
@@ -476,8 +489,8 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"--altpatch-schedules: {exc.render()}") from None
     except ValueError as exc:
         raise pytest.UsageError(f"--altpatch-schedules: {exc}") from None
-    config.stash[_STATE] = AltpatchState(settings, patchers, schedules,
-                                         inprocess_patchers=inprocess_patchers)
+    config.stash[_STATE] = _REPORT_STATE[0] = AltpatchState(
+        settings, patchers, schedules, inprocess_patchers=inprocess_patchers)
     if config.args_source != pytest.Config.ArgsSource.ARGS and settings.from_command_line:
         # No paths on the command line: the corpus replaces testpaths when asked for on
         # the command line, and joins them when switched on from the ini file.  Corpus
@@ -574,6 +587,27 @@ def corpus_case_files(settings: Settings) -> list[CaseFileChoice]:
             if selection in own or root / "cases" in path.parents:
                 found.setdefault(path, CaseFileChoice(path, root, id_base))
     return list(found.values())
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Count altpatch items run and not applicable, for the coverage line."""
+    state = _REPORT_STATE[0]
+    if state is not None:
+        state.tally.add(report.when, report.outcome, report.user_properties)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The coverage line: items run, and not applicable by what the patcher lacks."""
+    state = plugin_state(terminalreporter.config)
+    if state is None:
+        return
+    line = state.tally.line(strict=state.settings.strict)
+    if line is not None:
+        terminalreporter.write_line(line)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Forget this session's state (pytester runs several sessions in one process)."""
+    if _REPORT_STATE[0] is plugin_state(config):
+        _REPORT_STATE[0] = None
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> CaseFile | None:
@@ -693,6 +727,7 @@ class CaseFile(pytest.File):
         """Load the case (never raising) and yield its items in a stable order."""
         from pytest_altpatch.scenarios.runner import not_applicable  # noqa: PLC0415
         from pytest_altpatch.spec.case import read_case  # noqa: PLC0415
+        from pytest_altpatch.tally import missing_parts  # noqa: PLC0415
 
         state = plugin_state(self.config)
         if state is None:  # pragma: no cover - only collected when switched on
@@ -734,8 +769,8 @@ class CaseFile(pytest.File):
                         catalog=corpus.catalog, mode=mode, schedule=schedule,
                         corpus_version=corpus.version or "", patcher=patcher)
                     if reason is not None:
-                        item.add_marker(pytest.mark.skip(reason=f"not applicable: {reason}"))
-                    item.not_applicable = reason
+                        item.mark_not_applicable(reason, missing_parts(case, patcher, mode),
+                                                 strict=state.settings.strict)
                     yield item
 
 
@@ -793,6 +828,13 @@ class CaseItem(pytest.Item):
             ("altpatch_corpus_version", corpus_version),
         ]
 
+    def mark_not_applicable(self, reason: str, parts: Sequence[str], *, strict: bool) -> None:
+        """Skip this item with ``reason`` (fail it instead when ``strict``)."""
+        self.not_applicable = reason
+        self.user_properties.append((NOT_APPLICABLE_PROPERTY, ",".join(parts) or "other"))
+        if not strict:
+            self.add_marker(pytest.mark.skip(reason=f"not applicable: {reason}"))
+
     def runtest(self) -> None:
         """Run the case, judge the outcome, and fail with a report if anything differs."""
         from pytest_altpatch.judge import judge  # noqa: PLC0415
@@ -803,6 +845,9 @@ class CaseItem(pytest.Item):
         state = plugin_state(self.config)
         if state is None:  # pragma: no cover - items exist only when switched on
             pytest.skip("altpatch is not switched on")
+        if self.not_applicable is not None:  # only reached under --altpatch-strict
+            raise ConformanceFailure(f"not applicable (failed under --altpatch-strict): "
+                                     f"{self.not_applicable}")
         request = item_request(self.case, self.catalog, mode=self.mode,
                                patcher=state.settings.patcher,
                                dialect=self.patcher.asked_dialect, schedule=self.schedule.name,

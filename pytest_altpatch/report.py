@@ -25,6 +25,7 @@ from pytest_altpatch.errors import AltpatchError, Location
 from pytest_altpatch.findings import Finding
 from pytest_altpatch.image.model import symbolize
 from pytest_altpatch.machine.trace import render_timeline
+from pytest_altpatch.report_findings import missing_step, short_name, story
 
 if TYPE_CHECKING:
     from pytest_altpatch.image.model import AltEntry, Image
@@ -210,30 +211,19 @@ def stream_diff(expected: bytes, actual: bytes, address: int,
 
 
 def finding_timeline(outcome: Outcome, finding: Finding) -> str | None:
-    """The per-CPU timeline excerpt around ``finding``, if the run recorded a trace."""
+    """The per-CPU timeline excerpt around ``finding``, with the missing step (if the
+    finding names one) as a row of its own, if the run recorded a trace."""
     if finding.step is None or not outcome.trace:
         return None
-    return render_timeline(outcome.trace, finding.step)
+    return render_timeline(outcome.trace, finding.step, missing=missing_step(finding))
 
 
-def finding_lines(outcome: Outcome, finding: Finding, style: Style = PLAIN) -> list[str]:
-    """A finding, the case line of the code it concerns, its detail, and its timeline."""
+def finding_lines(outcome: Outcome, finding: Finding, style: Style = PLAIN,
+                  case_path: str | None = None) -> list[str]:
+    """A finding, the case line of the code it concerns, what was written and what was
+    missing (in words), and its timeline."""
     out = [style.bad(finding.render())]
-    image = outcome.image
-    places = [("pc", finding.pc)]
-    if finding.address != finding.pc:
-        places.append(("address", finding.address))
-    for label, address in places:
-        if image is None or address is None:
-            continue
-        span = image.source_map.span_at(address)
-        if span is not None:
-            out.append(f"  {label} {image.symbolize(address)} is case line {span.line}: "
-                       f"{span.text.strip()}")
-    for key, value in sorted(finding.detail.items()):
-        hexadecimal = key in HEX_DETAIL_KEYS and isinstance(value, int) \
-            and not isinstance(value, bool)
-        out.append(f"  {key}: {value:#x}" if hexadecimal else f"  {key}: {value}")
+    out += ["  " + line for line in story(finding, outcome.image, case_path)]
     timeline = finding_timeline(outcome, finding)
     if timeline:
         out.append(style.heading(f"  timeline around step {finding.step}:"))
@@ -283,7 +273,8 @@ def discrepancy_lines(case: Case, outcome: Outcome, discrepancy: Discrepancy,
             out += [f"  cpu{index} detected: {', '.join(caps) or '(none)'}"
                     for index, caps in enumerate(per_cpu) if isinstance(caps, Sequence)]
     if discrepancy.finding is not None:
-        out += ["  " + line for line in finding_lines(outcome, discrepancy.finding, style)]
+        out += ["  " + line for line in finding_lines(outcome, discrepancy.finding, style,
+                                                      case.path)]
     return out
 
 
@@ -293,10 +284,14 @@ def run_heading(case: Case, outcome: Outcome) -> str:
             f"seed {outcome.seed}, patcher {outcome.patcher} ({outcome.dialect})")
 
 
-def summary_line(verdict: Verdict) -> str:
-    """``N expectations failed: code, code x2`` (the line pytest's short summary shows)."""
+def summary_line(verdict: Verdict, image: Image | None = None) -> str:
+    """``N expectations failed: code, code x2`` (the line pytest's short summary shows);
+    a finding is named (``unexpected-finding stale-fetch at site_b on cpu1``)."""
     counts: dict[str, int] = {}
-    for code in verdict.codes:
+    for discrepancy in verdict.discrepancies:
+        code = discrepancy.code
+        if discrepancy.finding is not None:
+            code += f" {short_name(discrepancy.finding, image)}"
         counts[code] = counts.get(code, 0) + 1
     codes = ", ".join(code if n == 1 else f"{code} x{n}" for code, n in counts.items())
     total = len(verdict.discrepancies)
@@ -306,7 +301,7 @@ def summary_line(verdict: Verdict) -> str:
 def render_failure(case: Case, outcome: Outcome, verdict: Verdict, *, reproduce: str,
                    style: Style = PLAIN) -> str:
     """The whole failure report of one run: heading, each discrepancy, reproduce line."""
-    out = [summary_line(verdict), run_heading(case, outcome)]
+    out = [summary_line(verdict, outcome.image), run_heading(case, outcome)]
     for number, discrepancy in enumerate(verdict.discrepancies, start=1):
         body = discrepancy_lines(case, outcome, discrepancy, style)
         out.append("")
@@ -387,6 +382,38 @@ def _site_table(image: Image, style: Style) -> list[str]:
     return out or ["  (no alternatives entries)"]
 
 
+def _payload_site_table(outcome: Outcome, style: Style) -> list[str]:
+    """Each payload entry's site and replacement as loaded (before any patching)."""
+    built = next((p for p in outcome.phases if p.phase == "load"), None)
+    sections = [s for s in built.sections if s.kind == "payload"] if built else []
+
+    def original(address: int, size: int) -> bytes | None:
+        for section in sections:
+            if section.va <= address and address + size <= section.va + len(section.before):
+                return section.before[address - section.va:address - section.va + size]
+        return None
+
+    out: list[str] = []
+    for payload, entry in outcome.payload_entries:
+        cap = entry.cap_name or f"cap {entry.cap}"
+        kind = "callback" if entry.is_callback else "replacement"
+        out.append(style.heading(
+            f"  {payload} site #{entry.index} at {symbolize(outcome.symbols, entry.site)} "
+            f"({entry.site:#x}), {entry.site_len} bytes, {cap}, {kind} "
+            f"{symbolize(outcome.symbols, entry.target)}"))
+        parts = [("site", entry.site, entry.site_len)]
+        if not entry.is_callback:
+            parts.append(("replacement", entry.target, entry.repl_len))
+        for label, address, size in parts:
+            code = original(address, size)
+            if code is None:
+                out.append(f"    ({label} lies outside the payload's sections)")
+                continue
+            out.append(f"    {label}:")
+            out += ["      " + line for line in _listing(code, address, outcome.symbols)]
+    return out
+
+
 def _patched_streams(image: Image, phase: PhaseOutcome, style: Style) -> list[str]:
     out: list[str] = []
     for entry in image.alt_entries:
@@ -426,6 +453,9 @@ def render_show(case: Case, outcome: Outcome, verdict: Verdict, *, style: Style 
         out += _section_table(image)
         out.append(style.heading("alternatives"))
         out += _site_table(image, style)
+    if outcome.payload_entries:
+        out.append(style.heading("payload alternatives"))
+        out += _payload_site_table(outcome, style)
     for phase in outcome.phases:
         out.append(style.heading(f"after {phase.phase}"))
         out.append(f"  capabilities: {', '.join(phase.caps) or '(none)'}")
@@ -440,7 +470,7 @@ def render_show(case: Case, outcome: Outcome, verdict: Verdict, *, style: Style 
     out.append(style.heading("findings"))
     if outcome.findings:
         for finding in outcome.findings:
-            out += ["  " + line for line in finding_lines(outcome, finding, style)]
+            out += ["  " + line for line in finding_lines(outcome, finding, style, case.path)]
     else:
         out.append("  (none)")
     if outcome.error is not None:

@@ -403,7 +403,8 @@ def _checked_items(symbols: Mapping[str, int]) -> Iterator[tuple[str, int]]:
 #: the symbols it names, so the key never holds the whole table.
 _MEMO: OrderedDict[tuple[str, int], list[tuple[tuple[tuple[str, int | None], ...],
                                                Assembly]]] = OrderedDict()
-_MEMO_KEYS: Final = 8192
+#: More keys than a 10,000-site image has units, so the last layout round hits.
+_MEMO_KEYS: Final = 1 << 15
 _MEMO_VARIANTS: Final = 4
 
 

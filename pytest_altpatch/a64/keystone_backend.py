@@ -224,9 +224,13 @@ def _engines() -> tuple[keystone.Ks, capstone.Cs]:
     return _ks, _cs
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=1 << 16)
 def _keystone_word(text: str) -> tuple[int | None, str]:
-    """(word, "") or (None, reason); cached because the same lines recur across cases."""
+    """(word, "") or (None, reason); cached because the same lines recur across cases.
+
+    Large enough for every distinct line of a 10,000-site image: each layout round
+    and the judge re-encode the same lines, and a smaller cache misses on all of them.
+    """
     ks, cs = _engines()
     try:
         encoding, count = ks.asm(text, 0)

@@ -14,7 +14,9 @@ by as many (so ``cap >= NCAPS`` still means "unknown to this kernel").
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -361,6 +363,22 @@ class _Assembled:
     linker: Mapping[str, int]
 
 
+@contextlib.contextmanager
+def _no_cyclic_collection() -> Iterator[None]:
+    """Pause the cyclic garbage collector (reference counting still frees everything).
+
+    Assembly allocates many small acyclic objects; the collector's full passes over
+    the growing heap would make a large build superlinear in its sites.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _assemble_all(units: Sequence[_Unit], alts: Sequence[Alternative], layout: ImageLayout,
                   ncpus: int, table_size: int, externals: Iterable[str] = ()) -> _Assembled:
     """Iterate layout and assembly until every size and label is stable.
@@ -368,6 +386,12 @@ def _assemble_all(units: Sequence[_Unit], alts: Sequence[Alternative], layout: I
     ``externals`` are names resolved elsewhere (a payload's base-image symbols): each
     unit sees them at its own base, a placeholder the payload's relocations replace.
     """
+    with _no_cyclic_collection():
+        return _settle(units, alts, layout, ncpus, table_size, externals)
+
+
+def _settle(units: Sequence[_Unit], alts: Sequence[Alternative], layout: ImageLayout,
+            ncpus: int, table_size: int, externals: Iterable[str]) -> _Assembled:
     externals_table = SymbolTable(dict.fromkeys(externals, 0))  # names checked once
     by_index = {alt.index: alt for alt in alts}
     sizes: dict[str, int] = {}

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pytest_altpatch.errors import KernelError
+from pytest_altpatch.errors import SpecError
 from pytest_altpatch.kernel.debian import image_for_profile
 from pytest_altpatch.kernel.layout import read_kernel_image
 from pytest_altpatch.kernel.profile import available_profiles, load_profile
@@ -37,11 +37,9 @@ def parse_caps(text: str, ncaps: int) -> frozenset[int]:
         try:
             number = int(part, 0)
         except ValueError:
-            raise KernelError("PROFILE_INVALID", f"--caps: {part!r} is not a number",
-                              phase="load") from None
+            raise SpecError("SPEC_BAD_RANGE", f"--caps: {part!r} is not a number") from None
         if not 0 <= number < ncaps:
-            raise KernelError("PROFILE_INVALID", f"--caps: {number} is not below NCAPS "
-                              f"{ncaps}", phase="load")
+            raise SpecError("SPEC_BAD_RANGE", f"--caps: {number} is not below NCAPS {ncaps}")
         caps.add(number)
     return frozenset(caps)
 

@@ -147,7 +147,7 @@ def platform_cpus(catalog: Catalog, platform: str | None, count: int | None) -> 
     listed = parse_platform(platform or DEFAULT_CPU, catalog)
     wanted = count if count is not None else (len(listed) if platform else DEFAULT_CPUS)
     if not 1 <= wanted <= 64:
-        raise KernelError("PROFILE_INVALID", f"{wanted} CPUs; 1 to 64 supported")
+        raise MachineError("MACHINE_CONFIG", f"{wanted} CPUs; 1 to 64 supported")
     return tuple(listed[i % len(listed)] for i in range(wanted))
 
 

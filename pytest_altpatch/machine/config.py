@@ -167,12 +167,14 @@ class Budget:
             raise MachineError("MACHINE_CONFIG", f"budget values must be positive: {self}")
 
 
-ScheduleKind = Literal["rr", "random", "adversarial"]
+ScheduleKind = Literal["rr", "random", "adversarial", "pct"]
 
 #: Quantum bounds of ``random:SEED``: each slice draws its length from this range.
 RANDOM_QUANTUM: Final = (1, 256)
 #: Guest quantum of ``adversarial`` (Python CPUs always get one operation per slice).
 ADVERSARIAL_QUANTUM: Final = 16
+#: Guest instructions in one step of ``pct:SEED`` when no patching event ends it sooner.
+PCT_STEP_QUANTUM: Final = 16
 
 
 @dataclass(frozen=True)
@@ -187,6 +189,8 @@ class Schedule:
       Python slices, and a guest slice also ends right after every "patching event"
       (a store to a code page, DC/IC maintenance, DSB, ISB or host service), so every
       other CPU runs a slice between each memory operation of the CPU that patches.
+    * ``pct:SEED``: a priority schedule, one step at a time (:mod:`.priority`);
+      ``pct:0`` runs every other CPU ahead of CPU0 (the patching CPU), ``pct:1`` behind.
     """
 
     kind: ScheduleKind
@@ -195,15 +199,15 @@ class Schedule:
 
     @classmethod
     def parse(cls, text: Schedule | str) -> Schedule:
-        """``"rr:K"``, ``"random:SEED"`` or ``"adversarial"`` as a Schedule."""
+        """``"rr:K"``, ``"random:SEED"``, ``"pct:SEED"`` or ``"adversarial"``."""
         if isinstance(text, Schedule):
             return text
-        match = re.fullmatch(r"(rr|random):(\d+)|(adversarial)", text.strip()) \
+        match = re.fullmatch(r"(rr|random|pct):(\d+)|(adversarial)", text.strip()) \
             if isinstance(text, str) else None
         if match is None:
             raise MachineError(
                 "MACHINE_SCHEDULE",
-                f"schedule {text!r} is not rr:K, random:SEED or adversarial",
+                f"schedule {text!r} is not rr:K, random:SEED, pct:SEED or adversarial",
                 location=Location(),
             )
         if match.group(3):
@@ -213,13 +217,20 @@ class Schedule:
             if not 1 <= number <= 10_000_000:
                 raise MachineError("MACHINE_SCHEDULE", f"rr quantum {number} is out of range")
             return cls("rr", number)
+        if match.group(1) == "pct":
+            return cls("pct", PCT_STEP_QUANTUM, number)
         return cls("random", RANDOM_QUANTUM[1], number)
+
+    @property
+    def stops_at_events(self) -> bool:
+        """Whether a guest slice ends right after every patching event."""
+        return self.kind in ("adversarial", "pct")
 
     def __str__(self) -> str:
         if self.kind == "rr":
             return f"rr:{self.quantum}"
-        if self.kind == "random":
-            return f"random:{self.seed}"
+        if self.kind in ("random", "pct"):
+            return f"{self.kind}:{self.seed}"
         return "adversarial"
 
 
@@ -229,6 +240,7 @@ __all__ = [
     "MAX_CPUS",
     "MIN_CODE_BUFFER",
     "PAGE_SIZE",
+    "PCT_STEP_QUANTUM",
     "RANDOM_QUANTUM",
     "VA_LIMIT",
     "Budget",

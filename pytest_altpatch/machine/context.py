@@ -144,7 +144,7 @@ class CpuContext:
 
     def relax(self) -> None:
         """A spin-loop hint: one step in which nothing happens."""
-        self._machine._python_step(self._cpu)
+        self._machine._python_step(self._cpu).relaxed = True
 
     # --- aliases, identity, log ------------------------------------------------------------
     def vmap(self, pa: int, size: int) -> int:

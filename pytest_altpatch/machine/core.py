@@ -27,7 +27,7 @@ import re
 import struct
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -70,6 +70,7 @@ from pytest_altpatch.machine.config import (
 from pytest_altpatch.machine.context import CpuContext, GuestFault
 from pytest_altpatch.machine.guest_services import ServiceCall, ServiceHandler, Symbolizer
 from pytest_altpatch.machine.ifetch import FetchModel, FetchVerdict, LineGeometry
+from pytest_altpatch.machine.priority import PriorityPolicy
 from pytest_altpatch.machine.results import (
     CpuOutcome,
     CpuState,
@@ -87,6 +88,7 @@ from pytest_altpatch.machine.sysregs import (
 )
 from pytest_altpatch.machine.trace import Trace, TraceEvent
 from pytest_altpatch.machine.traps import TrapCall, TrapHandler
+from pytest_altpatch.machine.uchooks import CodeHooks
 
 # unicorn's binding is only partly typed: its engine class is used as Any.
 Uc: Any = _unicorn.__dict__["Uc"]
@@ -103,6 +105,9 @@ HOOK_LINE: Final = 64
 #: with nothing to report: adding and deleting a unicorn hook costs far more than a
 #: harmless callback, and a patch-and-call loop re-arms the same lines every time.
 _IDLE_FIRES: Final = 256
+#: At most this many such kept hooks per CPU: unicorn's translation time grows with
+#: the number of code hooks, so after a large patch the fresh lines are unhooked.
+_IDLE_KEEP: Final = 16
 #: Where ``vmap`` places RW aliases.
 VMAP_BASE: Final = 0x7000_0000_0000
 VMAP_LIMIT: Final = 0x7800_0000_0000
@@ -206,9 +211,13 @@ class _Cpu:
         self.instructions = 0
         self.greenlet: greenlet.greenlet | None = None
         self.quantum_left = 0
+        #: Set by a spin hint (Python ``relax()``, the relax service) in the current step.
+        self.relaxed = False
         self.fault: Finding | None = None
         self.progress = 0
         self.stale_hooks: dict[int, int] = {}
+        self.stale_hook_ranges: CodeHooks | None = None
+        self.barrier_hook_ranges: CodeHooks | None = None
         #: Hooked lines no longer stale for this CPU -> harmless fires since (see _IDLE_FIRES).
         self.idle_lines: dict[int, int] = {}
         self.barrier_hooks: dict[int, int] = {}
@@ -260,6 +269,8 @@ class Machine:
         self.clean_cache_erratum = clean_cache_erratum
         self.trace = Trace(trace_capacity)
         self._rng = random.Random(f"{self.schedule.seed}:{seed}")
+        self._priorities = PriorityPolicy(len(cpus), self.schedule.seed, seed) \
+            if self.schedule.kind == "pct" else None
         self._step = 0
         self._findings: list[Finding] = []
         self._harness_pa = memory_size
@@ -314,6 +325,8 @@ class Machine:
         uc.hook_add(UC_HOOK_INSN, self._on_mrs, index, 1, 0, arm64.UC_ARM64_INS_MRS)
         uc.hook_add(UC_HOOK_INSN, self._on_sys, index, 1, 0, arm64.UC_ARM64_INS_SYS)
         uc.hook_add(UC_HOOK_MEM_INVALID, self._on_memory_fault, index)
+        cpu.stale_hook_ranges = CodeHooks(uc, self._on_stale_line, index)
+        cpu.barrier_hook_ranges = CodeHooks(uc, self._on_barrier, index)
         return cpu
 
     @property
@@ -603,20 +616,26 @@ class Machine:
 
     def _add_barrier_hook(self, cpu: _Cpu, va: int) -> None:
         if cpu.barrier_hooks.get(va) == -1:
-            cpu.barrier_hooks[va] = cpu.uc.hook_add(UC_HOOK_CODE, self._on_barrier, cpu.index,
-                                                     va, va + 3)
+            assert cpu.barrier_hook_ranges is not None
+            cpu.barrier_hooks[va] = cpu.barrier_hook_ranges.add(va, va + 3)
             cpu.uc.ctl_remove_cache(va, va + 4)
 
     def _hook_stale_line(self, cpu: _Cpu, va: int) -> None:
         line = va & -HOOK_LINE
-        cpu.idle_lines.pop(line, None)  # stale again: the kept hook is needed
+        if cpu.idle_lines.pop(line, None) is not None and any(
+                word in cpu.barrier_hooks for word in range(line, line + HOOK_LINE, 4)):
+            # Stale again, beside a barrier hook: hook anew, so the two callbacks run in
+            # the order they would if the kept hook had been deleted when it went idle.
+            old = cpu.stale_hooks.pop(line)
+            if old != -1:
+                self._soon(functools.partial(cpu.uc.hook_del, old))
         if line not in cpu.stale_hooks:
             cpu.stale_hooks[line] = -1
 
             def add() -> None:
                 if cpu.stale_hooks.get(line) == -1:
-                    cpu.stale_hooks[line] = cpu.uc.hook_add(
-                        UC_HOOK_CODE, self._on_stale_line, cpu.index, line, line + HOOK_LINE - 1)
+                    assert cpu.stale_hook_ranges is not None
+                    cpu.stale_hooks[line] = cpu.stale_hook_ranges.add(line, line + HOOK_LINE - 1)
             self._soon(add)
         self._soon(lambda: cpu.uc.ctl_remove_cache(va & ~3, (va & ~3) + 4))
 
@@ -870,9 +889,19 @@ class Machine:
                 continue
             if line not in target.stale_hooks:
                 continue
-            # Fresh: drop the old translation now; the hook itself stays until idle.
-            target.idle_lines.setdefault(line, 0)
-            self._soon(functools.partial(target.uc.ctl_remove_cache, line, line + HOOK_LINE))
+            if line in target.idle_lines or len(target.idle_lines) < _IDLE_KEEP:
+                # Fresh: drop the old translation now; the hook stays until idle.
+                target.idle_lines.setdefault(line, 0)
+                self._soon(functools.partial(target.uc.ctl_remove_cache, line,
+                                             line + HOOK_LINE))
+                continue
+            handle = target.stale_hooks.pop(line)
+
+            def unhook(h: int = handle, low: int = line) -> None:
+                if h != -1:
+                    target.uc.hook_del(h)
+                target.uc.ctl_remove_cache(low, low + HOOK_LINE)
+            self._soon(unhook)
 
     def _maintenance(self, cpu: int, name: str, va: int | None, pc: int) -> bool:
         """A DC/IC operation by ``cpu``; False when its VA is unmapped (a fault)."""
@@ -903,7 +932,7 @@ class Machine:
         if not self._maintenance(cpu, name, cp.val if by_va else None, pc):
             uc.emu_stop()
             return 1
-        if self.schedule.kind == "adversarial":
+        if self.schedule.stops_at_events:
             self._stop_slice = True
             uc.emu_stop()
         return 0
@@ -925,7 +954,7 @@ class Machine:
             self._fetch.dsb(cpu, step)
         else:
             self._context_sync(cpu, step)
-        if self.schedule.kind == "adversarial":
+        if self.schedule.stops_at_events:
             # Unicorn stops *before* a hooked instruction: skip this hook once on resume.
             target.resume_skip = address
             self._stop_slice = True
@@ -1048,7 +1077,9 @@ class Machine:
                         pc=pc, detail={"imm": imm})
         if imm not in (HostService.LOG, HostService.RELAX):
             self._progress()
-        if imm != HostService.LOG or self.schedule.kind == "adversarial":
+        if imm == HostService.RELAX:
+            target.relaxed = True
+        if imm != HostService.LOG or self.schedule.stops_at_events:
             # done/park/bug must stop; relax yields the slice; vmap must let the
             # deferred mapping happen before the CPU uses the alias.
             self._stop_slice = True
@@ -1144,7 +1175,7 @@ class Machine:
             runnable = [c for c in self._cpus if c.state == "running"]
             if not runnable:
                 break
-            for target in runnable:
+            for target in self._turns(runnable):
                 if target.state != "running":
                     continue
                 quantum = self._quantum(target)
@@ -1161,7 +1192,7 @@ class Machine:
             if rounds % 32 == 0 and time.monotonic() - started > self.budget.seconds:
                 reason = "budget"
                 break
-            if rounds % self.budget.hang_check_rounds == 0:
+            if rounds % (self.budget.hang_check_rounds * self._round_steps(runnable)) == 0:
                 if self._hang_seen is None:
                     self._hang_seen = True
                     seen = {}
@@ -1200,7 +1231,29 @@ class Machine:
         cpu = min(pcs) if pcs else 0
         self._report(code, message, cpu, detail={"pcs": pcs, "instructions": spent})
 
+    def _turns(self, runnable: list[_Cpu]) -> Iterator[_Cpu]:
+        """The CPUs to run a slice each in this round: all (round robin), or one step
+        of the CPU a priority schedule picks, whose outcome it then records."""
+        policy = self._priorities
+        if policy is None:
+            yield from runnable
+            return
+        target = self._cpus[policy.pick([c.index for c in runnable])]
+        before = self._step
+        target.relaxed = False
+        yield target
+        changed = self._step != before
+        spun = target.relaxed or (target.kind == "guest" and not changed)
+        policy.stepped(target.index, changed=changed, spun=spun)
+
+    def _round_steps(self, runnable: list[_Cpu]) -> int:
+        """Rounds that make one hang-check round: a priority round is one step, so it
+        takes as many as give each CPU about an ``rr:100`` slice."""
+        return 1 if self._priorities is None else 64 * len(runnable)
+
     def _quantum(self, target: _Cpu) -> int:
+        if self.schedule.kind == "pct":
+            return 1 if target.kind == "python" else self.schedule.quantum
         if self.schedule.kind == "random":
             return self._rng.randint(1, self.schedule.quantum)
         if self.schedule.kind == "adversarial" and target.kind == "python" \

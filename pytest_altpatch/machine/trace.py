@@ -8,6 +8,7 @@ same inputs, schedule and seed give the same steps.  The ring keeps the most rec
 
 from __future__ import annotations
 
+import textwrap
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -67,30 +68,44 @@ def render_timeline(
     around_step: int,
     *,
     radius: int = 8,
-    width: int = 30,
+    missing: tuple[int, str] | None = None,
+    wrap: int = 40,
 ) -> str:
     """Per-CPU columns of the events within ``radius`` events of ``around_step``.
 
-    Each row is one event: its step, then its text in the column of its CPU; the row
-    of the event nearest ``around_step`` is marked with ``>``.
+    Each event is one row: its step, then its text in the column of its CPU, wrapped
+    onto continuation lines at ``wrap`` characters rather than cut; the row of the
+    event nearest ``around_step`` is marked with ``>``.  ``missing`` (CPU, text) adds
+    a row marked ``+`` just before it: the step that CPU should have taken and did not.
     """
     events: Sequence[TraceEvent] = trace.events if isinstance(trace, Trace) else tuple(trace)
     if not events:
         return "(no trace events)"
     centre = min(range(len(events)), key=lambda i: (abs(events[i].step - around_step), i))
     window = events[max(0, centre - radius): centre + radius + 1]
-    cpus = sorted({event.cpu for event in window})
+    cpus = sorted({event.cpu for event in window} | ({missing[0]} if missing else set()))
     column = {cpu: index for index, cpu in enumerate(cpus)}
-    header = "  step  " + " ".join(f"cpu{cpu}".ljust(width) for cpu in cpus)
-    rows = [header.rstrip(), ("-" * len(header)).rstrip()]
+    rows: list[tuple[str, str, int, list[str]]] = []  # mark, step, column, text lines
     for event in window:
-        cells = [""] * len(cpus)
+        if missing is not None and event is events[centre]:
+            rows.append(("+", "", column[missing[0]], [missing[1]]))
         text = f"{event.kind} {event.address:#x} {event.detail}".strip()
-        cells[column[event.cpu]] = text[:width]
-        mark = ">" if event is events[centre] else " "
-        rows.append(f"{mark}{event.step:6d} " + " ".join(cell.ljust(width) for cell in cells))
-        rows[-1] = rows[-1].rstrip()
-    return "\n".join(rows)
+        lines = textwrap.wrap(text, wrap, break_long_words=False) or [""]
+        rows.append((">" if event is events[centre] else " ", str(event.step),
+                     column[event.cpu], lines))
+    widths = [max([len(f"cpu{cpu}"), *(len(line) for _, _, col, lines in rows
+                                       if col == column[cpu] for line in lines)])
+              for cpu in cpus]
+    header = "  step  " + "  ".join(f"cpu{cpu}".ljust(widths[column[cpu]]) for cpu in cpus)
+    out = [header.rstrip(), "-" * len(header.rstrip())]
+    for mark, step, col, lines in rows:
+        for index, line in enumerate(lines):
+            cells = [""] * len(cpus)
+            cells[col] = line
+            head = f"{mark}{step:>6} " if index == 0 else " " * 8
+            out.append((head + "  ".join(cell.ljust(width) for cell, width
+                                         in zip(cells, widths, strict=True))).rstrip())
+    return "\n".join(out)
 
 
 __all__ = ["DEFAULT_CAPACITY", "Trace", "TraceEvent", "render_timeline"]

@@ -80,7 +80,37 @@ ENV_FLAG_ALIAS: Final = 2
 #: Capabilities an environment bitmap can hold.
 MAX_CAPS: Final = 256
 
-CallStyle = Literal["stop-machine", "every-cpu", "table", "env"]
+#: ``struct altpatch_livepatch``: one per payload, kept between apply and revert (so a
+#: patcher may save the old words in each function's ``opaque`` bytes).
+LIVEPATCH_FIELDS: Final[tuple[EnvField, ...]] = (
+    EnvField("abi_version", 0, 4, "uint32_t", "ABI_VERSION (1)"),
+    EnvField("nfuncs", 4, 4, "uint32_t", "entries of funcs[]"),
+    EnvField("ncpus", 8, 4, "uint32_t", "CPUs taking part (online CPUs)"),
+    EnvField("dcache_line", 12, 4, "uint32_t", "system-wide minimum D-cache line, bytes"),
+    EnvField("icache_line", 16, 4, "uint32_t", "system-wide minimum I-cache line, bytes"),
+    EnvField("flags", 20, 4, "uint32_t", "ALTPATCH_ENV_ALIAS"),
+    EnvField("text_start", 24, 8, "uint64_t", "the base image's text"),
+    EnvField("text_end", 32, 8, "uint64_t", "one past it"),
+    EnvField("text_phys", 40, 8, "uint64_t", "physical address of text_start"),
+    EnvField("alias_offset", 48, 8, "uint64_t", "text + alias_offset is writable (ALIAS)"),
+    EnvField("sync_va", 56, 8, "uint64_t", "a zeroed, writable word for the rendezvous"),
+)
+LIVEPATCH_HEADER_SIZE: Final = 64
+#: ``struct altpatch_livepatch_func`` (funcs[] follows the header).
+LIVEPATCH_FUNC_FIELDS: Final[tuple[EnvField, ...]] = (
+    EnvField("old_addr", 0, 8, "uint64_t", "the old function (base image text)"),
+    EnvField("new_addr", 8, 8, "uint64_t", "its replacement; 0: NOP out new_size bytes"),
+    EnvField("old_size", 16, 4, "uint32_t", "bytes of the old function"),
+    EnvField("new_size", 20, 4, "uint32_t", "bytes the switch replaces"),
+    EnvField("expect_len", 24, 4, "uint32_t", "bytes of expect[] to check (0: none)"),
+    EnvField("reserved", 28, 4, "uint32_t", "zero"),
+    EnvField("expect", 32, 16, "uint8_t[16]", "the old bytes the payload expects"),
+    EnvField("opaque", 48, 16, "uint8_t[16]", "the patcher's own (kept from apply to revert)"),
+)
+LIVEPATCH_FUNC_SIZE: Final = 64
+MAX_LIVEPATCH_FUNCS: Final = (4096 - LIVEPATCH_HEADER_SIZE) // LIVEPATCH_FUNC_SIZE
+
+CallStyle = Literal["stop-machine", "every-cpu", "table", "env", "livepatch"]
 
 
 @dataclass(frozen=True)
@@ -100,6 +130,10 @@ ENTRY_KINDS: Final[Mapping[str, EntryKind]] = MappingProxyType({
                             "two-pass patchers: boot-CPU-scope capabilities on CPU0 first"),
     "region": EntryKind("region", ("table", "env"),
                         "a late payload's alternatives, on one CPU, the region not live yet"),
+    "livepatch_apply": EntryKind("livepatch_apply", ("livepatch",),
+                                 "switch a payload's functions in, on every CPU"),
+    "livepatch_revert": EntryKind("livepatch_revert", ("livepatch",),
+                                  "switch them back out, on every CPU"),
 })
 
 #: What each call style passes and expects (x0.. arguments; result in x0).
@@ -109,6 +143,7 @@ CALL_STYLES: Final[Mapping[CallStyle, str]] = MappingProxyType({
     "every-cpu": "int fn(const struct altpatch_env *env, unsigned int cpu) on every CPU",
     "table": "int fn(const void *table_start, const void *table_end) on CPU0",
     "env": "int fn(const struct altpatch_env *env) on CPU0",
+    "livepatch": "int fn(struct altpatch_livepatch *lp, unsigned int cpu) on every CPU",
 })
 
 
@@ -159,7 +194,12 @@ __all__ = [
     "ENV_FLAG_LIVE",
     "ENV_SIZE",
     "IMAGE_BINDINGS",
+    "LIVEPATCH_FIELDS",
+    "LIVEPATCH_FUNC_FIELDS",
+    "LIVEPATCH_FUNC_SIZE",
+    "LIVEPATCH_HEADER_SIZE",
     "MAX_CAPS",
+    "MAX_LIVEPATCH_FUNCS",
     "REFUSAL_CODES",
     "SERVICES",
     "SVC_BUG",

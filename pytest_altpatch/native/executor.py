@@ -19,6 +19,7 @@ Interface (also meant for linked kernel images, which bring their own code):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -45,12 +46,14 @@ STACK_SIZE: Final = 16 * 1024
 #: (+-4 GiB) from patcher code to image symbols, clear of the image and its payloads.
 WINDOW_OFFSET: Final = 0x4000_0000
 RUNTIME_NAME: Final = "<altpatch-runtime>"
+#: Pages for livepatch blocks (one per payload, kept from apply to revert).
+LIVEPATCH_PAGES: Final = 8
 _MASK64: Final = (1 << 64) - 1
 
 
 def memory_needed(objects: Sequence[ObjectFile], cpus: int) -> int:
     """An upper bound of the physical memory :func:`install` takes."""
-    pages = 4 + sum(-(-len(o.data) // PAGE_SIZE) + 8 for o in objects)
+    pages = 4 + LIVEPATCH_PAGES + sum(-(-len(o.data) // PAGE_SIZE) + 8 for o in objects)
     return pages * PAGE_SIZE + cpus * STACK_SIZE
 
 
@@ -90,6 +93,9 @@ class Installation:
     stop_machine: StopMachine | None = None
     boot_done: bool = False
     refusals: dict[int, PatchError] = field(default_factory=dict)
+    livepatch_va: int = 0
+    livepatch_pa: int = 0
+    livepatch_blocks: dict[str, int] = field(default_factory=dict)
     _generation: int = 0
 
     def stack_top(self, cpu: int) -> int:
@@ -116,6 +122,33 @@ class Installation:
                     block[start:start + 8] = (word & _MASK64).to_bytes(8, "little")
         block[0:4] = abi.ABI_VERSION.to_bytes(4, "little")
         self.machine.load_phys(self.env_pa, bytes(block))
+
+    def write_livepatch(self, payload: str, header: Mapping[str, int],
+                        functions: Sequence[Mapping[str, int | bytes]]) -> int:
+        """Fill the ``struct altpatch_livepatch`` block of ``payload`` (each function's
+        ``opaque`` bytes are kept as the patcher left them); its VA."""
+        if len(functions) > abi.MAX_LIVEPATCH_FUNCS:
+            raise PatchError("PATCHER_UNSUPPORTED", f"payload {payload}: more than "
+                             f"{abi.MAX_LIVEPATCH_FUNCS} functions", phase="late")
+        index = self.livepatch_blocks.get(payload)
+        if index is None:
+            if len(self.livepatch_blocks) >= LIVEPATCH_PAGES:
+                raise PatchError("PATCHER_UNSUPPORTED", f"more than {LIVEPATCH_PAGES} "
+                                 "livepatch payloads", phase="late")
+            index = self.livepatch_blocks[payload] = len(self.livepatch_blocks)
+        pa = self.livepatch_pa + index * PAGE_SIZE
+        old = self.machine.read_phys(pa, PAGE_SIZE)
+        block = bytearray(PAGE_SIZE)
+        _pack(block, 0, abi.LIVEPATCH_FIELDS, {**header, "abi_version": abi.ABI_VERSION,
+                                               "nfuncs": len(functions)})
+        opaque = next(f for f in abi.LIVEPATCH_FUNC_FIELDS if f.name == "opaque")
+        for number, function in enumerate(functions):
+            base = abi.LIVEPATCH_HEADER_SIZE + number * abi.LIVEPATCH_FUNC_SIZE
+            _pack(block, base, abi.LIVEPATCH_FUNC_FIELDS, function)
+            keep = base + opaque.offset
+            block[keep:keep + opaque.size] = old[keep:keep + opaque.size]
+        self.machine.load_phys(pa, bytes(block))
+        return self.livepatch_va + index * PAGE_SIZE
 
     # ------------------------------------------------------------------ calls
     def call(self, ctx: CpuContext, address: int, args: Sequence[int] = ()) -> int:
@@ -224,6 +257,19 @@ class Installation:
         call.set_x(0, found[0] if found is not None else _MASK64)
 
 
+def _pack(block: bytearray, base: int, fields: Sequence[abi.EnvField],
+          values: Mapping[str, int | bytes]) -> None:
+    """Little-endian fields of ``values`` into ``block`` at ``base`` (bytes are copied)."""
+    for spec in fields:
+        value = values.get(spec.name, 0)
+        start = base + spec.offset
+        if isinstance(value, bytes):
+            block[start:start + min(len(value), spec.size)] = value[:spec.size]
+        else:
+            block[start:start + spec.size] = \
+                (value & ((1 << (8 * spec.size)) - 1)).to_bytes(spec.size, "little")
+
+
 def runtime_symbols(base: int, env_va: int) -> tuple[Mapping[str, int], bytes]:
     """The runtime stubs assembled at ``base``: their symbols and code."""
     assembly = assemble(RUNTIME_SOURCE, base=base, symbols={ENV_SYMBOL: env_va})
@@ -231,24 +277,39 @@ def runtime_symbols(base: int, env_va: int) -> tuple[Mapping[str, int], bytes]:
     return {**labels, ENV_SYMBOL: env_va}, assembly.code
 
 
+@functools.lru_cache(maxsize=16)
+def _link(objects: tuple[ObjectFile, ...], base: int,
+          externals: tuple[tuple[str, int], ...], roots: tuple[str, ...],
+          aliases: tuple[tuple[str, str], ...]) -> LinkedPatcher:
+    """Linking is pure: the same objects at the same place link the same (memoised)."""
+    return link_patcher(objects, base=base, externals=dict(externals), roots=roots,
+                        aliases=dict(aliases))
+
+
 def install(machine: Machine, objects: Sequence[ObjectFile], *, window: int,
             bindings: Mapping[str, int], kernel_text: tuple[int, int],
-            bug_codes: Mapping[str, str] | None = None) -> Installation:
+            bug_codes: Mapping[str, str] | None = None,
+            roots: Sequence[str] = (), aliases: Mapping[str, str] | None = None
+            ) -> Installation:
     """Link ``objects`` at ``window`` and map them, the runtime, the environment page
     and the stacks into ``machine`` (physical memory from the top of its memory).
 
     ``bindings`` gives values for symbols the objects leave undefined (image
-    symbols); the runtime's services and ``altpatch_env`` are always bound.
+    symbols); the runtime's services and ``altpatch_env`` are always bound.  ``roots``
+    are the entry symbols (archive members defining them are linked); ``aliases``
+    binds a symbol to another one the objects define.
     """
     env_va = window
     runtime_base = window + PAGE_SIZE
     services, runtime_code = runtime_symbols(runtime_base, env_va)
     objects_base = runtime_base + -(-len(runtime_code) // PAGE_SIZE) * PAGE_SIZE
-    linked = link_patcher(objects, base=objects_base, externals={**services, **bindings})
+    linked = _link(tuple(objects), objects_base, tuple(sorted({**services, **bindings}.items())),
+                   tuple(roots), tuple(sorted((aliases or {}).items())))
     runtime = LinkedSection(RUNTIME_NAME, ".text", runtime_base, runtime_code, "r-x")
     stacks_va = linked.end + PAGE_SIZE  # one unmapped guard page
     stacks_size = machine.cpu_count * STACK_SIZE
-    total = (linked.end - window) + stacks_size
+    livepatch_va = stacks_va + stacks_size + PAGE_SIZE  # after another guard page
+    total = (linked.end - window) + stacks_size + LIVEPATCH_PAGES * PAGE_SIZE
     pa = machine.memory_size - total
     pa -= pa % PAGE_SIZE
     for section in (runtime, *linked.sections):
@@ -261,11 +322,14 @@ def install(machine: Machine, objects: Sequence[ObjectFile], *, window: int,
     machine.map(env_va, pa, PAGE_SIZE, "rw-")
     stacks_pa = pa + (linked.end - window)
     machine.map(stacks_va, stacks_pa, stacks_size, "rw-")
+    livepatch_pa = stacks_pa + stacks_size
+    machine.map(livepatch_va, livepatch_pa, LIVEPATCH_PAGES * PAGE_SIZE, "rw-")
     code_symbols = (*linked.code_symbols,
                     *(cs for cs in _runtime_code_symbols(services, runtime_base)))
     locator = Locator(objects, linked, code_symbols, (window, stacks_va))
     installation = Installation(machine, linked, env_va, pa, stacks_va, kernel_text,
-                                dict(bug_codes or {}), locator=locator)
+                                dict(bug_codes or {}), locator=locator,
+                                livepatch_va=livepatch_va, livepatch_pa=livepatch_pa)
     installation.register_services()
     return installation
 

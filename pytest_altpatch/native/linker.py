@@ -144,9 +144,43 @@ def _place_source(obj: ObjectFile, base: int) -> _Placed:
                    {name: va for name, va in labels.items() if not name[:1].isdigit()})
 
 
+def _select_members(objects: Sequence[ObjectFile], externals: Mapping[str, int],
+                    roots: Sequence[str]) -> list[ObjectFile]:
+    """The plain objects, plus each archive member that defines a symbol still needed
+    (repeated until nothing changes), in their manifest order."""
+    chosen = [o for o in objects if o.archive is None]
+    members = [o for o in objects if o.archive is not None]
+    if not members:
+        return chosen
+
+    def table(obj: ObjectFile) -> tuple[SymbolEntry, ...]:
+        if obj.is_source:
+            return ()
+        try:
+            return relocatable_symbols(obj.data)
+        except AltpatchError as exc:
+            raise NativeError("NATIVE_OBJECT", f"{obj.name}: {exc.message}",
+                              location=Location(file=str(obj.path))) from None
+
+    tables = {id(o): table(o) for o in objects}
+    while True:
+        defined = set(externals) | {s.name for o in chosen for s in tables[id(o)]
+                                    if s.defined and s.is_global}
+        wanted = ({s.name for o in chosen for s in tables[id(o)] if not s.defined}
+                  | set(roots)) - defined
+        extra = [m for m in members if m not in chosen and any(
+            s.defined and s.is_global and s.name in wanted for s in tables[id(m)])]
+        if not extra:
+            return [o for o in objects if o in chosen or o in extra]
+        chosen += extra
+
+
 def link_patcher(objects: Sequence[ObjectFile], *, base: int,
-                 externals: Mapping[str, int]) -> LinkedPatcher:
-    """Link ``objects`` one after another from ``base`` (page aligned)."""
+                 externals: Mapping[str, int], roots: Sequence[str] = (),
+                 aliases: Mapping[str, str] | None = None) -> LinkedPatcher:
+    """Link ``objects`` one after another from ``base`` (page aligned); archive members
+    only when they define a symbol something (or a ``roots`` entry symbol) needs."""
+    objects = _select_members(objects, externals, roots)
     placed: list[_Placed] = []
     cursor = base
     for obj in objects:
@@ -163,6 +197,9 @@ def link_patcher(objects: Sequence[ObjectFile], *, base: int,
                                   location=Location(file=str(item.obj.path), symbol=name))
             owners[name] = item.obj.name
             defined.setdefault(name, va)
+    for alias, target in (aliases or {}).items():
+        if target in defined and alias not in defined:
+            defined[alias] = defined[target]
     missing = [(item.obj.name, [n for n in item.undefined if n not in defined])
                for item in placed]
     missing = [(name, names) for name, names in missing if names]

@@ -8,6 +8,7 @@ built without ``-g`` are simply named by symbol.
 from __future__ import annotations
 
 import bisect
+import functools
 import io
 from collections.abc import Sequence
 from pathlib import PurePosixPath
@@ -18,16 +19,18 @@ from elftools.elf.elffile import ELFFile
 from pytest_altpatch.native.linker import CodeSymbol, LinkedPatcher
 from pytest_altpatch.native.manifest import ObjectFile
 
-LineTable = list[tuple[int, str, int]]  # (offset in .text, file, line), sorted
+LineTable = tuple[tuple[int, str, int], ...]  # (offset in .text, file, line), sorted
 
 
+@functools.lru_cache(maxsize=32)
 def line_table(data: bytes) -> LineTable:
-    """(offset, file, line) rows of an ET_REL object's ``.text`` (empty without DWARF)."""
-    rows: LineTable = []
+    """(offset, file, line) rows of an ET_REL object's ``.text`` (empty without DWARF;
+    parsed once per object content)."""
+    rows: list[tuple[int, str, int]] = []
     try:
         elf = ELFFile(io.BytesIO(data))
         if not elf.has_dwarf_info():
-            return rows
+            return ()
         dwarf = elf.get_dwarf_info(relocate_dwarf_sections=True)
         for unit in dwarf.iter_CUs():
             program = dwarf.line_program_for_CU(unit)
@@ -44,9 +47,8 @@ def line_table(data: bytes) -> LineTable:
                 name = names[index] if 0 <= index < len(names) else "?"
                 rows.append((int(state.address), PurePosixPath(name).name, int(state.line)))
     except (ELFError, Exception):  # debug info is optional: a bad one only loses lines
-        return []
-    rows.sort()
-    return rows
+        return ()
+    return tuple(sorted(rows))
 
 
 class Locator:

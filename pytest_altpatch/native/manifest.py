@@ -21,7 +21,6 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import Final, cast
 
 from pytest_altpatch.errors import ERROR_CODES, Location, NativeError
@@ -32,7 +31,8 @@ from pytest_altpatch.spec.yamlload import LocatedDocument, load_yaml_file
 #: Where the shipped shims live: shims/<name>/shim.yaml and shims/<name>/include/.
 SHIM_ROOT: Final = Path(__file__).parent / "shims"
 INCLUDE_DIR: Final = Path(__file__).parent / "include"
-OBJECT_SUFFIXES: Final = (".o", ".s", ".S")
+OBJECT_SUFFIXES: Final = (".o", ".a", ".s", ".S")
+_AR_MAGIC: Final = b"!<arch>\n"
 _KEYS: Final = frozenset({"name", "version", "dialect", "features", "objects", "shim",
                           "entries", "bindings", "bug_codes"})
 _SHIM_KEYS: Final = frozenset({"name", "summary", "entries", "bindings", "bug_codes",
@@ -54,11 +54,15 @@ class ObjectFile:
 
     path: Path
     data: bytes
+    #: Set for an archive member: the linker takes it only if it defines a symbol
+    #: something else needs (as ld does).
+    archive: str | None = None
 
     @property
     def name(self) -> str:
-        """The file name (how reports and errors name the object)."""
-        return self.path.name
+        """The file name (how reports and errors name the object): ``lib.a(m.o)``
+        for an archive member."""
+        return f"{self.archive}({self.path.name})" if self.archive else self.path.name
 
     @property
     def sha256(self) -> str:
@@ -147,11 +151,12 @@ def _bindings(doc: LocatedDocument, value: object, path: str) -> dict[str, str]:
         text = _text(doc, target, where)
         kind, _, name = text.partition(".")
         valid = (kind == "image" and name in abi.IMAGE_BINDINGS) or text == "env" \
+            or (kind == "env" and name in {f.name for f in abi.ENV_FIELDS}) \
             or (kind == "symbol" and bool(name))
         if not valid:
             raise _error(doc, where, f"binding {symbol}: {text!r} is not a binding",
                          hint="use image.text_start|text_end|table_start|table_end, env, "
-                              "or symbol.NAME")
+                              "env.FIELD (of struct altpatch_env) or symbol.NAME")
         bindings[str(symbol)] = text
     return bindings
 
@@ -188,11 +193,46 @@ def load_shim(name: str, *, where: Location | None = None) -> Shim:
         raise _error(doc, "", f"unknown shim key(s): {', '.join(sorted(unknown))}")
     return Shim(
         name=name, summary=str(body.get("summary", "")), include=path.parent / "include",
-        entries=MappingProxyType(_entries(doc, body.get("entries"), "entries")),
-        bindings=MappingProxyType(_bindings(doc, body.get("bindings"), "bindings")),
-        bug_codes=MappingProxyType(_bug_codes(doc, body.get("bug_codes"), "bug_codes")),
+        entries=_entries(doc, body.get("entries"), "entries"),
+        bindings=_bindings(doc, body.get("bindings"), "bindings"),
+        bug_codes=_bug_codes(doc, body.get("bug_codes"), "bug_codes"),
         features=_features(doc, body.get("features"), "features"),
     )
+
+
+def archive_members(path: Path, data: bytes, where: Location) -> list[ObjectFile]:
+    """The ``.o`` members of a System V / GNU ``ar`` archive."""
+    if not data.startswith(_AR_MAGIC):
+        raise NativeError("NATIVE_OBJECT", f"{path.name} is not an ar archive", location=where)
+    members: list[ObjectFile] = []
+    long_names = b""
+    position = len(_AR_MAGIC)
+    while position + 60 <= len(data):
+        header = data[position:position + 60]
+        try:
+            size = int(header[48:58].decode("ascii").strip() or "0")
+        except (UnicodeDecodeError, ValueError):
+            raise NativeError("NATIVE_OBJECT", f"{path.name}: bad member header at "
+                              f"{position:#x}", location=where) from None
+        body = data[position + 60:position + 60 + size]
+        if header[58:60] != b"`\n" or len(body) != size:
+            raise NativeError("NATIVE_OBJECT", f"{path.name}: truncated member at "
+                              f"{position:#x}", location=where)
+        raw = header[:16].decode("utf-8", "replace").rstrip()
+        position += 60 + size + (size & 1)
+        if raw == "//":
+            long_names = body
+            continue
+        if raw in ("/", "/SYM64/"):
+            continue  # the symbol index: the linker reads members' own tables
+        if raw.startswith("/") and raw[1:].isdigit():
+            start = int(raw[1:])
+            end = long_names.find(b"\n", start)
+            raw = long_names[start:end if end >= 0 else None].decode("utf-8", "replace")
+        name = raw.rstrip("/")
+        if name.endswith(".o"):
+            members.append(ObjectFile(path.parent / name, body, archive=path.name))
+    return members
 
 
 def known_shims() -> tuple[str, ...]:
@@ -239,7 +279,10 @@ def load_manifest(path: Path) -> Manifest:
             data = file.read_bytes()
         except OSError as exc:
             raise _error(doc, where, f"cannot read {relative}: {exc.strerror or exc}") from None
-        objects.append(ObjectFile(file, data))
+        if file.suffix == ".a":
+            objects += archive_members(file, data, doc.location(where))
+        else:
+            objects.append(ObjectFile(file, data))
     entries = dict(shim.entries if shim else {})
     entries.update(_entries(doc, body.get("entries"), "entries"))
     if "boot" not in entries:
@@ -251,8 +294,8 @@ def load_manifest(path: Path) -> Manifest:
     return Manifest(
         path=path, name=name, version=version, dialect=dialect,
         features=frozenset(features), objects=tuple(objects),
-        entries=MappingProxyType(entries), bindings=MappingProxyType(bindings),
-        bug_codes=MappingProxyType(bug_codes), shim=shim,
+        entries=entries, bindings=bindings,
+        bug_codes=bug_codes, shim=shim,
     )
 
 

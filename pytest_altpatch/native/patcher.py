@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
-from pytest_altpatch.errors import ERROR_CODES, NativeError, PatchError
+from pytest_altpatch.errors import ERROR_CODES, PatchError
 from pytest_altpatch.machine import CpuContext, Machine
 from pytest_altpatch.native import abi
 from pytest_altpatch.native.executor import (
@@ -24,7 +24,7 @@ from pytest_altpatch.native.executor import (
     memory_needed,
 )
 from pytest_altpatch.native.manifest import Entry, Manifest, load_manifest
-from pytest_altpatch.patchers.contract import PatchEnvironment
+from pytest_altpatch.patchers.contract import LivepatchEnvironment, PatchEnvironment
 
 #: CPUs the memory estimate allows for (the machine's maximum).
 _MAX_CPUS: Final = 256
@@ -52,6 +52,17 @@ class NativePatcher:
         self._installs: weakref.WeakKeyDictionary[Machine, Installation] = \
             weakref.WeakKeyDictionary()
 
+    def __getstate__(self) -> dict[str, object]:
+        """Picklable (for worker processes): installations belong to their machine."""
+        state = dict(self.__dict__)
+        state["_installs"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """Restore a pickled patcher with no installations yet."""
+        self.__dict__.update(state)
+        self._installs = weakref.WeakKeyDictionary()
+
     def describe(self) -> list[str]:
         """Report-header lines: each object with its SHA-256."""
         shim = f", shim {self.manifest.shim.name}" if self.manifest.shim else ""
@@ -71,19 +82,23 @@ class NativePatcher:
             "text_start": region.text_start, "text_end": region.text_end,
             "table_start": region.table_start, "table_end": region.table_end,
         }
+        window = region.text_start + WINDOW_OFFSET
+        offsets = {f.name: f.offset for f in abi.ENV_FIELDS}
         bindings: dict[str, int] = {}
+        aliases: dict[str, str] = {}
         for symbol, target in self.manifest.bindings.items():
             kind, _, name = target.partition(".")
             if kind == "image":
                 bindings[symbol] = values[name]
+            elif kind == "env":  # the environment block is the window's first page
+                bindings[symbol] = window + offsets.get(name, 0)
+            else:
+                aliases[symbol] = name
         created = install(machine, self.manifest.objects,
-                          window=region.text_start + WINDOW_OFFSET, bindings=bindings,
+                          window=window, bindings=bindings, aliases=aliases,
                           kernel_text=(region.text_start, region.text_end),
-                          bug_codes=self.manifest.bug_codes)
-        for symbol, target in self.manifest.bindings.items():
-            if target == "env" or target.startswith("symbol."):
-                raise NativeError("NATIVE_MANIFEST", f"binding {symbol}: {target!r} is "
-                                  "accepted by the manifest but not yet by the executor")
+                          bug_codes=self.manifest.bug_codes,
+                          roots=[e.symbol for e in self.manifest.entries.values()])
         self._installs[machine] = created
         return created
 
@@ -172,6 +187,39 @@ class NativePatcher:
         args = (env.region.table_start, env.region.table_end) if entry.call == "table" \
             else (installation.env_va,)
         result = installation.call(ctx, self._address(installation, entry), args)
+        self._judge_result(entry, result)
+
+
+    # ------------------------------------------------------------------ livepatch
+    def apply_livepatch(self, ctx: CpuContext, env: LivepatchEnvironment) -> None:
+        """The ``livepatch_apply`` entry on every CPU."""
+        self._livepatch(ctx, env, "livepatch_apply")
+
+    def revert_livepatch(self, ctx: CpuContext, env: LivepatchEnvironment) -> None:
+        """The ``livepatch_revert`` entry on every CPU."""
+        self._livepatch(ctx, env, "livepatch_revert")
+
+    def _livepatch(self, ctx: CpuContext, env: LivepatchEnvironment, kind: str) -> None:
+        entry = self._entry(kind)
+        installation = self._installs.get(ctx.machine)
+        if entry is None or installation is None:
+            raise PatchError("PATCHER_UNSUPPORTED", f"{self.name} has no {kind} entry",
+                             phase="late")
+        header = {
+            "ncpus": env.ncpus, "dcache_line": env.dcache_line,
+            "icache_line": env.icache_line,
+            "flags": abi.ENV_FLAG_ALIAS if env.alias_offset is not None else 0,
+            "text_start": env.text_start, "text_end": env.text_end,
+            "text_phys": env.text_phys, "alias_offset": env.alias_offset or 0,
+            "sync_va": env.sync_va,
+        }
+        functions: list[Mapping[str, int | bytes]] = [{
+            "old_addr": f.old_addr, "new_addr": f.new_addr or 0, "old_size": f.old_size,
+            "new_size": f.new_size, "expect_len": min(len(f.expect or b""), 16),
+            "expect": f.expect or b"",
+        } for f in env.functions]
+        block = installation.write_livepatch(env.payload, header, functions)
+        result = installation.call(ctx, self._address(installation, entry), (block, ctx.cpu))
         self._judge_result(entry, result)
 
 

@@ -27,6 +27,11 @@ the case and keeps its own resolution as the oracle that drives patching:
   None to accept it or the refusal code (``LATE_CPU_ERRATUM``, ...), judged against
   ``expect.hotplug``.
 
+Both are plain functions of the CPU's registers and a little state, so a native entry
+maps onto them directly: detection as ``bitmap_out = detect(bitmap_in)`` over NCAPS
+bits (the adapter turns the bitmaps into number sets), the late-CPU check as a return
+of 0 (accept) or a registered error number.
+
 Late patching (a livepatch payload's own alternatives) calls
 ``apply_alternatives_region(ctx, env)`` on one CPU; the region is not live yet.
 Patchers with the ``livepatch`` feature also provide ``apply_livepatch`` and

@@ -69,6 +69,17 @@ def resolve_patchers(name: str, dialects: tuple[str, ...] | None) -> tuple[Patch
     return tuple(resolve_patcher(name, dialect=d) for d in dialects)
 
 
+def _takes_dialect(make: Callable[..., object]) -> bool:
+    """Whether a class or factory accepts ``dialect=`` (else it makes its own dialect,
+    which is then checked against the one asked for)."""
+    try:
+        parameters = inspect.signature(make).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: try the keyword
+        return True
+    return any(p.name == "dialect" or p.kind is inspect.Parameter.VAR_KEYWORD
+               for p in parameters)
+
+
 def resolve_patcher(name: str, *, dialect: str | None = None) -> Patcher:
     """Return the patcher ``name`` designates.
 
@@ -99,7 +110,11 @@ def resolve_patcher(name: str, *, dialect: str | None = None) -> Patcher:
         if not rest:
             raise PatchError("PATCHER_UNKNOWN", "native: needs a manifest path",
                              phase="load", hint="native:PATH/TO/manifest.yaml")
-        return load_native_patcher(rest)
+        native = load_native_patcher(rest)
+        if dialect is not None and native.dialect != dialect:
+            raise PatchError("PATCHER_DIALECT", f"{name!r} implements {native.dialect!r} "
+                             f"(its manifest's dialect), not {dialect!r}", phase="load")
+        return native
     if not rest:
         raise PatchError("PATCHER_UNKNOWN", f"cannot resolve patcher {name!r}", phase="load",
                          hint="use reference[:DIALECT] or package.module:attribute")
@@ -121,7 +136,7 @@ def resolve_patcher(name: str, *, dialect: str | None = None) -> Patcher:
     if inspect.isclass(target) or (not isinstance(target, Patcher) and callable(target)):
         make = cast("Callable[..., object]", target)
         try:
-            target = make(dialect=dialect) if dialect else make()
+            target = make(dialect=dialect) if dialect and _takes_dialect(make) else make()
         except Exception as exc:
             raise PatchError("PATCHER_UNKNOWN", f"creating {name!r} failed: "
                              f"{type(exc).__name__}: {exc}", phase="load",

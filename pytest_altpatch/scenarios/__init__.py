@@ -9,6 +9,7 @@ Public entry points (implemented in :mod:`pytest_altpatch.scenarios.runner`):
 * ``not_applicable(case, patcher, mode) -> str | None``: why a case cannot run
   against a patcher (a required feature it does not declare, a dialect it does not
   implement, a mode the case has no expectations for), or None.
-* ``parse_schedules(text) -> tuple[ScheduleChoice, ...]``: ``rr:100,random:1-3,
-  adversarial`` -> one (name, seed) per schedule to run.
+* ``parse_schedules(text) -> tuple[ScheduleChoice, ...]``: ``pct:0-1,rr:100,random:1-3,
+  adversarial`` -> one (name, seed) per schedule to run; the default is
+  :data:`.default_schedule.DEFAULT_SCHEDULES`.
 """

@@ -16,16 +16,17 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from pytest_altpatch.errors import AltpatchError
+from pytest_altpatch.scenarios.default_schedule import DEFAULT_SCHEDULES
 
 if TYPE_CHECKING:
     from pytest_altpatch.patchers.contract import Patcher
     from pytest_altpatch.patchers.facts import PatcherFacts
     from pytest_altpatch.scenarios.outcome import Outcome
     from pytest_altpatch.scenarios.runner import ScheduleChoice
-    from pytest_altpatch.spec.model import Case, Catalog
+    from pytest_altpatch.spec.model import Case, Catalog, Dialect
 
 EXIT_PASS = 0
 EXIT_FAIL = 1
@@ -92,9 +93,9 @@ def register(subparsers: Any) -> None:
         description="Run a case against a patcher and print the verdict and discrepancies. "
                     "Exit 0 on pass, 1 on failure, 2 when the case cannot be loaded.")
     _add_common(run)
-    run.add_argument("--schedule", default="rr:100",
-                     help="schedules, comma-separated: rr:100,random:1-3,adversarial "
-                          "(default: rr:100)")
+    run.add_argument("--schedule", default=DEFAULT_SCHEDULES,
+                     help="schedules, comma-separated: pct:0-1,rr:100,random:1-3,adversarial "
+                          f"(default: {DEFAULT_SCHEDULES})")
     run.set_defaults(run=run_command)
     show = subparsers.add_parser(
         "show", help="run one case and show the image, patched streams, findings, timeline",
@@ -102,7 +103,8 @@ def register(subparsers: Any) -> None:
                     "replacement disassembled), the capabilities chosen per CPU, the patched "
                     "streams, findings, the timeline and the verdict.")
     _add_common(show)
-    show.add_argument("--schedule", default="rr:100", help="one schedule (default: rr:100)")
+    show.add_argument("--schedule", default=DEFAULT_SCHEDULES,
+                      help=f"one schedule (default: {DEFAULT_SCHEDULES})")
     show.add_argument("--trace-lines", type=int, default=80, metavar="N",
                       help="show the last N timeline events (0: all; default 80)")
     show.set_defaults(run=show_command)
@@ -123,6 +125,7 @@ def _load(args: argparse.Namespace, err: TextIO) -> _Loaded | None:
         resolve_patchers,
     )
     from pytest_altpatch.resources import bundled_corpus  # noqa: PLC0415
+    from pytest_altpatch.scenarios.buildcheck import build_problems  # noqa: PLC0415
     from pytest_altpatch.scenarios.runner import case_modes, parse_schedules  # noqa: PLC0415
     from pytest_altpatch.spec.case import read_case  # noqa: PLC0415
     from pytest_altpatch.spec.catalog import read_catalog  # noqa: PLC0415
@@ -166,6 +169,12 @@ def _load(args: argparse.Namespace, err: TextIO) -> _Loaded | None:
     if args.seed is not None:
         schedules = tuple(dataclasses.replace(choice, seed=args.seed) for choice in schedules)
     modes = (args.mode,) if args.mode else case_modes(case)
+    # A case that does not build is unreadable, like one that does not load (exit 2).
+    unbuildable = build_problems(case, catalog, [cast("Dialect", p.dialect) for p in patchers])
+    for build_error in unbuildable:
+        _complain(build_error, err)
+    if unbuildable:
+        return None
     # The preferred dialect first: the one `show` (and `build`) default to.
     first = preferred_dialect(case.dialects)
     listed = tuple(sorted((p for p in patchers if p.dialect in case.dialects),
@@ -196,6 +205,7 @@ def run_command(args: argparse.Namespace, out: TextIO | None = None,
     style = style_for(out)
     case, status = loaded.case, EXIT_PASS
     for patcher in loaded.patchers:
+        _describe_patcher(patcher, out)
         for mode in loaded.modes:
             reason = not_applicable(case, patcher, mode)
             if reason is not None:
@@ -215,6 +225,13 @@ def run_command(args: argparse.Namespace, out: TextIO | None = None,
                                         reproduce=_reproduce(args, case, mode, choice, patcher))
                 out.write("".join(f"      {line}\n" for line in report.splitlines()))
     return status
+
+
+def _describe_patcher(patcher: Patcher, out: TextIO) -> None:
+    """What a patcher says about itself (a native one: its objects and their hashes)."""
+    describe = getattr(patcher, "describe", None)
+    if callable(describe):
+        out.write("".join(f"{line}\n" for line in describe()))
 
 
 def show_command(args: argparse.Namespace, out: TextIO | None = None,
@@ -242,6 +259,7 @@ def show_command(args: argparse.Namespace, out: TextIO | None = None,
         return EXIT_PASS
     outcome = loaded.outcome(args, mode, choice, loaded.patcher)
     verdict = judge(loaded.case, outcome)
+    _describe_patcher(loaded.patcher, out)
     out.write(render_show(loaded.case, outcome, verdict, style=style_for(out),
                           trace_lines=max(args.trace_lines, 0)) + "\n")
     out.write(f"reproduce: {_reproduce(args, loaded.case, mode, choice, loaded.patcher)}\n")

@@ -214,6 +214,7 @@ def _apply_payload_alternatives(session: BootSession, payload: LoadedPayload) ->
 
 
 def _loader_maintenance(session: BootSession, start: int, end: int, line: int) -> None:
+    """The Linux module loader's ``flush_icache_range()`` over the module text."""
     def flush(ctx: CpuContext) -> None:
         for va in range(start & -line, end, line):
             ctx.dc("civac", va)
@@ -223,6 +224,11 @@ def _loader_maintenance(session: BootSession, start: int, end: int, line: int) -
         ctx.isb()
 
     session.run_patcher([0], flush)
+    # flush_icache_range() ends with kick_all_cpus_sync(): an IPI to every other online
+    # CPU, whose exception return synchronises its context before it can run the module.
+    others = [cpu for cpu in session.online if cpu != 0]
+    if others:
+        session.run_patcher(others, lambda ctx: ctx.isb())
 
 
 def _secure(session: BootSession, payload: LoadedPayload) -> None:
@@ -331,7 +337,11 @@ def _phase(session: BootSession, name: str, payloads: Sequence[LoadedPayload],
     findings = session.new_findings()
     healthy = error is None and all(machine.cpu_state(c) == "done" for c in session.online)
     if expectation is not None and healthy:
-        probes = session.run_probes(expectation.probes, session.online)
+        assert session.image is not None
+        symbols = dict(session.image.symbols)
+        for payload in payloads:
+            symbols.update(payload.loaded.symbols)  # a module's own functions may be probed
+        probes = session.run_probes(expectation.probes, session.online, symbols)
     return PhaseOutcome(phase=name, caps=tuple(sorted(session.capabilities.system))
                         if session.capabilities else (),
                         sections=_snapshots(session, payloads), probes=probes,
@@ -350,8 +360,11 @@ def run_late(session: BootSession, boot: Outcome, *,
     symbols = dict(image.symbols)
 
     def finish(error: ErrorInfo | None = None) -> Outcome:
+        entries = tuple((p.name, e) for p in payloads
+                        for e in p.loaded.alt_entries(image.dialect, image.numbering.ncaps,
+                                                      image.numbering))
         return replace(session._outcome(phases=phases, error=error, hotplug=boot.hotplug),
-                       mode="late", symbols=symbols)
+                       mode="late", symbols=symbols, payload_entries=entries)
 
     machine = session.machine
     assert machine is not None
@@ -377,6 +390,8 @@ def run_late(session: BootSession, boot: Outcome, *,
         (image.symbols[r.old], image.symbols[r.old] + 4)
         for p in payloads for r in p.spec.replaces if r.old in image.symbols)
     allowed = base_sites + payload_sites + function_sites
+    if not any(p.spec.replaces for p in payloads) and (late is None or late.apply is None):
+        return finish()  # modules: loading is the whole late flow (nothing to switch)
     try:
         for name, revert in (("apply", False), ("revert", True)):
             expectation = getattr(late, name) if late else None

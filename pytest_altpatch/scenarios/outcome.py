@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from pytest_altpatch.errors import ErrorInfo
 from pytest_altpatch.findings import Finding
-from pytest_altpatch.image.model import Image
+from pytest_altpatch.image.model import AltEntry, Image
 from pytest_altpatch.machine.trace import TraceEvent
 
 
@@ -115,6 +115,8 @@ class Outcome:
     instructions: int = 0  # guest instructions and context operations, all CPUs
     #: CPUs that took no part after boot (Xen parking), by machine CPU number.
     parked: tuple[int, ...] = ()
+    #: The alternatives of each loaded payload (late mode): (payload name, entry).
+    payload_entries: tuple[tuple[str, AltEntry], ...] = ()
 
     def phase(self, name: str) -> PhaseOutcome | None:
         """The outcome of phase ``name``, or None if the run never got there."""
@@ -125,8 +127,10 @@ class Outcome:
 
     @property
     def findings(self) -> tuple[Finding, ...]:
-        """Every finding of every phase, in order."""
-        return tuple(f for phase in self.phases for f in phase.findings)
+        """Every finding of every phase, in order, with those raised while its probes ran
+        (``altpatch show`` lists what the verdict judged)."""
+        return tuple(f for phase in self.phases
+                     for f in (*phase.findings, *(g for p in phase.probes for g in p.findings)))
 
 
 __all__ = [

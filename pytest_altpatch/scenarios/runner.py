@@ -81,18 +81,19 @@ class ScheduleChoice:
 
 
 def parse_schedules(text: str) -> tuple[ScheduleChoice, ...]:
-    """``rr:100,random:1-3,adversarial`` -> one choice per schedule (ranges expanded)."""
+    """``rr:100,random:1-3,pct:0-2,adversarial`` -> one choice per schedule (ranges
+    expanded)."""
     choices: list[ScheduleChoice] = []
     for item in (part.strip() for part in text.split(",")):
         if not item:
             continue
-        span = re.fullmatch(r"random:(\d+)-(\d+)", item)
+        span = re.fullmatch(r"(random|pct):(\d+)-(\d+)", item)
         if span is not None:
-            low, high = int(span.group(1)), int(span.group(2))
+            kind, low, high = span.group(1), int(span.group(2)), int(span.group(3))
             if high < low or high - low > 1000:
                 raise AltpatchError("MACHINE_SCHEDULE", f"bad seed range in {item!r}",
                                     phase="load")
-            choices += [ScheduleChoice(f"random:{n}", n, f"random:{n}")
+            choices += [ScheduleChoice(f"{kind}:{n}", n, f"{kind}:{n}")
                         for n in range(low, high + 1)]
             continue
         try:
@@ -447,14 +448,16 @@ class BootSession:
                     if exc.traceback.strip() else None)
         return result, None
 
-    def run_probes(self, probes: Sequence[ProbeSpec], cpus: Sequence[int]) -> tuple[ProbeOutcome,
-                                                                                    ...]:
-        """Run each probe on the CPUs it names (``all``: ``cpus``)."""
+    def run_probes(self, probes: Sequence[ProbeSpec], cpus: Sequence[int],
+                   symbols: Mapping[str, int] | None = None) -> tuple[ProbeOutcome, ...]:
+        """Run each probe on the CPUs it names (``all``: ``cpus``); functions are looked up
+        in ``symbols`` (default: the base image's, so a late phase passes its payloads')."""
         assert self.machine is not None and self.image is not None
         done: list[ProbeOutcome] = []
+        known = self.image.symbols if symbols is None else symbols
         for index, spec in enumerate(probes):
             targets = cpus if spec.cpus == "all" else spec.cpus
-            address = self.image.symbols.get(spec.call)
+            address = known.get(spec.call)
             for cpu in targets:
                 if address is None or cpu not in cpus:
                     done.append(ProbeOutcome(index, spec.call, cpu, spec.args, (0,) * 8, False))

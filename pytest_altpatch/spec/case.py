@@ -340,16 +340,27 @@ class _Resolver:
     def error(self, raw: object, path: str) -> ErrorExpectation | None:
         if raw is None:
             return None
-        entry = cast(Mapping[str, str], raw)
+        choices = cast(Mapping[str, object], raw).get("any_of")
+        if isinstance(choices, list):  # several allowed outcomes
+            allowed = [self._error_choice(cast(Mapping[str, str], choice),
+                                          join_path(join_path(path, "any_of"), index), path)
+                       for index, choice in enumerate(choices)]
+            first = allowed[0]
+            return ErrorExpectation(first.code, first.phase, self.at(path),
+                                    tuple((e.code, e.phase) for e in allowed[1:]))
+        return self._error_choice(cast(Mapping[str, str], raw), path, path)
+
+    def _error_choice(self, entry: Mapping[str, str], path: str,
+                      section: str) -> ErrorExpectation:
         code = entry["code"]
         if code not in ERROR_CODES:
             self.problem("SPEC_UNKNOWN_CODE", f"{code!r} is not a registered error code",
                          join_path(path, "code"), did_you_mean(code, ERROR_CODES))
-        allowed = _PHASE_OF_SECTION[path]
+        allowed = _PHASE_OF_SECTION[section]
         phase = cast(ExpectPhase, entry.get("phase", allowed[0]))
         if phase not in allowed:
             self.problem("SPEC_SCHEMA",
-                         f"an error under {path.rpartition('.')[0]} must have phase "
+                         f"an error under {section.rpartition('.')[0]} must have phase "
                          f"{' or '.join(allowed)}, not {phase!r}", join_path(path, "phase"))
         return ErrorExpectation(code, phase, self.at(path))
 
@@ -365,11 +376,15 @@ class _Resolver:
             for index, cap in enumerate(caps):
                 self.check_cap(cap, join_path(join_path(path, "caps"), index), encoded=False)
         streams: list[StreamExpectation] = []
-        for label, asm in cast(Mapping[str, str], entry.get("text", {})).items():
+        for label, asm in cast(Mapping[str, object], entry.get("text", {})).items():
             label_path = join_path(join_path(path, "text"), label)
             self.check_label(label, labels, label_path, "label")
-            streams.append(StreamExpectation(label, asm,
-                                             _first_line_location(self.document, label_path)))
+            # A string, or {any_of: [stream, ...]} where the architecture allows several.
+            choices = (cast(list[str], cast(Mapping[str, object], asm)["any_of"])
+                       if isinstance(asm, Mapping) else [cast(str, asm)])
+            streams.append(StreamExpectation(label, choices[0],
+                                             _first_line_location(self.document, label_path),
+                                             tuple(choices[1:])))
         probes: list[ProbeSpec] = []
         for index, probe in enumerate(cast(list[Mapping[str, object]], entry.get("probes", []))):
             probe_path = join_path(join_path(path, "probes"), index)
@@ -384,11 +399,15 @@ class _Resolver:
                         self.problem("SPEC_BAD_REFERENCE",
                                      f"probe CPU {cpu} does not exist (the case has {ncpus})",
                                      join_path(probe_path, "cpus"))
+            fault = cast("str | None", probe.get("fault"))
+            if fault is not None and fault not in FINDING_CODES:
+                self.problem("SPEC_UNKNOWN_CODE", f"{fault!r} is not a registered finding code",
+                             join_path(probe_path, "fault"), did_you_mean(fault, FINDING_CODES))
             probes.append(ProbeSpec(
                 call=call, cpus=cpus,
                 args=MappingProxyType(dict(cast(Mapping[str, int], probe.get("args", {})))),
-                result=MappingProxyType(dict(cast(Mapping[str, int], probe["result"]))),
-                location=self.at(probe_path),
+                result=MappingProxyType(dict(cast(Mapping[str, int], probe.get("result", {})))),
+                location=self.at(probe_path), fault=fault,
             ))
         findings = tuple(cast(list[str], entry.get("findings", [])))
         for index, code in enumerate(findings):
@@ -429,16 +448,21 @@ class _Resolver:
                 else:
                     cpu_index = matching[0]
             verdict = cast(Literal["accepted", "refused"], entry["verdict"])
-            code = cast("str | None", entry.get("code"))
-            if verdict == "refused" and code not in _HOTPLUG_CODES:
-                self.problem("SPEC_UNKNOWN_CODE",
-                             f"a refused CPU needs a code, one of {', '.join(_HOTPLUG_CODES)}",
-                             join_path(path, "code") if code else path,
-                             did_you_mean(code or "", _HOTPLUG_CODES))
+            raw_code = entry.get("code")
+            codes = (cast(list[str], cast(Mapping[str, object], raw_code)["any_of"])
+                     if isinstance(raw_code, Mapping) else [cast(str, raw_code)])
+            code = codes[0]
+            for one in codes:
+                if verdict == "refused" and one not in _HOTPLUG_CODES:
+                    self.problem("SPEC_UNKNOWN_CODE",
+                                 f"a refused CPU needs a code, one of {', '.join(_HOTPLUG_CODES)}",
+                                 join_path(path, "code") if one else path,
+                                 did_you_mean(one or "", _HOTPLUG_CODES))
             if verdict == "accepted" and code is not None:
                 self.problem("SPEC_SCHEMA", "an accepted CPU has no error code",
                              join_path(path, "code"))
-            result.append(HotplugExpectation(cpu_index, verdict, code, self.at(path)))
+            result.append(HotplugExpectation(cpu_index, verdict, code, self.at(path),
+                                             tuple(codes[1:])))
         return tuple(result)
 
     # -- the whole case ---------------------------------------------------------

@@ -40,8 +40,12 @@ def format_problem(problem: AltpatchError) -> str:
 
 def run_lint(args: argparse.Namespace) -> int:
     """Lint corpus roots, directories or case files; one line per problem."""
+    # Lint also builds every case for every dialect it lists (the build is a later layer's
+    # job, so it is passed in; loading alone would pass `movv x0, #2`).
+    from pytest_altpatch.scenarios.buildcheck import build_problems  # noqa: PLC0415
+
     paths = [Path(p) for p in args.paths] or [bundled_corpus()]
-    problems = lint_paths(paths)
+    problems = lint_paths(paths, check=None if args.no_build else build_problems)
     for problem in problems:
         print(format_problem(problem))
     if problems:
@@ -107,6 +111,32 @@ def run_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_schema(args: argparse.Namespace) -> int:
+    """Print the path of the case (or catalog) schema, or copy it into a directory,
+    with the modeline that points an editor at it."""
+    from pytest_altpatch.spec.schema import schema_path  # noqa: PLC0415
+
+    source = schema_path(Path(args.corpus) if args.corpus else bundled_corpus(), args.kind)
+    if not source.is_file():
+        print(f"altpatch schema: {source}: no such schema", file=sys.stderr)
+        return EXIT_USAGE
+    target = source
+    if args.write:
+        directory = Path(args.write)
+        target = directory / source.name
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(source.read_bytes())
+        except OSError as exc:
+            print(f"altpatch schema: cannot write {target}: {exc.strerror}", file=sys.stderr)
+            return EXIT_USAGE
+    print(target.resolve())
+    if args.kind == "case":
+        print(f"# first line of a case file: # yaml-language-server: $schema={target.resolve()}",
+              file=sys.stderr)
+    return EXIT_OK
+
+
 def _guarded(run: Any) -> Any:
     """Report coded errors as ``location: CODE: message`` (the CLI's own fallback
     would prefix them); anything else is left to the CLI's internal-error path."""
@@ -124,11 +154,24 @@ def register(subparsers: Any) -> None:
     """Add the spec layer's subcommands to the ``altpatch`` parser."""
     lint = subparsers.add_parser(
         "lint", help="check corpus files (default: the bundled corpus)",
-        description="Validate case and catalog files; print file:line:col: CODE: message "
-                    "per problem. Exit 0 clean, 1 problems, 2 usage.")
+        description="Validate case and catalog files and build every case for every dialect "
+                    "it lists; print file:line:col: CODE: message per problem. Exit 0 clean, "
+                    "1 problems, 2 usage.")
     lint.add_argument("paths", nargs="*", metavar="PATH",
                       help="corpus root, case directory or case file")
+    lint.add_argument("--no-build", action="store_true",
+                      help="only load and validate; do not build each case for its dialects")
     lint.set_defaults(run=_guarded(run_lint))
+    schema = subparsers.add_parser(
+        "schema", help="print the JSON schema's path (or write a copy) for editors",
+        description="Print the path of the case schema (or the catalog's), or copy it into "
+                    "DIR with --write; an editor with the YAML language server uses it "
+                    "through a first-line modeline.")
+    schema.add_argument("kind", nargs="?", choices=("case", "catalog"), default="case",
+                        help="which schema (default: case)")
+    schema.add_argument("--write", metavar="DIR", help="copy the schema into DIR")
+    schema.add_argument("--corpus", metavar="DIR", help="corpus root (default: bundled)")
+    schema.set_defaults(run=_guarded(run_schema))
 
     catalog = subparsers.add_parser("catalog", help="list CPUs, errata and features")
     catalog.add_argument("--json", action="store_true", help="print the catalog as JSON")
@@ -144,4 +187,5 @@ def register(subparsers: Any) -> None:
     export.set_defaults(run=_guarded(run_export))
 
 
-__all__ = ["format_problem", "register", "run_catalog", "run_export", "run_lint"]
+__all__ = ["format_problem", "register", "run_catalog", "run_export", "run_lint",
+           "run_schema"]

@@ -9,7 +9,7 @@ than :data:`SUPPORTED_MAJOR` unless the caller explicitly accepts that major.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Final
 
@@ -113,7 +113,12 @@ def find_corpus_root(path: Path) -> Path | None:
     return None
 
 
-def _lint_corpus(root: Path, problems: list[AltpatchError]) -> None:
+#: A further check of each loaded case (``altpatch lint`` passes the build check).
+CaseCheck = Callable[[Case, Catalog], list[AltpatchError]]
+
+
+def _lint_corpus(root: Path, problems: list[AltpatchError],
+                 check: CaseCheck | None = None) -> None:
     try:
         check_version(root)
     except SpecError as exc:
@@ -128,14 +133,17 @@ def _lint_corpus(root: Path, problems: list[AltpatchError]) -> None:
         problems.extend(case_problems)
         if case is not None:
             cases.append(case)
+            if check is not None:
+                problems.extend(check(case, catalog))
     problems.extend(_duplicate_ids(cases))
 
 
-def lint_paths(paths: Iterable[Path]) -> list[AltpatchError]:
+def lint_paths(paths: Iterable[Path], check: CaseCheck | None = None) -> list[AltpatchError]:
     """Every problem in the given corpus roots, case files or case directories.
 
     One bad file never stops the others.  A case file outside any corpus is checked
-    against the bundled catalog.  Problems come back in input order, then file order.
+    against the bundled catalog.  ``check`` runs on each case that loads.  Problems come
+    back in input order, then file order.
     """
     problems: list[AltpatchError] = []
     catalogs: dict[Path, tuple[Catalog | None, list[SpecError]]] = {}
@@ -147,7 +155,7 @@ def lint_paths(paths: Iterable[Path]) -> list[AltpatchError]:
             continue
         root = find_corpus_root(path.resolve())
         if path.is_dir() and root is not None and root == path.resolve():
-            _lint_corpus(path, problems)
+            _lint_corpus(path, problems, check)
             continue
         catalog_root = root if root is not None else bundled_corpus()
         if catalog_root not in catalogs:
@@ -165,6 +173,8 @@ def lint_paths(paths: Iterable[Path]) -> list[AltpatchError]:
             problems.extend(case_problems)
             if case is not None:
                 cases.append(case)
+                if check is not None:
+                    problems.extend(check(case, catalog))
         problems.extend(_duplicate_ids(cases))
     return problems
 

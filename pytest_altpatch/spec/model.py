@@ -359,8 +359,10 @@ class ProbeSpec:
     call: str
     cpus: Literal["all"] | tuple[int, ...]
     args: Mapping[str, int]
-    result: Mapping[str, int]
+    result: Mapping[str, int]  # empty for a probe expected to fault
     location: Location = field(default_factory=Location)
+    #: A finding code the call must raise (``ro-write``) instead of giving a result.
+    fault: str | None = None
 
 
 @dataclass(frozen=True)
@@ -370,6 +372,13 @@ class ErrorExpectation:
     code: str
     phase: ExpectPhase
     location: Location = field(default_factory=Location)
+    #: Further (code, phase) pairs the case also allows (``any_of``).
+    alternatives: tuple[tuple[str, ExpectPhase], ...] = ()
+
+    @property
+    def choices(self) -> tuple[tuple[str, ExpectPhase], ...]:
+        """Every (code, phase) the case allows, the first one first."""
+        return ((self.code, self.phase), *self.alternatives)
 
 
 @dataclass(frozen=True)
@@ -379,6 +388,13 @@ class StreamExpectation:
     label: str
     asm: str
     location: Location = field(default_factory=Location)
+    #: Further streams the case also allows (``any_of``: the architecture permits each).
+    alternatives: tuple[str, ...] = ()
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        """Every allowed stream, the first one first."""
+        return (self.asm, *self.alternatives)
 
 
 @dataclass(frozen=True)
@@ -411,6 +427,13 @@ class HotplugExpectation:
     verdict: Literal["accepted", "refused"]
     code: str | None = None
     location: Location = field(default_factory=Location)
+    #: Further refusal codes the case also allows (``code: {any_of: [...]}``).
+    alternatives: tuple[str, ...] = ()
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        """Every allowed refusal code (empty for an accepted CPU)."""
+        return (self.code, *self.alternatives) if self.code is not None else ()
 
 
 @dataclass(frozen=True)

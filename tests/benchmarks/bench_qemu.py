@@ -122,7 +122,7 @@ def altpatch_once(case: Path) -> float:
 
 def in_process_once(case_path: Path) -> float:
     """Seconds of build + boot + patch + probes + judge in this process (imports warm)."""
-    from pytest_altpatch.a64 import asm, keystone_backend  # noqa: PLC0415
+    from pytest_altpatch.a64 import asm, keystone_backend, syntax  # noqa: PLC0415
     from pytest_altpatch.judge import judge  # noqa: PLC0415
     from pytest_altpatch.patchers.reference import ReferencePatcher  # noqa: PLC0415
     from pytest_altpatch.scenarios.runner import run_case  # noqa: PLC0415
@@ -131,8 +131,13 @@ def in_process_once(case_path: Path) -> float:
     catalog = load_catalog()
     case = load_case(case_path, catalog)
     # Cold assembler caches, as in a fresh process: no figure from a memo hit.
-    asm._MEMO.clear()
-    keystone_backend._keystone_word.cache_clear()
+    for memo in (getattr(asm, "_MEMO", None), getattr(getattr(syntax, "_PARSED", None),
+                                                      "entries", None)):
+        if memo is not None:
+            memo.clear()
+    for cached in (getattr(asm, "_assemble_memo", None), keystone_backend._keystone_word):
+        if cached is not None:
+            cached.cache_clear()
     start = time.perf_counter()
     outcome = run_case(case, catalog, mode="boot", patcher=ReferencePatcher(case.dialects[0]))
     passed = judge(case, outcome).passed

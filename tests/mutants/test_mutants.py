@@ -1,34 +1,44 @@
-"""The bundled corpus catches every mutant patcher (one historical bug each)."""
+"""The bundled corpus, run with the plugin's default options, fails every mutant patcher
+(one historical or architectural bug each)."""
 
 from __future__ import annotations
 
 import pytest
 
-from conformance.mutants import MUTANTS
+from conformance.mutants import MUTANTS, RENDEZVOUS_MUTANTS
 from pytest_altpatch.judge import judge
 from pytest_altpatch.patchers.registry import resolve_patcher
-from pytest_altpatch.scenarios.runner import has_mode, not_applicable, run_case
+from pytest_altpatch.scenarios.default_schedule import DEFAULT_SCHEDULES
+from pytest_altpatch.scenarios.runner import has_mode, not_applicable, parse_schedules, run_case
 from pytest_altpatch.spec import load_corpus
 
 CORPUS = load_corpus()
 
 
-def _failing_cases(name: str) -> list[str]:
-    failing = []
-    for case in CORPUS.cases:
-        for mode in ("boot", "late"):
-            patcher = MUTANTS[name].make()
-            if not has_mode(case, mode) or not_applicable(case, patcher, mode):
-                continue
-            outcome = run_case(case, CORPUS.catalog, mode=mode, patcher=patcher)
-            if not judge(case, outcome).passed:
-                failing.append(f"{case.id}::{mode}")
-    return failing
+def first_failing_item(name: str, schedules: str = DEFAULT_SCHEDULES) -> str | None:
+    """The first ``case::mode[schedule]`` the mutant fails, in corpus order, or None."""
+    for choice in parse_schedules(schedules):
+        for case in CORPUS.cases:
+            for mode in ("boot", "late"):
+                patcher = MUTANTS[name].make()
+                if not has_mode(case, mode) or not_applicable(case, patcher, mode):
+                    continue
+                outcome = run_case(case, CORPUS.catalog, mode=mode, patcher=patcher,
+                                   schedule=choice.name, seed=choice.seed)
+                if not judge(case, outcome).passed:
+                    return f"{case.id}::{mode}[{choice.label}]"
+    return None
 
 
 @pytest.mark.parametrize("name", sorted(MUTANTS))
-def test_corpus_catches_mutant(name: str) -> None:
-    assert _failing_cases(name), f"no bundled case catches {name}: {MUTANTS[name].bug}"
+def test_default_options_fail_every_mutant(name: str) -> None:
+    assert first_failing_item(name), f"no bundled case catches {name}: {MUTANTS[name].bug}"
+
+
+def test_every_mutant_names_its_bug_and_the_rendezvous_family_is_listed() -> None:
+    assert len(MUTANTS) >= 40
+    assert set(MUTANTS) >= RENDEZVOUS_MUTANTS
+    assert all(m.bug for m in MUTANTS.values())
 
 
 def test_mutants_are_reachable_by_patcher_name() -> None:

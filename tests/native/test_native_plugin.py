@@ -32,7 +32,10 @@ def test_plugin_runs_a_case_with_a_native_patcher(pytester: pytest.Pytester) -> 
 
 def test_cli_run_with_a_native_patcher(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", str(CASE), "--patcher", f"native:{A64_EXAMPLE}"]) == 0
-    assert "native:a64-example" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "native:a64-example" in out
+    assert f"native manifest {A64_EXAMPLE}" in out
+    assert "object patcher.s sha256:" in out
 
 
 def test_missing_manifest_is_a_usage_error(pytester: pytest.Pytester) -> None:

@@ -14,6 +14,7 @@ from altpatch_cases import (
 )
 
 from pytest_altpatch.plugin import CaseItem
+from pytest_altpatch.resources import bundled_corpus
 
 
 def _collected_ids(result: pytest.RunResult) -> list[str]:
@@ -26,9 +27,9 @@ def test_each_case_becomes_one_item_per_mode_and_schedule_with_sorted_ids(
             "adrp/needs-adrp.yaml": CASE_NEEDS_ADRP})
     result = pytester.runpytest("--altpatch-corpus", "corpus", "--collect-only", "-q")
     assert _collected_ids(result) == [
-        "corpus/cases/adrp/needs-adrp.yaml::boot[rr:100]",
-        "corpus/cases/demo/applied.yaml::boot[rr:100]",
-        "corpus/cases/demo/wrong-stream.yaml::boot[rr:100]",
+        "corpus/cases/adrp/needs-adrp.yaml::boot[pct:0]",
+        "corpus/cases/demo/applied.yaml::boot[pct:0]",
+        "corpus/cases/demo/wrong-stream.yaml::boot[pct:0]",
     ]
 
 
@@ -47,13 +48,13 @@ def test_corpus_option_joins_paths_given_on_the_command_line(pytester: pytest.Py
                                 "--collect-only", "-q")
     ids = _collected_ids(result)
     assert "test_mine.py::test_mine" in ids
-    assert "corpus/cases/demo/applied.yaml::boot[rr:100]" in ids
+    assert "corpus/cases/demo/applied.yaml::boot[pct:0]" in ids
 
 
 def test_a_single_case_file_can_be_selected(pytester: pytest.Pytester, two_cases: Path) -> None:
     result = pytester.runpytest("--altpatch-corpus", "corpus/cases/demo/applied.yaml",
                                 "--collect-only", "-q")
-    assert _collected_ids(result) == ["corpus/cases/demo/applied.yaml::boot[rr:100]"]
+    assert _collected_ids(result) == ["corpus/cases/demo/applied.yaml::boot[pct:0]"]
 
 
 def test_ini_key_switches_the_plugin_on_alongside_the_project_tests(
@@ -62,7 +63,7 @@ def test_ini_key_switches_the_plugin_on_alongside_the_project_tests(
     pytester.makepyfile(test_mine="def test_mine():\n    pass\n")
     ids = _collected_ids(pytester.runpytest("--collect-only", "-q"))
     assert "test_mine.py::test_mine" in ids
-    assert "corpus/cases/demo/needs-adrp.yaml::boot[rr:100]" in ids
+    assert "corpus/cases/demo/needs-adrp.yaml::boot[pct:0]" in ids
 
 
 def test_without_the_option_case_files_are_not_collected(pytester: pytest.Pytester,
@@ -79,16 +80,18 @@ def test_disabled_plugin_does_not_know_its_options(pytester: pytest.Pytester,
     result.stderr.fnmatch_lines(["*unrecognized arguments: --altpatch-corpus*"])
 
 
-def test_a_path_outside_any_corpus_is_a_usage_error(pytester: pytest.Pytester) -> None:
+def test_a_directory_outside_any_corpus_is_read_with_the_bundled_catalog(
+        pytester: pytest.Pytester) -> None:
+    # Own cases (issue #15): no longer "not inside a corpus"; here there are none.
     pytester.mkdir("not-a-corpus")
     result = pytester.runpytest("--altpatch-corpus", "not-a-corpus")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*not-a-corpus is not inside a corpus*"])
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    result.stdout.fnmatch_lines([f"altpatch: corpus * at {bundled_corpus()}", "collected 0 items"])
 
 
 def test_bundled_corpus_is_the_default(pytester: pytest.Pytester) -> None:
     ids = _collected_ids(pytester.runpytest("--altpatch-corpus", "--collect-only", "-q"))
-    assert any(i.endswith("cases/branch/b-external.yaml::boot[rr:100]") for i in ids)
+    assert any(i.endswith("cases/branch/b-external.yaml::boot[pct:0]") for i in ids)
     assert ids == sorted(ids)
 
 
@@ -96,7 +99,7 @@ def test_unloadable_case_is_one_failing_item_with_file_line_column(
         pytester: pytest.Pytester, corpus: CaseWriter) -> None:
     corpus({"demo/broken.yaml": CASE_BROKEN, "demo/applied.yaml": CASE_APPLIED})
     collected = pytester.runpytest("--altpatch-corpus", "corpus", "--collect-only", "-q")
-    assert _collected_ids(collected) == ["corpus/cases/demo/applied.yaml::boot[rr:100]",
+    assert _collected_ids(collected) == ["corpus/cases/demo/applied.yaml::boot[pct:0]",
                                          "corpus/cases/demo/broken.yaml::load"]
     result = pytester.runpytest("--altpatch-corpus", "corpus", "-k", "load")
     result.assert_outcomes(failed=1, deselected=1)

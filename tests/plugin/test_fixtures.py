@@ -54,7 +54,7 @@ def test_fixtures_build_run_and_judge_cases(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=4, failed=1)
     result.stdout.fnmatch_lines([
         "*_ test_assert_conforms_reports_the_discrepancy _*",
-        "case demo/wrong-stream (*): mode boot, schedule rr:100 seed 0, *",
+        "case demo/wrong-stream (*): mode boot, schedule pct:0 seed 0, *",
         "*stream-mismatch (boot) at *case-1.yaml:17:*",
         "reproduce: altpatch show *case-1.yaml --mode boot *",
     ])

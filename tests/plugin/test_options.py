@@ -39,7 +39,8 @@ def test_unknown_patcher_is_a_usage_error(pytester: pytest.Pytester, two_cases: 
                                           how: str) -> None:
     result = _run(pytester, how, "patcher", "reference:linux-9.9", "--collect-only")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--altpatch-patcher*PATCHER_UNKNOWN*linux-9.9*"])
+    result.stderr.fnmatch_lines(["*--altpatch-patcher*PATCHER_DIALECT*linux-9.9*"
+                                 "did you mean 'linux-4.9'?*"])
 
 
 @BOTH
@@ -85,7 +86,7 @@ def test_schedules_option_makes_one_item_per_schedule(pytester: pytest.Pytester,
 def test_features_include_keeps_only_cases_requiring_them(pytester: pytest.Pytester,
                                                           two_cases: Path, how: str) -> None:
     result = _run(pytester, how, "features-include", "adrp-reloc", "--collect-only", "-q")
-    assert _ids(result) == ["corpus/cases/demo/needs-adrp.yaml::boot[rr:100]"]
+    assert _ids(result) == ["corpus/cases/demo/needs-adrp.yaml::boot[pct:0]"]
     result.stdout.fnmatch_lines(["*1 deselected*"])
 
 
@@ -93,7 +94,7 @@ def test_features_include_keeps_only_cases_requiring_them(pytester: pytest.Pytes
 def test_features_exclude_drops_cases_requiring_them(pytester: pytest.Pytester,
                                                      two_cases: Path, how: str) -> None:
     result = _run(pytester, how, "features-exclude", "adrp-reloc", "--collect-only", "-q")
-    assert _ids(result) == ["corpus/cases/demo/applied.yaml::boot[rr:100]"]
+    assert _ids(result) == ["corpus/cases/demo/applied.yaml::boot[pct:0]"]
 
 
 def test_unknown_feature_is_a_usage_error_with_a_suggestion(pytester: pytest.Pytester,

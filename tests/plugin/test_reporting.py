@@ -28,13 +28,13 @@ def test_wrong_stream_shows_case_line_side_by_side_diff_and_reproduce_command(
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
         "*_ altpatch: demo/wrong-stream _*",
-        "case demo/wrong-stream (*wrong-stream.yaml): mode boot, schedule rr:100 seed 0, *",
+        "case demo/wrong-stream (*wrong-stream.yaml): mode boot, schedule pct:0 seed 0, *",
         "*stream-mismatch (boot) at corpus/cases/demo/wrong-stream.yaml:17:*",
         "*> 17 |       site: \"mov x0, #3\"",
         "*where*address*expected*| actual",
         f"*> site *{MOV_X0_3}  mov x0, #3 * | {MOV_X0_2}  mov x0, #2",
         "reproduce: altpatch show corpus/cases/demo/wrong-stream.yaml --mode boot "
-        "--patcher reference --schedule rr:100 --seed 0",
+        "--patcher reference --dialect linux-6.1 --schedule pct:0 --seed 0",
     ])
     output = result.stdout.str()
     assert "Traceback" not in output and "plugin.py" not in output
@@ -96,13 +96,13 @@ def test_junit_xml_carries_user_properties(pytester: pytest.Pytester,
         case.get("classname", "") + "::" + case.get("name", ""): {
             p.get("name"): p.get("value") for p in case.iter("property")}
         for case in tree.iter("testcase")}
-    applied = properties["corpus.cases.demo.applied.yaml::boot[rr:100]"]
+    applied = properties["corpus.cases.demo.applied.yaml::boot[pct:0]"]
     assert applied == {
-        "altpatch_case": "demo/applied", "altpatch_mode": "boot", "altpatch_schedule": "rr:100",
+        "altpatch_case": "demo/applied", "altpatch_mode": "boot", "altpatch_schedule": "pct:0",
         "altpatch_seed": "0", "altpatch_patcher": "reference:linux-6.1 0.1.0",
         "altpatch_dialect": "linux-6.1", "altpatch_corpus_version": "2.0.0",
         "altpatch_findings": "", "altpatch_discrepancies": ""}
-    skipped = properties["corpus.cases.demo.needs-livepatch.yaml::boot[rr:100]"]
+    skipped = properties["corpus.cases.demo.needs-livepatch.yaml::boot[pct:0]"]
     assert skipped["altpatch_case"] == "demo/needs-livepatch"
 
 

@@ -31,7 +31,7 @@ def test_run_passing_case_exits_zero(cases: Path, capsys: pytest.CaptureFixture[
     assert main(["run", str(cases / "applied.yaml")]) == 0
     # Every dialect the case lists (all five: it names none), linux-6.1 first.
     assert capsys.readouterr().out == "".join(
-        f"PASS  demo/applied boot rr:100 seed 0 reference:{d} ({d})\n"
+        f"PASS  demo/applied boot pct:0 seed 0 reference:{d} ({d})\n"
         for d in ("linux-6.1", "linux-4.6", "linux-4.9", "xen-4.17", "strict"))
 
 
@@ -46,10 +46,10 @@ def test_run_failing_case_exits_one_with_diff_and_reproduce(
         cases: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "corpus/cases/wrong.yaml", "--seed", "5", "--dialect", "linux-6.1"]) == 1
     out = capsys.readouterr().out
-    assert out.startswith("FAIL  demo/wrong-stream boot rr:100 seed 5 ")
+    assert out.startswith("FAIL  demo/wrong-stream boot pct:0 seed 5 ")
     assert "stream-mismatch (boot) at corpus/cases/wrong.yaml:17:" in out
     assert "reproduce: altpatch show corpus/cases/wrong.yaml --mode boot --patcher reference " \
-           "--dialect linux-6.1 --schedule rr:100 --seed 5" in out
+           "--dialect linux-6.1 --schedule pct:0 --seed 5" in out
 
 
 def test_run_unreadable_case_exits_two_with_location(

@@ -67,8 +67,8 @@ def test_dialect_all_gives_one_item_per_dialect_the_case_lists(
     corpus({"demo/two.yaml": CASE_TWO_DIALECTS})
     result = pytester.runpytest("--altpatch-corpus", "corpus", "--altpatch-dialect", "all",
                                 "--collect-only", "-q")
-    assert _collected(result) == ["corpus/cases/demo/two.yaml::boot[linux-4.9,rr:100]",
-                                  "corpus/cases/demo/two.yaml::boot[xen-4.17,rr:100]"]
+    assert _collected(result) == ["corpus/cases/demo/two.yaml::boot[linux-4.9,pct:0]",
+                                  "corpus/cases/demo/two.yaml::boot[xen-4.17,pct:0]"]
     ran = pytester.runpytest("--altpatch-corpus", "corpus", "--altpatch-dialect",
                              "linux-4.9,xen-4.17,strict", "-v")
     ran.assert_outcomes(passed=2)
@@ -152,3 +152,41 @@ def test_dialect_for_a_patcher_instance_is_an_error_not_ignored(
     same = pytester.runpytest("--altpatch-corpus", "corpus", "--altpatch-patcher",
                               "mine:INSTANCE", "--altpatch-dialect", "linux-6.1")
     same.assert_outcomes(passed=1)
+
+
+# --------------------------------------------------------------------------- coverage
+
+CASE_NEEDS_LIVEPATCH = CASE_APPLIED.replace("demo/applied", "demo/needs-livepatch").replace(
+    "requires: [branch-reloc]", "requires: [branch-reloc, livepatch]")
+
+
+@pytest.mark.parametrize("how", ["cli", "ini"])
+def test_coverage_line_and_strict_mode(pytester: pytest.Pytester, corpus: CaseWriter,
+                                       how: str) -> None:
+    # Before: "1 passed, 1 skipped", exit 0, and nothing said how little had run.
+    corpus({"demo/applied.yaml": CASE_APPLIED, "demo/needs-livepatch.yaml": CASE_NEEDS_LIVEPATCH})
+    lenient = pytester.runpytest("--altpatch-corpus", "corpus")
+    lenient.assert_outcomes(passed=1, skipped=1)
+    lenient.stdout.fnmatch_lines(["altpatch coverage: 1 item(s) run, 1 not applicable: "
+                                  "1 lacking livepatch (--altpatch-strict makes them fail)"])
+    if how == "cli":
+        strict = pytester.runpytest("--altpatch-corpus", "corpus", "--altpatch-strict")
+    else:
+        pytester.makeini("[pytest]\naltpatch_corpus = corpus\naltpatch_strict = true\n")
+        strict = pytester.runpytest()
+    strict.assert_outcomes(passed=1, failed=1)
+    assert strict.ret == pytest.ExitCode.TESTS_FAILED
+    strict.stdout.fnmatch_lines([
+        "*not applicable (failed under --altpatch-strict): reference:linux-6.1 does not "
+        "declare feature(s): livepatch*",
+        "altpatch coverage: 1 item(s) run, 1 not applicable: 1 lacking livepatch"])
+
+
+def test_coverage_line_counts_items_run_on_xdist_workers(pytester: pytest.Pytester,
+                                                         corpus: CaseWriter) -> None:
+    corpus({"demo/applied.yaml": CASE_APPLIED, "demo/needs-livepatch.yaml": CASE_NEEDS_LIVEPATCH})
+    result = pytester.runpytest_subprocess("--altpatch-corpus", "corpus", "-n", "2",
+                                           "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["altpatch coverage: 1 item(s) run, 1 not applicable: "
+                                 "1 lacking livepatch*"])

@@ -60,12 +60,42 @@ struct altpatch_env {
 
 extern const struct altpatch_env altpatch_env;
 
+/* One function a livepatch payload replaces. */
+struct altpatch_livepatch_func {
+    uint64_t old_addr;           /* the old function (base image text) */
+    uint64_t new_addr;           /* its replacement; 0: NOP out new_size bytes */
+    uint32_t old_size;
+    uint32_t new_size;           /* bytes the switch replaces */
+    uint32_t expect_len;         /* bytes of expect[] to check (0: none) */
+    uint32_t reserved;
+    uint8_t expect[16];          /* the old bytes the payload expects */
+    uint8_t opaque[16];          /* the patcher's own: kept from apply to revert */
+};
+
+/* One payload: written before apply and revert; funcs[].opaque is preserved. */
+struct altpatch_livepatch {
+    uint32_t abi_version;
+    uint32_t nfuncs;
+    uint32_t ncpus;
+    uint32_t dcache_line;
+    uint32_t icache_line;
+    uint32_t flags;              /* ALTPATCH_ENV_ALIAS */
+    uint64_t text_start;         /* the base image's text */
+    uint64_t text_end;
+    uint64_t text_phys;
+    uint64_t alias_offset;
+    uint64_t sync_va;            /* a zeroed, writable word for the rendezvous */
+    struct altpatch_livepatch_func funcs[];
+};
+
 /* Entry signatures (names are the manifest's). */
 typedef void altpatch_stop_machine_entry_t(void);                        /* stop-machine */
 typedef int altpatch_every_cpu_entry_t(const struct altpatch_env *env,
                                        unsigned int cpu);                /* every-cpu */
 typedef int altpatch_table_entry_t(const void *table_start, const void *table_end); /* table */
 typedef int altpatch_env_entry_t(const struct altpatch_env *env);       /* env */
+typedef int altpatch_livepatch_entry_t(struct altpatch_livepatch *lp,
+                                       unsigned int cpu);                /* livepatch */
 
 /* Services. */
 void *altpatch_vmap(uint64_t pa, uint64_t size);

@@ -1,0 +1,73 @@
+"""The schedule study: which schedules kill which mutants, and what they cost.
+
+Run: ``python tests/benchmarks/bench_schedules.py [SCHEDULES ...]`` (default: the options
+the study compared).  For every option it prints the kill rate over all mutants and over
+the rendezvous-ordering family, the mutants that survive, and the host seconds of one
+reference-patcher run of the bundled corpus per dialect under that option (the cost a
+user pays).  A mutant counts as killed when one applicable case x mode x schedule fails.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from conformance.mutants import MUTANTS, RENDEZVOUS_MUTANTS
+from pytest_altpatch.judge import judge
+from pytest_altpatch.patchers.reference import ReferencePatcher
+from pytest_altpatch.scenarios.runner import has_mode, not_applicable, parse_schedules, run_case
+from pytest_altpatch.spec import load_corpus
+
+OPTIONS = ("rr:100", "rr:1", "random:1-3", "random:1-10", "adversarial", "pct:0",
+           "pct:1-3", "rr:100,pct:0", "rr:100,random:1-3,adversarial")
+CORPUS = load_corpus()
+
+
+def killer(name: str, schedules: str) -> str | None:
+    """The first ``case::mode[schedule]`` that fails mutant ``name``, or None."""
+    for choice in parse_schedules(schedules):
+        for case in CORPUS.cases:
+            for mode in ("boot", "late"):
+                patcher = MUTANTS[name].make()
+                if not has_mode(case, mode) or not_applicable(case, patcher, mode):
+                    continue
+                outcome = run_case(case, CORPUS.catalog, mode=mode, patcher=patcher,
+                                   schedule=choice.name, seed=choice.seed)
+                if not judge(case, outcome).passed:
+                    return f"{case.id}::{mode}[{choice.label}]"
+    return None
+
+
+def corpus_seconds(schedules: str, dialect: str) -> float:
+    """Host seconds of the reference patcher over the bundled corpus."""
+    start = time.perf_counter()
+    for choice in parse_schedules(schedules):
+        for case in CORPUS.cases:
+            for mode in ("boot", "late"):
+                patcher = ReferencePatcher(dialect)
+                if not has_mode(case, mode) or not_applicable(case, patcher, mode):
+                    continue
+                judge(case, run_case(case, CORPUS.catalog, mode=mode, patcher=patcher,
+                                     schedule=choice.name, seed=choice.seed))
+    return time.perf_counter() - start
+
+
+def main(options: tuple[str, ...]) -> None:
+    """Print one block per schedule option."""
+    for option in options:
+        survivors = [name for name in sorted(MUTANTS) if killer(name, option) is None]
+        family = [name for name in survivors if name in RENDEZVOUS_MUTANTS]
+        killed = len(MUTANTS) - len(survivors)
+        seconds = {d: corpus_seconds(option, d) for d in ("linux-6.1", "xen-4.17")}
+        print(f"{option}: killed {killed}/{len(MUTANTS)}, rendezvous "
+              f"{len(RENDEZVOUS_MUTANTS) - len(family)}/{len(RENDEZVOUS_MUTANTS)}; corpus "
+              + ", ".join(f"{d} {s:.2f}s" for d, s in seconds.items()))
+        if survivors:
+            print("  survivors: " + ", ".join(survivors))
+
+
+if __name__ == "__main__":
+    main(tuple(sys.argv[1:]) or OPTIONS)
