@@ -31,6 +31,8 @@ from __future__ import annotations
 import atexit
 import contextlib
 import copyreg
+import dataclasses
+import enum
 import gc
 import io
 import os
@@ -159,17 +161,26 @@ _SAFE_GLOBALS: Final = frozenset({("copyreg", "_reconstructor"), ("pathlib", "Po
                                   ("pathlib", "PureWindowsPath"), ("pathlib", "Path")})
 
 
+#: Our own reducers a reply may call.
+_SAFE_OURS: Final = frozenset({("pytest_altpatch.supervisor", "_mapping_proxy"),
+                               ("pytest_altpatch.errors", "_rebuild")})
+
+
 class _ReplyUnpickler(pickle.Unpickler):
-    """Loads only this package's classes and a few builtins: no code runs on load."""
+    """Loads plain data only: a few builtins, and this package's data classes, enums and
+    errors (whose constructors only store their fields), so no code runs on load."""
 
     def find_class(self, module: str, name: str) -> object:
         """Allow-listed globals only."""
-        allowed = ((module == "builtins" and name in _SAFE_BUILTINS)
-                   or (module, name) in _SAFE_GLOBALS
-                   or (module.startswith("pytest_altpatch.") and not name.startswith("__")))
-        if not allowed:
-            raise pickle.UnpicklingError(f"a worker reply may not contain {module}.{name}")
-        return super().find_class(module, name)
+        if (module == "builtins" and name in _SAFE_BUILTINS) or (module, name) in \
+                _SAFE_GLOBALS or (module, name) in _SAFE_OURS:
+            return super().find_class(module, name)
+        if module.startswith("pytest_altpatch.") and not name.startswith("__"):
+            found = super().find_class(module, name)
+            if isinstance(found, type) and (dataclasses.is_dataclass(found)
+                                            or issubclass(found, (enum.Enum, AltpatchError))):
+                return found
+        raise pickle.UnpicklingError(f"a worker reply may not contain {module}.{name}")
 
 
 def dumps(value: object) -> bytes:
