@@ -416,7 +416,7 @@ def _warm_up() -> None:
                 assert case is not None
                 run_case(case, catalog, mode=mode, patcher=ReferencePatcher(case.dialects[0]))
                 wanted.discard(mode)
-    except Exception:  # noqa: S110 - warming is an optimisation only
+    except Exception:  # warming is an optimisation only
         pass
     # Children never collect the server's objects, so they never copy its pages.
     gc.collect()
