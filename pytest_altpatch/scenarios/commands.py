@@ -227,7 +227,7 @@ def run_command(args: argparse.Namespace, out: TextIO | None = None,
     return status
 
 
-def _describe_patcher(patcher: Patcher, out: TextIO) -> None:
+def _describe_patcher(patcher: object, out: TextIO) -> None:
     """What a patcher says about itself (a native one: its objects and their hashes)."""
     describe = getattr(patcher, "describe", None)
     if callable(describe):
