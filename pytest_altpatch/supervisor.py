@@ -31,6 +31,8 @@ from __future__ import annotations
 import atexit
 import contextlib
 import copyreg
+import dataclasses
+import enum
 import gc
 import io
 import os
@@ -159,17 +161,26 @@ _SAFE_GLOBALS: Final = frozenset({("copyreg", "_reconstructor"), ("pathlib", "Po
                                   ("pathlib", "PureWindowsPath"), ("pathlib", "Path")})
 
 
+#: Our own reducers a reply may call.
+_SAFE_OURS: Final = frozenset({("pytest_altpatch.supervisor", "_mapping_proxy"),
+                               ("pytest_altpatch.errors", "_rebuild")})
+
+
 class _ReplyUnpickler(pickle.Unpickler):
-    """Loads only this package's classes and a few builtins: no code runs on load."""
+    """Loads plain data only: a few builtins, and this package's data classes, enums and
+    errors (whose constructors only store their fields), so no code runs on load."""
 
     def find_class(self, module: str, name: str) -> object:
         """Allow-listed globals only."""
-        allowed = ((module == "builtins" and name in _SAFE_BUILTINS)
-                   or (module, name) in _SAFE_GLOBALS
-                   or (module.startswith("pytest_altpatch.") and not name.startswith("__")))
-        if not allowed:
-            raise pickle.UnpicklingError(f"a worker reply may not contain {module}.{name}")
-        return super().find_class(module, name)
+        if (module == "builtins" and name in _SAFE_BUILTINS) or (module, name) in \
+                _SAFE_GLOBALS or (module, name) in _SAFE_OURS:
+            return super().find_class(module, name)
+        if module.startswith("pytest_altpatch.") and not name.startswith("__"):
+            found = super().find_class(module, name)
+            if isinstance(found, type) and (dataclasses.is_dataclass(found)
+                                            or issubclass(found, (enum.Enum, AltpatchError))):
+                return found
+        raise pickle.UnpicklingError(f"a worker reply may not contain {module}.{name}")
 
 
 def dumps(value: object) -> bytes:
@@ -362,6 +373,12 @@ class _Spare:
         captured = self.output.read(OUTPUT_LIMIT)
         return status, reply or b"", captured
 
+    def retire(self) -> None:
+        """End a spare that will not be used (it exits when its request pipe closes)."""
+        with contextlib.suppress(OSError):
+            os.close(self.request_fd)
+        self.reap()
+
     def reap(self) -> None:
         """Kill the child's group (it has replied or ended), reap it, close our ends.
 
@@ -399,11 +416,38 @@ def _warm_up() -> None:
                 assert case is not None
                 run_case(case, catalog, mode=mode, patcher=ReferencePatcher(case.dialects[0]))
                 wanted.discard(mode)
-    except Exception:
+    except Exception:  # warming is an optimisation only
         pass
     # Children never collect the server's objects, so they never copy its pages.
     gc.collect()
     gc.freeze()
+
+
+def _warm_native(frame: bytes, warmed: set[tuple[object, ...]]) -> bool:
+    """Load a native patcher in the server once, so its children start with it loaded.
+
+    A native patcher is objects the machine runs, not Python code, so the server may
+    load it (assembling and linking cost a few hundred milliseconds, per child
+    otherwise).  Whether it loads is the child's to report; True when this warmed it."""
+    try:
+        request = pickle.loads(frame)
+        spec = request.patcher
+        if not isinstance(spec, str) or not spec.startswith("native:"):
+            return False
+        asked = request.dialects if isinstance(request, FactsRequest) else (request.dialect,)
+        key = (spec, asked, request.workdir)
+        if key in warmed:
+            return False
+        warmed.add(key)
+        from pytest_altpatch.patchers.registry import resolve_patcher  # noqa: PLC0415
+
+        if request.workdir:
+            os.chdir(request.workdir)
+        for dialect in asked or (None,):
+            resolve_patcher(spec, dialect=dialect)
+    except Exception:  # the child resolves it again and reports why
+        return True
+    return True
 
 
 def serve(channel_fd: int) -> None:
@@ -412,11 +456,15 @@ def serve(channel_fd: int) -> None:
     _warm_up()
     channel = socket.socket(fileno=channel_fd)
     spare = _Spare.fork(channel)
+    warmed: set[tuple[object, ...]] = set()
     while True:
         try:
             frame = _receive(channel)
         except (EOFError, OSError):
             return
+        if _warm_native(frame, warmed):
+            spare.retire()  # forked before the warm-up: a fresh one inherits it
+            spare = _Spare.fork(channel)
         child = spare
         with contextlib.suppress(OSError):  # if the child is gone, its status says how
             _write_frame(child.request_fd, frame)

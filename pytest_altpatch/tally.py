@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from pytest_altpatch.patchers.contract import Patcher
+    from pytest_altpatch.patchers.facts import PatcherFacts
     from pytest_altpatch.spec.model import Case
 
 #: The ``user_properties`` key holding why an item is not applicable ("" when it is).
@@ -22,7 +23,7 @@ NOT_APPLICABLE_PROPERTY: Final = "altpatch_not_applicable"
 CASE_PROPERTY: Final = "altpatch_case"
 
 
-def missing_parts(case: Case, patcher: Patcher, mode: str) -> tuple[str, ...]:
+def missing_parts(case: Case, patcher: Patcher | PatcherFacts, mode: str) -> tuple[str, ...]:
     """What keeps ``patcher`` from running ``case`` in ``mode``, one word each:
     ``feature:NAME`` per missing feature, else ``dialect``, else ``mode``."""
     from pytest_altpatch.scenarios.runner import has_mode  # noqa: PLC0415

@@ -22,6 +22,7 @@ surrogates or control characters (other than tab and newline) are refused.
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import stat
@@ -36,8 +37,9 @@ import yaml
 from pytest_altpatch.errors import Location, SpecError
 
 #: Bound on the number of values one document may expand to (anchors and aliases
-#: can make a small file expand exponentially: the "billion laughs" document).
-MAX_NODES = 200_000
+#: can make a small file expand exponentially: the "billion laughs" document).  The
+#: largest bundled file has about 540; a generated 1,000-site case about 10,000.
+MAX_NODES = 50_000
 
 #: Bound on the size of a file we are willing to read.
 MAX_BYTES = 4 * 1024 * 1024
@@ -139,11 +141,9 @@ class _EventComposer:
     def _fail(self, message: str, mark: Any, code: str = "SPEC_SYNTAX") -> SpecError:
         return SpecError(code, message, location=_mark_location(self.file, mark, ""))
 
-    def _count(self, size: int, mark: Any) -> None:
-        self.expanded += size
-        if self.expanded > MAX_NODES:
-            raise self._fail(f"document expands to more than {MAX_NODES} values (alias bomb?)",
-                             mark)
+    def _too_many(self, mark: Any) -> SpecError:
+        return self._fail(f"document expands to more than {MAX_NODES} values (alias bomb?)",
+                          mark)
 
     def document(self) -> yaml.Node | None:
         """The stream's single document, or None if it is empty."""
@@ -152,7 +152,7 @@ class _EventComposer:
         if parser.check_event(yaml.StreamEndEvent):
             return None
         parser.get_event()  # DocumentStartEvent
-        node, _ = self._node(0)
+        node, _ = self._node(parser.get_event(), 0)
         parser.get_event()  # DocumentEndEvent
         if not parser.check_event(yaml.StreamEndEvent):
             event = parser.get_event()
@@ -160,37 +160,55 @@ class _EventComposer:
                              event.start_mark)
         return node
 
-    def _tag(self, event: Any, kind: type[yaml.Node], value: str | None) -> str:
-        explicit = getattr(event, "tag", None)
-        implicit = getattr(event, "implicit", (True, False))
-        if kind is yaml.ScalarNode:
-            resolved = self.parser.resolve(kind, value, implicit if explicit in (None, "!")
-                                           else (True, False))
-        else:
-            resolved = self.parser.resolve(kind, None, True)
+    def scalar_tag(self, node: yaml.ScalarNode, json_path: str) -> str:
+        """The core tag of a composed scalar (resolved when it is built, not composed,
+        so the event loop stays cheap); ``SPEC_TAG`` outside the safe core."""
+        if getattr(node, "core_tag", False):
+            return str(node.tag)
+        node.core_tag = True  # type: ignore[attr-defined]
+        explicit = node.tag
+        implicit = getattr(node, "implicit", (True, False))
+        where = _mark_location(self.file, node.start_mark, json_path)
         if explicit in (None, "!"):
-            tag = str(resolved)
-            if kind is yaml.ScalarNode and tag not in SAFE_SCALAR_TAGS | {_MERGE_TAG}:
-                raise self._fail(f"{value!r} is read as a {tag.rpartition(':')[2]}, which case "
-                                 "files do not use; quote it to make it a string",
-                                 event.start_mark, "SPEC_TAG")
+            tag = str(self.parser.resolve(yaml.ScalarNode, node.value, implicit))
+            if tag not in SAFE_SCALAR_TAGS and tag != _MERGE_TAG:
+                raise SpecError("SPEC_TAG", f"{node.value!r} is read as a "
+                                f"{tag.rpartition(':')[2]}, which case files do not use; quote "
+                                "it to make it a string", location=where)
             return tag
         tag = str(explicit)
-        allowed = SAFE_SCALAR_TAGS if kind is yaml.ScalarNode else (
-            {_SEQ_TAG} if kind is yaml.SequenceNode else {_MAP_TAG})
-        if tag not in allowed:
-            shown = "!!" + tag[len(_CORE):] if tag.startswith(_CORE) else tag
-            raise self._fail(f"tag {shown} is not in the safe core schema (null, bool, int, "
-                             "float, str, seq, map)", event.start_mark, "SPEC_TAG")
-        if kind is yaml.ScalarNode and tag != _CORE + "str" and resolved != tag:
-            raise self._fail(f"{value!r} is not a valid {tag[len(_CORE):]}", event.start_mark,
-                             "SPEC_TAG")
+        if tag not in SAFE_SCALAR_TAGS:
+            raise SpecError("SPEC_TAG", f"tag {_shown(tag)} is not in the safe core schema "
+                            "(null, bool, int, float, str, seq, map)", location=where)
+        resolved = self.parser.resolve(yaml.ScalarNode, node.value, (True, False))
+        if tag != _CORE + "str" and resolved != tag:
+            raise SpecError("SPEC_TAG", f"{node.value!r} is not a valid {tag[len(_CORE):]}",
+                            location=where)
         return tag
 
-    def _node(self, depth: int) -> tuple[yaml.Node, int]:
-        """The next node and the number of values it expands to."""
-        parser = self.parser
-        event: Any = parser.get_event()
+    def _collection_tag(self, event: Any, kind: type[yaml.Node], allowed: str) -> str:
+        explicit = event.tag
+        if explicit in (None, "!"):
+            return allowed
+        if explicit != allowed:
+            raise self._fail(f"tag {_shown(str(explicit))} is not in the safe core schema "
+                             "(null, bool, int, float, str, seq, map)", event.start_mark,
+                             "SPEC_TAG")
+        return allowed
+
+    def _node(self, event: Any, depth: int) -> tuple[yaml.Node, int]:
+        """The node ``event`` starts and the number of values it expands to."""
+        if isinstance(event, yaml.ScalarEvent):
+            self.expanded += 1
+            if self.expanded > MAX_NODES:
+                raise self._too_many(event.start_mark)
+            tag: Any = event.tag  # None or "!" until built: see scalar_tag
+            marks: tuple[Any, Any] = (event.start_mark, event.end_mark)
+            scalar = yaml.ScalarNode(tag, event.value, *marks, style=event.style)
+            scalar.implicit = event.implicit  # type: ignore[attr-defined]
+            if event.anchor is not None:
+                self.anchors[event.anchor] = (scalar, 1)
+            return scalar, 1
         if isinstance(event, yaml.AliasEvent):
             if event.anchor in self.open_anchors:
                 raise self._fail("recursive alias: a node contains itself", event.start_mark)
@@ -198,54 +216,60 @@ class _EventComposer:
                 raise self._fail(f"invalid YAML: found undefined alias {event.anchor!r}",
                                  event.start_mark)
             shared, size = self.anchors[event.anchor]
-            self._count(size, event.start_mark)
+            self.expanded += size
+            if self.expanded > MAX_NODES:
+                raise self._too_many(event.start_mark)
             return shared, size
         start: Any = event.start_mark
-        self._count(1, start)
-        anchor = getattr(event, "anchor", None)
+        self.expanded += 1
+        if self.expanded > MAX_NODES:
+            raise self._too_many(start)
+        if depth >= MAX_DEPTH:
+            raise self._fail(f"YAML nesting is deeper than {MAX_DEPTH} levels", start)
+        anchor = event.anchor
         if anchor is not None:
             self.open_anchors.add(anchor)
-        node: yaml.Node
+        get_event = self.parser.get_event
         size = 1
-        end: Any = event.end_mark
-        if isinstance(event, yaml.ScalarEvent):
-            node = yaml.ScalarNode(self._tag(event, yaml.ScalarNode, event.value), event.value,
-                                   start, end, style=event.style)
+        node: yaml.Node
+        if isinstance(event, yaml.SequenceStartEvent):
+            items: list[yaml.Node] = []
+            node = yaml.SequenceNode(self._collection_tag(event, yaml.SequenceNode, _SEQ_TAG),
+                                     items, start, None, flow_style=event.flow_style)
+            while not isinstance(child_event := get_event(), yaml.SequenceEndEvent):
+                child, child_size = self._node(child_event, depth + 1)
+                items.append(child)
+                size += child_size
         else:
-            if depth >= MAX_DEPTH:
-                raise self._fail(f"YAML nesting is deeper than {MAX_DEPTH} levels",
-                                 event.start_mark)
-            if isinstance(event, yaml.SequenceStartEvent):
-                items: list[yaml.Node] = []
-                node = yaml.SequenceNode(self._tag(event, yaml.SequenceNode, None), items,
-                                         start, None, flow_style=event.flow_style)
-                while not parser.check_event(yaml.SequenceEndEvent):
-                    child, child_size = self._node(depth + 1)
-                    items.append(child)
-                    size += child_size
-            else:
-                assert isinstance(event, yaml.MappingStartEvent)  # the parser's grammar
-                pairs: list[tuple[yaml.Node, yaml.Node]] = []
-                node = yaml.MappingNode(self._tag(event, yaml.MappingNode, None), pairs,
-                                        start, None, flow_style=event.flow_style)
-                while not parser.check_event(yaml.MappingEndEvent):
-                    key, key_size = self._node(depth + 1)
-                    value, value_size = self._node(depth + 1)
-                    pairs.append((key, value))
-                    size += key_size + value_size
-            node.end_mark = parser.get_event().end_mark
+            assert isinstance(event, yaml.MappingStartEvent)  # the parser's grammar
+            pairs: list[tuple[yaml.Node, yaml.Node]] = []
+            node = yaml.MappingNode(self._collection_tag(event, yaml.MappingNode, _MAP_TAG),
+                                    pairs, start, None, flow_style=event.flow_style)
+            while not isinstance(key_event := get_event(), yaml.MappingEndEvent):
+                key, key_size = self._node(key_event, depth + 1)
+                value, value_size = self._node(get_event(), depth + 1)
+                pairs.append((key, value))
+                size += key_size + value_size
+        node.end_mark = child_event.end_mark if isinstance(event, yaml.SequenceStartEvent) \
+            else key_event.end_mark
         if anchor is not None:
             self.open_anchors.discard(anchor)
             self.anchors[anchor] = (node, size)
         return node, size
 
 
+def _shown(tag: str) -> str:
+    return "!!" + tag[len(_CORE):] if tag.startswith(_CORE) else tag
+
+
 class _Builder:
     """Turns a composed node graph into plain values, recording locations."""
 
-    def __init__(self, file: str, loader: yaml.SafeLoader, source_lines: list[str]) -> None:
+    def __init__(self, file: str, loader: yaml.SafeLoader, source_lines: list[str],
+                 composer: _EventComposer) -> None:
         self.file = file
         self.loader = loader
+        self.composer = composer
         self.source_lines = source_lines
         self.locations: dict[str, Location] = {}
         self.key_locations: dict[str, Location] = {}
@@ -281,6 +305,7 @@ class _Builder:
         return self._scalar(node, path)
 
     def _scalar(self, node: yaml.ScalarNode, path: str) -> object:
+        node.tag = self.composer.scalar_tag(node, path)
         try:
             value = self.loader.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
@@ -332,7 +357,8 @@ class _Builder:
                         "SPEC_SCHEMA", "mapping keys must be plain strings",
                         location=_mark_location(self.file, key_node.start_mark, path),
                     )
-                if key_node.tag == "tag:yaml.org,2002:merge":
+                key_node.tag = self.composer.scalar_tag(key_node, path)
+                if key_node.tag == _MERGE_TAG:
                     raise SpecError(
                         "SPEC_SCHEMA", "merge keys ('<<') are not supported in case files",
                         location=_mark_location(self.file, key_node.start_mark, path),
@@ -374,8 +400,13 @@ def load_yaml_text(text: str, file: str) -> LocatedDocument:
         raise SpecError("SPEC_SYNTAX", f"invalid YAML: {getattr(exc, 'reason', exc)}",
                         location=Location(file=file, line=line)) from None
     try:
+        composer = _EventComposer(file, loader)
+        collecting = gc.isenabled()
+        # The composed graph is acyclic and short-lived: without this, the cyclic
+        # collector walks the growing node list again and again (quadratic).
+        gc.disable()
         try:
-            node = _EventComposer(file, loader).document()
+            node = composer.document()
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             problem = exc.problem or exc.context or "cannot parse"
@@ -386,9 +417,12 @@ def load_yaml_text(text: str, file: str) -> LocatedDocument:
         except yaml.YAMLError as exc:
             raise SpecError("SPEC_SYNTAX", f"invalid YAML: {exc}",
                             location=Location(file=file)) from None
+        finally:
+            if collecting:
+                gc.enable()
         if node is None:
             return LocatedDocument(file, None, {"": Location(file=file, line=1, column=1)})
-        builder = _Builder(file, loader, text.splitlines())
+        builder = _Builder(file, loader, text.splitlines(), composer)
         try:
             value = builder.build(node, "")
         except RecursionError:

@@ -69,12 +69,17 @@ class Interrupt(Hostile):
 
 
 class StackOverflow(Hostile):
+    """C recursion past the C stack (json's C encoder; repr would take seconds first,
+    as it scans its list of objects being printed at every level)."""
+
     def attack(self, ctx, env):
+        import json
+
         sys.setrecursionlimit(10**7)
         deep = []
-        for _ in range(10**5):
+        for _ in range(10**6):
             deep = [deep]
-        repr(deep)
+        json.dumps(deep)
 
 
 class HugeAllocation(Hostile):

@@ -99,3 +99,11 @@ def test_a_reply_naming_other_globals_is_refused() -> None:
     with pytest.raises(pickle.UnpicklingError, match=r"os\.system"):
         supervisor.loads(b"cos\nsystem\n(S'true'\ntR.")
 
+
+
+def test_a_reply_calling_one_of_our_functions_is_refused() -> None:
+    # resolve_patcher would import any module: a reply may only build data classes.
+    forged = (b"cpytest_altpatch.patchers.registry\nresolve_patcher\n"
+              b"(S'os:system'\ntR.")
+    with pytest.raises(pickle.UnpicklingError, match="resolve_patcher"):
+        supervisor.loads(forged)
