@@ -1240,9 +1240,10 @@ class Machine:
         target = self._cpus[policy.pick([c.index for c in runnable])]
         before = self._step
         target.relaxed = False
+        guest = target.kind == "guest" or target.guest_call  # (a Python CPU's guest call)
         yield target
         changed = self._step != before
-        spun = target.relaxed or (target.kind == "guest" and not changed)
+        spun = target.relaxed or (guest and not changed)
         policy.stepped(target.index, changed=changed, spun=spun)
 
     def _round_steps(self, runnable: list[_Cpu]) -> int:
@@ -1252,7 +1253,8 @@ class Machine:
 
     def _quantum(self, target: _Cpu) -> int:
         if self.schedule.kind == "pct":
-            return 1 if target.kind == "python" else self.schedule.quantum
+            return 1 if target.kind == "python" and not target.guest_call \
+                else self.schedule.quantum
         if self.schedule.kind == "random":
             return self._rng.randint(1, self.schedule.quantum)
         if self.schedule.kind == "adversarial" and target.kind == "python" \

@@ -144,10 +144,14 @@ def build_xen_patcher(sources: Path, workdir: Path, *, mutation: str | None = No
                                   f"change is not exactly once in {file}")
             text = text.replace(change.old, change.new)
         (workdir / file).write_text(text)
-        done = subprocess.run(
-            [COMPILER, "-O2", "-g", "-std=gnu11", *cflags("xen-4.17"), "-c", file,
-             "-o", file.replace(".c", ".o")],
-            cwd=workdir, capture_output=True, text=True, timeout=300, check=False)
+        try:
+            done = subprocess.run(
+                [COMPILER, "-O2", "-g", "-std=gnu11", *cflags("xen-4.17"), "-c", file,
+                 "-o", file.replace(".c", ".o")],
+                cwd=workdir, capture_output=True, text=True, timeout=1200, check=False)
+        except subprocess.TimeoutExpired:
+            raise NativeError("NATIVE_OBJECT", f"compiling {file} took more than 1200 s"
+                              ) from None
         if done.returncode != 0:
             raise NativeError("NATIVE_OBJECT", f"compiling {file} failed: "
                               f"{done.stderr.strip()[-600:]}")
