@@ -114,6 +114,7 @@ class TargetProfile:
     table_start: str
     table_end: str
     apply_entry: str | None
+    region_entry: str | None
     stubs: Mapping[str, StubKind]
     data: tuple[DataItem, ...]
     trap_in: tuple[str, ...]
@@ -125,7 +126,8 @@ class TargetProfile:
     def symbols(self) -> tuple[str, ...]:
         """Every symbol the profile names, in a stable order, once each."""
         names = [self.entry, self.table_start, self.table_end,
-                 *([self.apply_entry] if self.apply_entry else []), *self.stubs,
+                 *([self.apply_entry] if self.apply_entry else []),
+                 *([self.region_entry] if self.region_entry else []), *self.stubs,
                  *(name for item in self.data for name in item.symbols), *self.trap_in]
         return tuple(dict.fromkeys(names))
 
@@ -202,7 +204,7 @@ class _Reader:
 
 
 _TOP_KEYS: Final = ("profile_version", "name", "description", "dialect", "ncaps", "package",
-                    "entry", "table", "apply_entry", "stubs", "data", "traps")
+                    "entry", "table", "apply_entry", "region_entry", "stubs", "data", "traps")
 
 
 def parse_profile(document: LocatedDocument) -> TargetProfile:
@@ -245,6 +247,7 @@ def parse_profile(document: LocatedDocument) -> TargetProfile:
                                 read.strings(section.get("suites"), "package.suites"),
                                 read.string(section.get("member"), "package.member"))
     apply_entry = top.get("apply_entry")
+    region_entry = top.get("region_entry")
     return TargetProfile(
         name=read.string(top.get("name"), "name"),
         description=str(top.get("description", "")),
@@ -254,6 +257,8 @@ def parse_profile(document: LocatedDocument) -> TargetProfile:
         table_start=read.string(table.get("start"), "table.start"),
         table_end=read.string(table.get("end"), "table.end"),
         apply_entry=None if apply_entry is None else read.string(apply_entry, "apply_entry"),
+        region_entry=None if region_entry is None
+        else read.string(region_entry, "region_entry"),
         stubs=MappingProxyType(stubs),
         data=data,
         trap_in=read.strings(traps.get("in", []), "traps.in"),

@@ -294,8 +294,8 @@ class Machine:
         self._hang_seen: bool | None = None
         self._services: dict[int, ServiceHandler] = {}
         self._symbolizers: list[Symbolizer] = []
-        #: Trace step of a write to code -> where its store instruction is (symbolized).
-        self._writers: dict[int, str] = {}
+        #: Trace step of a write to code -> the PC of its store instruction.
+        self._writers: dict[int, int] = {}
         self._code_traps: dict[int, TrapHandler] = {}
         self._fetch = FetchModel(
             [LineGeometry(c.dminline, c.iminline, c.idc, c.dic) for c in cpus],
@@ -781,11 +781,9 @@ class Machine:
         before = self._buffer[start:end]
         after = bytearray(before)
         after[pa - start:pa - start + len(new)] = new
-        by = ""
-        if pc is not None and (where := self.where(pc)) is not None:
-            by = f" by {where}"
-            self._writers[self._step] = where
-        step = self._event(cpu, "write", va, f"pa={pa:#x} {old.hex()}->{new.hex()}{by}")
+        if pc is not None and self._symbolizers:
+            self._writers[self._step] = pc  # named only if a finding quotes the write
+        step = self._event(cpu, "write", va, f"pa={pa:#x} {old.hex()}->{new.hex()}")
         for offset in range(0, end - start, 4):
             old_word = int.from_bytes(before[offset:offset + 4], "little")
             new_word = int.from_bytes(after[offset:offset + 4], "little")
@@ -852,7 +850,8 @@ class Machine:
             "old": write.old,
             "new": write.new,
         }
-        writer = self._writers.get(write.step)
+        writer_pc = self._writers.get(write.step)
+        writer = self.where(writer_pc) if writer_pc is not None else None
         if writer is not None:
             detail["write_by"] = writer
         if verdict.missing == "clean" and write.erratum_clean_seen:

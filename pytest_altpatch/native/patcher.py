@@ -12,7 +12,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from pytest_altpatch.errors import ERROR_CODES, PatchError
 from pytest_altpatch.machine import CpuContext, Machine
@@ -25,6 +25,9 @@ from pytest_altpatch.native.executor import (
 )
 from pytest_altpatch.native.manifest import Entry, Manifest, load_manifest
 from pytest_altpatch.patchers.contract import LivepatchEnvironment, PatchEnvironment
+
+if TYPE_CHECKING:
+    from pytest_altpatch.kernel.image_patcher import KernelImagePatcher
 
 #: CPUs the memory estimate allows for (the machine's maximum).
 _MAX_CPUS: Final = 256
@@ -223,8 +226,17 @@ class NativePatcher:
         self._judge_result(entry, result)
 
 
-def load_native_patcher(path: str | Path) -> NativePatcher:
-    """The native patcher described by the manifest at ``path``."""
+def load_native_patcher(path: str | Path) -> NativePatcher | KernelImagePatcher:
+    """The native patcher described by the manifest at ``path`` (a manifest naming
+    ``image:`` and ``profile:`` runs a shipped kernel image's own table patcher)."""
+    # Imported here: only image manifests need the kernel package.
+    from pytest_altpatch.kernel.image_patcher import (  # noqa: PLC0415
+        is_image_manifest,
+        load_image_patcher,
+    )
+
+    if is_image_manifest(Path(path)):
+        return load_image_patcher(Path(path))
     return NativePatcher(load_manifest(Path(path)))
 
 

@@ -229,9 +229,11 @@ def run_command(args: argparse.Namespace, out: TextIO | None = None,
 
 def _describe_patcher(patcher: Patcher | PatcherFacts, out: TextIO) -> None:
     """What a patcher says about itself (a native one: its objects and their hashes)."""
-    describe = getattr(patcher, "describe", None)
-    if callable(describe):
-        out.write("".join(f"{line}\n" for line in describe()))
+    lines = getattr(patcher, "description", None)
+    if lines is None:
+        describe = getattr(patcher, "describe", None)
+        lines = describe() if callable(describe) else ()
+    out.write("".join(f"{line}\n" for line in lines))
 
 
 def show_command(args: argparse.Namespace, out: TextIO | None = None,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pytest_altpatch.machine import Budget, CpuContext, MachineError, Schedule
+from pytest_altpatch.scenarios.default_schedule import DEFAULT_SCHEDULES
+from pytest_altpatch.scenarios.runner import parse_schedules
 
 from . import rig
 
@@ -97,3 +99,13 @@ def test_pct_schedules_parse_and_print() -> None:
     assert schedule.stops_at_events
     with pytest.raises(MachineError):
         Schedule.parse("pct:x")
+
+
+def test_pct_seed_ranges_expand_to_one_item_each() -> None:
+    assert [c.label for c in parse_schedules("pct:0-2,rr:100")] == [
+        "pct:0", "pct:1", "pct:2", "rr:100"]
+    assert [c.seed for c in parse_schedules("pct:3-4")] == [3, 4]
+
+
+def test_default_schedule_is_pct0() -> None:
+    assert DEFAULT_SCHEDULES == "pct:0"

@@ -25,4 +25,7 @@ def test_module_attribute_class_and_instance() -> None:
 def test_unresolvable_names_are_coded_errors(name: str) -> None:
     with pytest.raises(PatchError) as exc:
         resolve_patcher(name)
-    assert exc.value.code == "PATCHER_UNKNOWN" and exc.value.phase == "load"
+    # An unknown reference dialect is a dialect error (with a did-you-mean), the rest
+    # are unknown patchers.
+    expected = "PATCHER_DIALECT" if name.startswith("reference:") else "PATCHER_UNKNOWN"
+    assert exc.value.code == expected and exc.value.phase == "load"

@@ -107,7 +107,7 @@ class MyPatcher:
     name = "mine"
     version = "1.0"
     dialect = "linux-6.1"
-    features = ReferencePatcher("linux-6.1").features
+    features = frozenset({"boot-alternatives", "branch-reloc"})
 
     def __init__(self):
         self._reference = ReferencePatcher("linux-6.1")
