@@ -610,6 +610,28 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         _REPORT_STATE[0] = None
 
 
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Never let pytest walk into corpus data (its cases are collected as data).
+
+    With the corpus switched on from an ini file inside the project, pytest's own walk
+    of the project would otherwise reach the corpus and import a ``conftest.py`` or
+    ``test_*.py`` in it.  A corpus root that holds the rootdir keeps its other
+    directories (the project's tests): only its ``cases/`` is data then.
+    """
+    state = plugin_state(config)
+    if state is None:
+        return None
+    resolved = collection_path.resolve()
+    rootpath = config.rootpath.resolve()
+    data = [selection for selection, _ in state.settings.own_cases]
+    for root in state.settings.roots:
+        holds_project = root == rootpath or root in rootpath.parents
+        data.append(root / "cases" if holds_project else root)
+    if any(resolved == place or place in resolved.parents for place in data):
+        return True
+    return None
+
+
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> CaseFile | None:
     """Claim a case file named as a pytest path, if a selected corpus holds it."""
     state = plugin_state(parent.config)

@@ -130,15 +130,20 @@ def test_markers_are_registered_for_strict_markers(pytester: pytest.Pytester,
     assert len(_collected_ids(result)) == 2
 
 
+@pytest.mark.parametrize("how", ["cli", "ini"])
 def test_a_corpus_directory_is_data_its_conftest_and_tests_never_run(
-        pytester: pytest.Pytester, corpus: CaseWriter) -> None:
+        pytester: pytest.Pytester, corpus: CaseWriter, how: str) -> None:
     root = corpus({"demo/applied.yaml": CASE_APPLIED})
     planted = "open({marker!r}, 'w').close()\nraise SystemExit('corpus code ran')\n"
     for where in (root, root / "cases", root / "cases" / "demo"):
         (where / "conftest.py").write_text(planted.format(marker=str(where / "conftest-ran")))
         (where / "test_planted.py").write_text(
             planted.format(marker=str(where / "test-ran")) + "def test_x():\n    pass\n")
-    result = pytester.runpytest("--altpatch-corpus", "corpus")
+    if how == "ini":  # switched on from the ini file: pytest walks the project too
+        pytester.makeini("[pytest]\naltpatch_corpus = corpus\n")
+        result = pytester.runpytest()
+    else:
+        result = pytester.runpytest("--altpatch-corpus", "corpus")
     result.assert_outcomes(passed=1)
     assert not list(root.rglob("*-ran"))  # neither kind of file was ever imported
 
