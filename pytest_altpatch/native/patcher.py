@@ -9,7 +9,6 @@ patcher's own rendezvous code runs on every CPU.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -52,19 +51,20 @@ class NativePatcher:
         self.features = manifest.features
         #: Extra physical memory a machine needs for this patcher.
         self.guest_memory = memory_needed(manifest.objects, _MAX_CPUS)
-        self._installs: weakref.WeakKeyDictionary[Machine, Installation] = \
-            weakref.WeakKeyDictionary()
+        # The current machine's installation only: an Installation holds its machine, so
+        # a dictionary of them (even a weak-keyed one) would keep every machine alive.
+        self._installed: Installation | None = None
 
     def __getstate__(self) -> dict[str, object]:
         """Picklable (for worker processes): installations belong to their machine."""
         state = dict(self.__dict__)
-        state["_installs"] = None
+        state["_installed"] = None
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
         """Restore a pickled patcher with no installations yet."""
         self.__dict__.update(state)
-        self._installs = weakref.WeakKeyDictionary()
+        self._installed = None
 
     def describe(self) -> list[str]:
         """Report-header lines: each object with its SHA-256."""
@@ -77,7 +77,7 @@ class NativePatcher:
     def installation(self, ctx: CpuContext, env: PatchEnvironment) -> Installation:
         """This machine's installation (linked on first use, at boot)."""
         machine = ctx.machine
-        found = self._installs.get(machine)
+        found = self._installation_of(machine)
         if found is not None:
             return found
         region = env.region
@@ -102,8 +102,12 @@ class NativePatcher:
                           kernel_text=(region.text_start, region.text_end),
                           bug_codes=self.manifest.bug_codes,
                           roots=[e.symbol for e in self.manifest.entries.values()])
-        self._installs[machine] = created
+        self._installed = created
         return created
+
+    def _installation_of(self, machine: Machine) -> Installation | None:
+        installed = self._installed
+        return installed if installed is not None and installed.machine is machine else None
 
     def _entry(self, kind: str) -> Entry | None:
         return self.manifest.entries.get(kind)
@@ -204,7 +208,7 @@ class NativePatcher:
 
     def _livepatch(self, ctx: CpuContext, env: LivepatchEnvironment, kind: str) -> None:
         entry = self._entry(kind)
-        installation = self._installs.get(ctx.machine)
+        installation = self._installation_of(ctx.machine)
         if entry is None or installation is None:
             raise PatchError("PATCHER_UNSUPPORTED", f"{self.name} has no {kind} entry",
                              phase="late")
