@@ -2,7 +2,7 @@
 
 One table per concept (services, refusal codes, the environment block, entry call
 styles), so ``altpatch.h``, the runtime stubs, the executor and the ABI page all say
-the same thing.  docs/native-abi.md is the prose; tests check the header against
+the same thing.  conformance/native-abi.md is the prose; tests check the header against
 these tables.
 """
 

@@ -41,8 +41,9 @@ def _cflags_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 def register(subparsers: Any) -> None:
     """Add ``native cflags``."""
-    native = subparsers.add_parser("native", help="native patchers (ABI v1)",
-                                   description="Native patcher helpers (docs/native-abi.md).")
+    native = subparsers.add_parser(
+        "native", help="native patchers (ABI v1)",
+        description="Native patcher helpers (conformance/native-abi.md).")
     commands = native.add_subparsers(dest="native_command", metavar="COMMAND")
     flags = commands.add_parser("cflags", help="print compiler flags for a native patcher")
     flags.add_argument("--shim", default=None, choices=known_shims() or None,

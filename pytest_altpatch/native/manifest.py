@@ -12,7 +12,7 @@ A manifest is a small YAML file next to the patcher's objects::
 ``objects`` are ELF64 AArch64 relocatable objects (``.o``) or A64 assembly sources
 (``.s``/``.S``, assembled by our assembler), relative to the manifest.  A ``shim``
 supplies default ``entries``, ``bindings`` and ``bug_codes``; the manifest's own
-override them key by key.  docs/native-abi.md documents every key.
+override them key by key.  conformance/native-abi.md documents every key.
 """
 
 from __future__ import annotations

@@ -85,7 +85,7 @@ def resolve_patcher(name: str, *, dialect: str | None = None) -> Patcher:
 
     ``reference`` and ``reference:DIALECT`` are the reference patcher (``dialect``
     overrides the default when no dialect is named); ``native:PATH`` is the native
-    patcher a manifest describes (docs/native-abi.md).  ``module:attr`` imports
+    patcher a manifest describes (conformance/native-abi.md).  ``module:attr`` imports
     ``module`` and takes ``attr``: a patcher instance, or a class or factory called
     with no arguments (or with ``dialect=`` when one is given).  A dialect the result
     does not implement is a ``PATCHER_DIALECT`` error.

@@ -4,7 +4,7 @@ one-line bugs in the real source are each caught, located at the guilty code.
 
 Needs aarch64-linux-gnu-gcc and Debian's xen source package (cached in
 ~/.cache/pytest-altpatch/debian/, else fetched with apt-get source); skipped otherwise.
-Command-line equivalent: see docs/native-abi.md ("Real Xen").
+Command-line equivalent: see conformance/native-abi.md ("Real Xen").
 """
 
 from __future__ import annotations

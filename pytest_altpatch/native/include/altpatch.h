@@ -3,7 +3,7 @@
  *
  * A native patcher is one or more AArch64 ELF relocatable objects (or A64 assembly
  * sources) plus a manifest; the harness links them into its emulated machine and
- * calls their entries as guest code.  See docs/native-abi.md.
+ * calls their entries as guest code.  See conformance/native-abi.md.
  *
  * Build:  aarch64-linux-gnu-gcc $(altpatch native cflags) -c my_patcher.c
  *
