@@ -21,7 +21,7 @@ from pytest_altpatch.errors import AltpatchError
 
 #: Modules that contribute subcommands, in help order.
 COMMAND_MODULES: tuple[str, ...] = (
-    "pytest_altpatch.spec.commands",  # lint, catalog, export
+    "pytest_altpatch.cases.commands",  # lint, catalog, export
     "pytest_altpatch.image.commands",  # build, inspect
     "pytest_altpatch.scenarios.commands",  # run, show
     "pytest_altpatch.native.commands",  # native cflags

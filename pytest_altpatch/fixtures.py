@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from pytest_altpatch.judge import Verdict
     from pytest_altpatch.patchers.contract import Patcher
     from pytest_altpatch.scenarios.outcome import Outcome
-    from pytest_altpatch.spec.model import Case, Catalog, CpuInstance
+    from pytest_altpatch.cases.model import Case, Catalog, CpuInstance
 
 
 def _corpus_root(config: pytest.Config) -> Path:
@@ -60,7 +60,7 @@ class CaseFromYaml:
         Raises :class:`~pytest_altpatch.errors.SpecError` with ``file:line:col`` for a
         case the loader refuses, exactly as for a corpus file.
         """
-        from pytest_altpatch.spec.case import read_case  # noqa: PLC0415
+        from pytest_altpatch.cases.case import read_case  # noqa: PLC0415
 
         file_name = name or f"case-{next(self._counter)}.yaml"
         path = self.directory / file_name
@@ -123,7 +123,7 @@ def assert_conforms(case: Case, outcome: Outcome) -> None:
 @pytest.fixture(scope="session")
 def altpatch_catalog(pytestconfig: pytest.Config) -> Catalog:
     """The catalog (CPUs, errata, features, numberings) of the corpus in use."""
-    from pytest_altpatch.spec.catalog import load_catalog  # noqa: PLC0415
+    from pytest_altpatch.cases.catalog import load_catalog  # noqa: PLC0415
 
     return load_catalog(_corpus_root(pytestconfig))
 
@@ -133,7 +133,7 @@ def altpatch_platform(
     altpatch_catalog: Catalog,
 ) -> Callable[[str], tuple[CpuInstance, ...]]:
     """Factory: ``"2x cortex-a57/r1p0, 2x cortex-a53/r0p4"`` -> the platform's CPUs."""
-    from pytest_altpatch.spec.platform import parse_platform  # noqa: PLC0415
+    from pytest_altpatch.cases.platform import parse_platform  # noqa: PLC0415
 
     def platform(text: str) -> tuple[CpuInstance, ...]:
         return parse_platform(text, altpatch_catalog)

@@ -20,7 +20,7 @@ from pytest_altpatch.a64.asm import SymbolTable
 from pytest_altpatch.errors import AltpatchError, ErrorInfo, Location
 from pytest_altpatch.findings import Finding
 from pytest_altpatch.scenarios.outcome import Outcome, PhaseOutcome, ProbeOutcome
-from pytest_altpatch.spec.model import Case, ErrorExpectation, PhaseExpectation
+from pytest_altpatch.cases.model import Case, ErrorExpectation, PhaseExpectation
 
 #: Section kinds whose bytes only the patcher's sites may change.
 _GUARDED_KINDS = frozenset({"text", "replacement", "alt-table", "rodata", "harness"})

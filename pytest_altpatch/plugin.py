@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from pytest_altpatch.patchers.contract import Patcher
     from pytest_altpatch.patchers.facts import PatcherFacts
     from pytest_altpatch.scenarios.runner import ScheduleChoice
-    from pytest_altpatch.spec.model import Case, Catalog
+    from pytest_altpatch.cases.model import Case, Catalog
 
 #: (option suffix, ini type, help, default) for options that take a value.
 _VALUE_OPTIONS: tuple[tuple[str, str, str, str | None], ...] = (
@@ -232,7 +232,7 @@ def _parse_seconds(text: str | None) -> float | None:
 
 def read_settings(config: pytest.Config) -> Settings | None:
     """The plugin's settings, or None when the plugin was not asked to do anything."""
-    from pytest_altpatch.spec.corpus import find_corpus_root  # noqa: PLC0415
+    from pytest_altpatch.cases.corpus import find_corpus_root  # noqa: PLC0415
 
     asked = _corpus_words(config)
     if asked is None:
@@ -289,7 +289,7 @@ def read_settings(config: pytest.Config) -> Settings | None:
 
 def _catalog_root(word: str, base: Path) -> Path:
     """The corpus root named by ``--altpatch-catalog`` (a root or its ``catalog/``)."""
-    from pytest_altpatch.spec.corpus import find_corpus_root  # noqa: PLC0415
+    from pytest_altpatch.cases.corpus import find_corpus_root  # noqa: PLC0415
 
     path = _resolve_selection(word, base)
     root = find_corpus_root(path) if path.is_dir() else None
@@ -387,8 +387,8 @@ def _load_corpus_state(root: Path, accept_major: int | None) -> CorpusState:
 
 
 def _read_corpus_state(root: Path, accept_major: int | None) -> CorpusState:
-    from pytest_altpatch.spec.catalog import read_catalog  # noqa: PLC0415
-    from pytest_altpatch.spec.corpus import check_version  # noqa: PLC0415
+    from pytest_altpatch.cases.catalog import read_catalog  # noqa: PLC0415
+    from pytest_altpatch.cases.corpus import check_version  # noqa: PLC0415
 
     try:
         version = check_version(root, accept_major)
@@ -566,7 +566,7 @@ class CaseFileChoice:
 
 def corpus_case_files(settings: Settings) -> list[CaseFileChoice]:
     """Every case file the selections name, in a stable order, each once."""
-    from pytest_altpatch.spec.corpus import find_corpus_root  # noqa: PLC0415
+    from pytest_altpatch.cases.corpus import find_corpus_root  # noqa: PLC0415
 
     own = dict(settings.own_cases)
     found: dict[Path, CaseFileChoice] = {}
@@ -683,7 +683,7 @@ def _features_selected(requires: Sequence[str], settings: Settings) -> bool:
 
 
 def _check_feature_names(state: AltpatchState) -> None:
-    from pytest_altpatch.spec.suggestions import did_you_mean  # noqa: PLC0415
+    from pytest_altpatch.cases.suggestions import did_you_mean  # noqa: PLC0415
 
     known: set[str] = set()
     for root in state.settings.roots:
@@ -748,7 +748,7 @@ class CaseFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
         """Load the case (never raising) and yield its items in a stable order."""
         from pytest_altpatch.scenarios.runner import not_applicable  # noqa: PLC0415
-        from pytest_altpatch.spec.case import read_case  # noqa: PLC0415
+        from pytest_altpatch.cases.case import read_case  # noqa: PLC0415
         from pytest_altpatch.tally import missing_parts  # noqa: PLC0415
 
         state = plugin_state(self.config)

@@ -58,7 +58,7 @@ from pytest_altpatch.patchers.facts import PatcherFacts
 if TYPE_CHECKING:
     from pytest_altpatch.patchers.contract import Patcher
     from pytest_altpatch.scenarios.outcome import Outcome
-    from pytest_altpatch.spec.model import Case, Catalog
+    from pytest_altpatch.cases.model import Case, Catalog
 
 #: Host seconds an item may take when no timeout is given (the machine's own default).
 DEFAULT_HOST_SECONDS: Final = 120.0
@@ -402,8 +402,8 @@ def _warm_up() -> None:
         from pytest_altpatch.patchers.reference import ReferencePatcher  # noqa: PLC0415
         from pytest_altpatch.resources import bundled_corpus  # noqa: PLC0415
         from pytest_altpatch.scenarios.runner import has_mode, run_case  # noqa: PLC0415
-        from pytest_altpatch.spec.case import read_case  # noqa: PLC0415
-        from pytest_altpatch.spec.catalog import read_catalog  # noqa: PLC0415
+        from pytest_altpatch.cases.case import read_case  # noqa: PLC0415
+        from pytest_altpatch.cases.catalog import read_catalog  # noqa: PLC0415
 
         root = bundled_corpus()
         catalog, _ = read_catalog(root)

@@ -72,7 +72,7 @@ from pytest_altpatch.image.model import (
     SourceSpan,
     StackRegion,
 )
-from pytest_altpatch.spec.model import (
+from pytest_altpatch.cases.model import (
     CapNumbering,
     Case,
     Dialect,

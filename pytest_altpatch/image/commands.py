@@ -18,8 +18,8 @@ from pytest_altpatch.image.builder import build_image
 from pytest_altpatch.image.elf_writer import write_image, write_relocatable
 from pytest_altpatch.image.inspect import inspect_elf, render_text
 from pytest_altpatch.image.payload import build_payload
-from pytest_altpatch.spec import load_case, load_catalog
-from pytest_altpatch.spec.model import DIALECTS, CapNumbering, Dialect, preferred_dialect
+from pytest_altpatch.cases import load_case, load_catalog
+from pytest_altpatch.cases.model import DIALECTS, CapNumbering, Dialect, preferred_dialect
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1

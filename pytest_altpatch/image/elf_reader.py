@@ -37,7 +37,7 @@ from pytest_altpatch.image.model import (
 from pytest_altpatch.image.objects import AppliedRelocation, LoadedObject, LoadedSection
 from pytest_altpatch.image.relocations import NO_OP_TYPES, RECIPES, relocate, type_name
 from pytest_altpatch.jsontext import loads_bounded
-from pytest_altpatch.spec.model import DIALECTS, CapNumbering, Dialect
+from pytest_altpatch.cases.model import DIALECTS, CapNumbering, Dialect
 
 #: NOBITS sections larger than this are refused rather than materialised.
 MAX_NOBITS: Final = 64 * 1024 * 1024

@@ -23,7 +23,7 @@ from pytest_altpatch.image.model import (
 )
 from pytest_altpatch.image.objects import RelocatableObject
 from pytest_altpatch.image.relocations import RECIPES
-from pytest_altpatch.spec.model import CapNumbering
+from pytest_altpatch.cases.model import CapNumbering
 
 _SYMBOL_TYPES: Final[Mapping[str, int]] = {
     "notype": ef.STT_NOTYPE,

@@ -25,7 +25,7 @@ from pytest_altpatch.image.elf_reader import (
     read_image,
 )
 from pytest_altpatch.image.model import AltEntry, Section, symbolize
-from pytest_altpatch.spec.model import CapNumbering, Dialect
+from pytest_altpatch.cases.model import CapNumbering, Dialect
 
 #: Every lint code and what it means.
 LINT_CODES: Final[Mapping[str, str]] = MappingProxyType({

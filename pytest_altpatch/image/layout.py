@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Final
 
 from pytest_altpatch.image.model import ImageLayout, ReplacementPlacement
-from pytest_altpatch.spec.model import Dialect
+from pytest_altpatch.cases.model import Dialect
 
 MIB: Final = 1 << 20
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final, Literal
 
-from pytest_altpatch.spec.model import CapNumbering, Dialect
+from pytest_altpatch.cases.model import CapNumbering, Dialect
 
 Perms = Literal["r-x", "r--", "rw-"]
 SectionKind = Literal["text", "replacement", "alt-table", "rodata", "data", "stack", "harness"]

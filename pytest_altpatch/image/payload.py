@@ -51,7 +51,7 @@ from pytest_altpatch.image.objects import (
     RelocatableObject,
 )
 from pytest_altpatch.image.relocations import BY_NAME, relocate
-from pytest_altpatch.spec.model import CapNumbering, PayloadSpec, RawAltEntry
+from pytest_altpatch.cases.model import CapNumbering, PayloadSpec, RawAltEntry
 
 #: Placeholder section bases while assembling (section-relative offsets follow).
 _PSEUDO: Final[Mapping[SectionKind, int]] = {

@@ -22,7 +22,7 @@ from pytest_altpatch.kernel.layout import read_kernel_image
 from pytest_altpatch.kernel.profile import available_profiles, load_profile
 from pytest_altpatch.kernel.report import render_text, to_json
 from pytest_altpatch.kernel.runner import RunRequest, platform_cpus, resolved_caps, run_image
-from pytest_altpatch.spec import load_catalog
+from pytest_altpatch.cases import load_catalog
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1

@@ -33,7 +33,7 @@ from pytest_altpatch.kernel.runner import describe_address, symbol_names
 from pytest_altpatch.machine import CpuContext, Machine, TrapCall
 from pytest_altpatch.machine.config import PAGE_SIZE
 from pytest_altpatch.patchers.contract import PatchEnvironment
-from pytest_altpatch.spec.yamlload import load_yaml_file
+from pytest_altpatch.cases.yamlload import load_yaml_file
 
 #: How far above its link address the image is placed (a multiple of 2 MiB).
 DISPLACEMENT: Final = 0x8000_0000

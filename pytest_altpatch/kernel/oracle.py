@@ -35,7 +35,7 @@ from pytest_altpatch.machine.context import CpuContext
 from pytest_altpatch.patchers.callbacks import CALLBACKS
 from pytest_altpatch.patchers.contract import AltRegion, PatchEnvironment
 from pytest_altpatch.patchers.reference import ReferencePatcher
-from pytest_altpatch.spec.model import Catalog
+from pytest_altpatch.cases.model import Catalog
 
 #: Capability field that no dialect applies (masks an entry in the reference's table).
 _NEVER: bytes = (0xFFFF).to_bytes(2, "little")

@@ -44,8 +44,8 @@ from pytest_altpatch.machine.results import RunReason, RunResult
 from pytest_altpatch.machine.traps import TrapCall, TrapHandler
 from pytest_altpatch.patchers.capabilities import CpuReading, resolve_capabilities
 from pytest_altpatch.patchers.reference import CLEAN_CACHE_CAP
-from pytest_altpatch.spec.model import Catalog, CpuInstance
-from pytest_altpatch.spec.platform import parse_platform
+from pytest_altpatch.cases.model import Catalog, CpuInstance
+from pytest_altpatch.cases.platform import parse_platform
 
 #: Platform of ``--caps`` runs without ``--platform`` (its errata do not matter there).
 DEFAULT_CPU: Final = "cortex-a72/r0p3"

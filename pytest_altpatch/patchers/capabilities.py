@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pytest_altpatch.spec.model import (
+from pytest_altpatch.cases.model import (
     Catalog,
     Dialect,
     Erratum,

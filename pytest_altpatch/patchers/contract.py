@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from pytest_altpatch.machine.context import CpuContext
-    from pytest_altpatch.spec.model import Erratum, ExtraCap, Feature
+    from pytest_altpatch.cases.model import Erratum, ExtraCap, Feature
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final
 
 from pytest_altpatch.machine.sysregs import ID_REGISTERS
-from pytest_altpatch.spec.model import (
+from pytest_altpatch.cases.model import (
     MIDR_RV_MASK,
     Erratum,
     ExtraCap,

@@ -26,7 +26,7 @@ from pytest_altpatch.image.alt_table import decode_alt_table
 from pytest_altpatch.image.model import AltEntry
 from pytest_altpatch.patchers.callbacks import CALLBACKS
 from pytest_altpatch.patchers.detection import ReferenceDetection
-from pytest_altpatch.spec.model import Dialect, ctr_dminline_bytes, ctr_iminline_bytes
+from pytest_altpatch.cases.model import Dialect, ctr_dminline_bytes, ctr_iminline_bytes
 
 if TYPE_CHECKING:
     from pytest_altpatch.machine.context import CpuContext

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from pytest_altpatch.patchers.facts import PatcherFacts
     from pytest_altpatch.scenarios.outcome import Outcome
     from pytest_altpatch.scenarios.runner import ScheduleChoice
-    from pytest_altpatch.spec.model import Case, Catalog, Dialect
+    from pytest_altpatch.cases.model import Case, Catalog, Dialect
 
 EXIT_PASS = 0
 EXIT_FAIL = 1
@@ -127,10 +127,10 @@ def _load(args: argparse.Namespace, err: TextIO) -> _Loaded | None:
     from pytest_altpatch.resources import bundled_corpus  # noqa: PLC0415
     from pytest_altpatch.scenarios.buildcheck import build_problems  # noqa: PLC0415
     from pytest_altpatch.scenarios.runner import case_modes, parse_schedules  # noqa: PLC0415
-    from pytest_altpatch.spec.case import read_case  # noqa: PLC0415
-    from pytest_altpatch.spec.catalog import read_catalog  # noqa: PLC0415
-    from pytest_altpatch.spec.corpus import find_corpus_root  # noqa: PLC0415
-    from pytest_altpatch.spec.model import DIALECTS, preferred_dialect  # noqa: PLC0415
+    from pytest_altpatch.cases.case import read_case  # noqa: PLC0415
+    from pytest_altpatch.cases.catalog import read_catalog  # noqa: PLC0415
+    from pytest_altpatch.cases.corpus import find_corpus_root  # noqa: PLC0415
+    from pytest_altpatch.cases.model import DIALECTS, preferred_dialect  # noqa: PLC0415
     from pytest_altpatch.supervisor import patchers_facts  # noqa: PLC0415
 
     path: Path = args.case

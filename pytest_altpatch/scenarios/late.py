@@ -37,7 +37,7 @@ from pytest_altpatch.scenarios.outcome import (
     SectionSnapshot,
 )
 from pytest_altpatch.scenarios.runner import HARNESS_DATA_VA, SYNC_VA, BootSession, page_span
-from pytest_altpatch.spec.model import PayloadSpec, PhaseExpectation
+from pytest_altpatch.cases.model import PayloadSpec, PhaseExpectation
 
 
 @dataclass(frozen=True)

@@ -51,8 +51,8 @@ from pytest_altpatch.scenarios.outcome import (
     ProbeOutcome,
     SectionSnapshot,
 )
-from pytest_altpatch.spec.cpu_numbers import cpu_instance, cpu_numbering
-from pytest_altpatch.spec.model import Case, Catalog, CpuInstance, Dialect, ProbeSpec
+from pytest_altpatch.cases.cpu_numbers import cpu_instance, cpu_numbering
+from pytest_altpatch.cases.model import Case, Catalog, CpuInstance, Dialect, ProbeSpec
 
 PAGE: Final = 4096
 #: Linux's writable linear-map alias of kernel text: text VA + this offset.

@@ -19,8 +19,8 @@ import pytest
 from pytest_altpatch.a64 import assemble
 from pytest_altpatch.patchers.reference import ReferencePatcher
 from pytest_altpatch.scenarios.runner import has_mode, not_applicable, run_case
-from pytest_altpatch.spec import load_corpus
-from pytest_altpatch.spec.model import Case, PhaseExpectation
+from pytest_altpatch.cases import load_corpus
+from pytest_altpatch.cases.model import Case, PhaseExpectation
 
 from .gnu_as import AVAILABLE, MISSING_REASON, gnu_assemble
 

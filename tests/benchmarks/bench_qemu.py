@@ -126,7 +126,7 @@ def in_process_once(case_path: Path) -> float:
     from pytest_altpatch.judge import judge  # noqa: PLC0415
     from pytest_altpatch.patchers.reference import ReferencePatcher  # noqa: PLC0415
     from pytest_altpatch.scenarios.runner import run_case  # noqa: PLC0415
-    from pytest_altpatch.spec import load_case, load_catalog  # noqa: PLC0415
+    from pytest_altpatch.cases import load_case, load_catalog  # noqa: PLC0415
 
     catalog = load_catalog()
     case = load_case(case_path, catalog)

@@ -57,7 +57,7 @@ def measure_one(sites: int, cpus: int) -> dict[str, float]:
     from pytest_altpatch.judge import judge  # noqa: PLC0415
     from pytest_altpatch.patchers.reference import ReferencePatcher  # noqa: PLC0415
     from pytest_altpatch.scenarios import runner  # noqa: PLC0415
-    from pytest_altpatch.spec import load_case, load_catalog  # noqa: PLC0415
+    from pytest_altpatch.cases import load_case, load_catalog  # noqa: PLC0415
 
     spent = dict.fromkeys(PHASES, 0.0)
 

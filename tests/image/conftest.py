@@ -7,7 +7,7 @@ from types import MappingProxyType
 import pytest
 
 from pytest_altpatch.errors import Location
-from pytest_altpatch.spec.model import (
+from pytest_altpatch.cases.model import (
     CapNumbering,
     Case,
     Dialect,

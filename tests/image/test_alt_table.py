@@ -14,7 +14,7 @@ from pytest_altpatch.image.alt_table import (
     decode_alt_table,
     encode_alt_entry,
 )
-from pytest_altpatch.spec.model import DIALECTS
+from pytest_altpatch.cases.model import DIALECTS
 
 
 def test_entry_bytes_are_self_relative_offsets_cap_and_lengths() -> None:

@@ -22,7 +22,7 @@ from pytest_altpatch.image.objects import (
     RelocatableObject,
 )
 from pytest_altpatch.image.payload import build_payload
-from pytest_altpatch.spec.model import Dialect, PayloadSpec, SourceBlock
+from pytest_altpatch.cases.model import Dialect, PayloadSpec, SourceBlock
 
 TEXT = """\
 fn:

@@ -19,7 +19,7 @@ from pytest_altpatch.native.manifest import INCLUDE_DIR, load_manifest
 from pytest_altpatch.native.patcher import load_native_patcher
 from pytest_altpatch.patchers.registry import resolve_patcher
 from pytest_altpatch.scenarios.runner import run_case
-from pytest_altpatch.spec import load_corpus
+from pytest_altpatch.cases import load_corpus
 
 ROOT = Path(__file__).resolve().parents[2]
 A64_EXAMPLE = ROOT / "conformance" / "native" / "a64" / "manifest.yaml"

@@ -9,7 +9,7 @@ from pytest_altpatch.patchers.capabilities import (
     late_cpu_verdict,
     resolve_capabilities,
 )
-from pytest_altpatch.spec.model import (
+from pytest_altpatch.cases.model import (
     Catalog,
     Erratum,
     ExtraCap,

@@ -15,9 +15,9 @@ import pytest_altpatch.judge
 import pytest_altpatch.report
 import pytest_altpatch.scenarios.commands
 import pytest_altpatch.scenarios.runner
-import pytest_altpatch.spec.case
-import pytest_altpatch.spec.catalog
-import pytest_altpatch.spec.corpus
+import pytest_altpatch.cases.case
+import pytest_altpatch.cases.catalog
+import pytest_altpatch.cases.corpus
 import pytest_altpatch.supervisor  # noqa: F401
 
 

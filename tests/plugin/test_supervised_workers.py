@@ -11,7 +11,7 @@ from hostile_patchers import EXPECTED_CODES, HOSTILE_PATCHERS, NEED_THE_KILL
 
 from pytest_altpatch import supervisor
 from pytest_altpatch.patchers.reference import ReferencePatcher
-from pytest_altpatch.spec import load_corpus
+from pytest_altpatch.cases import load_corpus
 
 
 @pytest.fixture

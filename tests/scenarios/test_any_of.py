@@ -15,8 +15,8 @@ from pytest_altpatch.patchers.contract import LateCpuEnvironment, PatchEnvironme
 from pytest_altpatch.patchers.reference import ReferencePatcher
 from pytest_altpatch.resources import bundled_corpus
 from pytest_altpatch.scenarios.runner import run_case
-from pytest_altpatch.spec import load_case, load_catalog
-from pytest_altpatch.spec.model import Catalog
+from pytest_altpatch.cases import load_case, load_catalog
+from pytest_altpatch.cases.model import Catalog
 
 ANY_OF: Final = bundled_corpus() / "cases" / "any-of"
 REVIDR: Final = bundled_corpus() / "cases" / "detection" / "revidr-fixed-on-every-cpu.yaml"

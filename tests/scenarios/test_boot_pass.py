@@ -13,8 +13,8 @@ from pytest_altpatch.judge import judge
 from pytest_altpatch.patchers.reference import ReferencePatcher
 from pytest_altpatch.resources import bundled_corpus
 from pytest_altpatch.scenarios.runner import run_case
-from pytest_altpatch.spec import load_case, load_catalog
-from pytest_altpatch.spec.model import Catalog
+from pytest_altpatch.cases import load_case, load_catalog
+from pytest_altpatch.cases.model import Catalog
 
 BOOT_PASS: Final = bundled_corpus() / "cases" / "boot-pass"
 BTI: Final = BOOT_PASS / "bti-patched-before-secondaries.yaml"

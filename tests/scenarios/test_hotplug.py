@@ -20,8 +20,8 @@ from pytest_altpatch.patchers.registry import resolve_patcher
 from pytest_altpatch.resources import bundled_corpus
 from pytest_altpatch.scenarios.outcome import Outcome
 from pytest_altpatch.scenarios.runner import BootSession, not_applicable, run_case
-from pytest_altpatch.spec import load_case, load_catalog
-from pytest_altpatch.spec.model import Case, Catalog, HotplugExpectation
+from pytest_altpatch.cases import load_case, load_catalog
+from pytest_altpatch.cases.model import Case, Catalog, HotplugExpectation
 
 HOTPLUG: Final = bundled_corpus() / "cases" / "hotplug"
 

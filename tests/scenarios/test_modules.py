@@ -14,8 +14,8 @@ from pytest_altpatch.patchers.reference import ReferencePatcher
 from pytest_altpatch.resources import bundled_corpus
 from pytest_altpatch.scenarios import late
 from pytest_altpatch.scenarios.runner import BootSession, run_case
-from pytest_altpatch.spec import load_case, load_catalog
-from pytest_altpatch.spec.model import Catalog
+from pytest_altpatch.cases import load_case, load_catalog
+from pytest_altpatch.cases.model import Catalog
 
 MODULES: Final = bundled_corpus() / "cases" / "modules"
 

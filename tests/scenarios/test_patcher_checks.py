@@ -12,8 +12,8 @@ from pytest_altpatch.patchers.contract import DetectionEnvironment, LateCpuEnvir
 from pytest_altpatch.patchers.reference import ReferencePatcher
 from pytest_altpatch.resources import bundled_corpus
 from pytest_altpatch.scenarios.runner import run_case
-from pytest_altpatch.spec import load_case, load_catalog
-from pytest_altpatch.spec.model import Catalog
+from pytest_altpatch.cases import load_case, load_catalog
+from pytest_altpatch.cases.model import Catalog
 
 CASES: Final = bundled_corpus() / "cases"
 

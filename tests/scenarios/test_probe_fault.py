@@ -11,8 +11,8 @@ from pytest_altpatch.judge import judge
 from pytest_altpatch.patchers.registry import resolve_patcher
 from pytest_altpatch.resources import bundled_corpus
 from pytest_altpatch.scenarios.runner import run_case
-from pytest_altpatch.spec import load_case, load_catalog
-from pytest_altpatch.spec.model import Catalog
+from pytest_altpatch.cases import load_case, load_catalog
+from pytest_altpatch.cases.model import Catalog
 
 CASE = bundled_corpus() / "cases" / "probes" / "text-store-faults.yaml"
 

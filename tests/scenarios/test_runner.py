@@ -17,8 +17,8 @@ from pytest_altpatch.scenarios.runner import (
     parse_schedules,
     run_case,
 )
-from pytest_altpatch.spec import load_case, load_catalog, load_corpus
-from pytest_altpatch.spec.model import Case, Catalog
+from pytest_altpatch.cases import load_case, load_catalog, load_corpus
+from pytest_altpatch.cases.model import Case, Catalog
 
 CASE = """\
 format: 1

@@ -13,10 +13,10 @@ from typing import Any
 
 from pytest_altpatch.errors import AltpatchError
 from pytest_altpatch.resources import bundled_corpus
-from pytest_altpatch.spec.catalog import format_revision, load_catalog
-from pytest_altpatch.spec.corpus import lint_paths, load_corpus
-from pytest_altpatch.spec.export import catalog_document, corpus_document, dumps
-from pytest_altpatch.spec.model import MIDR_RV_MASK, Catalog
+from pytest_altpatch.cases.catalog import format_revision, load_catalog
+from pytest_altpatch.cases.corpus import lint_paths, load_corpus
+from pytest_altpatch.cases.export import catalog_document, corpus_document, dumps
+from pytest_altpatch.cases.model import MIDR_RV_MASK, Catalog
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
@@ -114,7 +114,7 @@ def run_export(args: argparse.Namespace) -> int:
 def run_schema(args: argparse.Namespace) -> int:
     """Print the path of the case (or catalog) schema, or copy it into a directory,
     with the modeline that points an editor at it."""
-    from pytest_altpatch.spec.schema import schema_path  # noqa: PLC0415
+    from pytest_altpatch.cases.schema import schema_path  # noqa: PLC0415
 
     source = schema_path(Path(args.corpus) if args.corpus else bundled_corpus(), args.kind)
     if not source.is_file():

@@ -18,16 +18,16 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
 from pytest_altpatch.errors import Location, SpecError
-from pytest_altpatch.spec.catalog import format_revision, parse_revision
-from pytest_altpatch.spec.model import (
+from pytest_altpatch.cases.catalog import format_revision, parse_revision
+from pytest_altpatch.cases.model import (
     ID_REGISTERS,
     MIDR_MODEL_MASK,
     Catalog,
     CpuInstance,
     CpuModel,
 )
-from pytest_altpatch.spec.suggestions import did_you_mean
-from pytest_altpatch.spec.yamlload import LocatedDocument, join_path
+from pytest_altpatch.cases.suggestions import did_you_mean
+from pytest_altpatch.cases.yamlload import LocatedDocument, join_path
 
 #: Most CPUs one platform item may expand to.
 MAX_COUNT = 256

@@ -9,10 +9,10 @@ Public API::
     lint_paths(paths) -> list[AltpatchError]
 """
 
-from pytest_altpatch.spec.case import CASE_FORMAT, load_case
-from pytest_altpatch.spec.catalog import load_catalog
-from pytest_altpatch.spec.corpus import SUPPORTED_MAJOR, lint_paths, load_corpus
-from pytest_altpatch.spec.platform import parse_platform
+from pytest_altpatch.cases.case import CASE_FORMAT, load_case
+from pytest_altpatch.cases.catalog import load_catalog
+from pytest_altpatch.cases.corpus import SUPPORTED_MAJOR, lint_paths, load_corpus
+from pytest_altpatch.cases.platform import parse_platform
 
 __all__ = [
     "CASE_FORMAT",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pytest_altpatch.spec.model import Case, CpuInstance
+from pytest_altpatch.cases.model import Case, CpuInstance
 
 
 @dataclass(frozen=True)

@@ -19,15 +19,15 @@ import jsonschema
 from jsonschema.exceptions import ValidationError, best_match
 
 from pytest_altpatch.errors import Location, SpecError
-from pytest_altpatch.spec.suggestions import did_you_mean
-from pytest_altpatch.spec.yamlload import LocatedDocument, join_path
+from pytest_altpatch.cases.suggestions import did_you_mean
+from pytest_altpatch.cases.yamlload import LocatedDocument, join_path
 
 SCHEMA_DIR_NAME = "schema"
 
 
 @lru_cache(maxsize=16)
 def _validator(schema_file: str) -> jsonschema.protocols.Validator:
-    from pytest_altpatch.spec.schema_safety import (  # noqa: PLC0415
+    from pytest_altpatch.cases.schema_safety import (  # noqa: PLC0415
         check_patterns,
         check_references,
         local_registry,

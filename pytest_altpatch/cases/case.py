@@ -1,4 +1,4 @@
-"""Loading one case file into a resolved, frozen :class:`~pytest_altpatch.spec.model.Case`.
+"""Loading one case file into a resolved, frozen :class:`~pytest_altpatch.cases.model.Case`.
 
 Three stages, each stopping the file (never the run) when it finds a problem:
 YAML (syntax, duplicate keys), JSON Schema (shape, unknown keys), and resolution
@@ -19,9 +19,9 @@ from typing import Final, Literal, cast
 from pytest_altpatch.errors import ERROR_CODES, Location, SpecError
 from pytest_altpatch.findings import FINDING_CODES
 from pytest_altpatch.resources import bundled_corpus
-from pytest_altpatch.spec.catalog import display_path, known_capabilities
-from pytest_altpatch.spec.cpu_numbers import CpuNumbering
-from pytest_altpatch.spec.model import (
+from pytest_altpatch.cases.catalog import display_path, known_capabilities
+from pytest_altpatch.cases.cpu_numbers import CpuNumbering
+from pytest_altpatch.cases.model import (
     DEFAULT_PAYLOAD_OFFSET,
     DIALECTS,
     BootOptions,
@@ -44,10 +44,10 @@ from pytest_altpatch.spec.model import (
     SourceBlock,
     StreamExpectation,
 )
-from pytest_altpatch.spec.platform import parse_platform_items
-from pytest_altpatch.spec.schema import schema_path, validate
-from pytest_altpatch.spec.suggestions import did_you_mean
-from pytest_altpatch.spec.yamlload import LocatedDocument, join_path, load_yaml_file
+from pytest_altpatch.cases.platform import parse_platform_items
+from pytest_altpatch.cases.schema import schema_path, validate
+from pytest_altpatch.cases.suggestions import did_you_mean
+from pytest_altpatch.cases.yamlload import LocatedDocument, join_path, load_yaml_file
 
 #: The case format this loader reads (``format:`` in every case file).
 CASE_FORMAT: Final = 1

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_altpatch.spec import load_catalog
-from pytest_altpatch.spec.model import Catalog
+from pytest_altpatch.cases import load_catalog
+from pytest_altpatch.cases.model import Catalog
 
 #: A small valid case; tests edit it line by line, so line numbers below are stable.
 VALID_CASE = """\

@@ -10,9 +10,9 @@ import pytest
 
 from pytest_altpatch.errors import SpecError
 from pytest_altpatch.resources import bundled_corpus
-from pytest_altpatch.spec import lint_paths, load_case, load_catalog, load_corpus
-from pytest_altpatch.spec.commands import format_problem
-from pytest_altpatch.spec.model import Catalog
+from pytest_altpatch.cases import lint_paths, load_case, load_catalog, load_corpus
+from pytest_altpatch.cases.commands import format_problem
+from pytest_altpatch.cases.model import Catalog
 
 from .conftest import VALID_CASE
 

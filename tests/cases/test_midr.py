@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pytest_altpatch.spec.model import (
+from pytest_altpatch.cases.model import (
     MIDR_ARCHITECTURE_MASK,
     MIDR_IMPLEMENTER_MASK,
     Catalog,

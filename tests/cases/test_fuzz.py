@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from pytest_altpatch.errors import ERROR_CODES, SpecError
 from pytest_altpatch.resources import bundled_corpus
-from pytest_altpatch.spec import load_case, load_catalog
-from pytest_altpatch.spec.case import resolve_document
-from pytest_altpatch.spec.yamlload import load_yaml_text
+from pytest_altpatch.cases import load_case, load_catalog
+from pytest_altpatch.cases.case import resolve_document
+from pytest_altpatch.cases.yamlload import load_yaml_text
 
 from .conftest import VALID_CASE
 

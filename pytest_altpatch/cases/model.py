@@ -8,31 +8,26 @@ these objects and records where each came from (``Case.locations``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final, Literal
 
+from pytest_altpatch.dialects import (
+    CB_BIT,
+    DEFAULT_DIALECT,
+    DIALECTS,
+    CallbackMarking,
+    Dialect,
+    preferred_dialect,
+)
 from pytest_altpatch.errors import Location
-
-Dialect = Literal["linux-4.6", "linux-4.9", "linux-6.1", "xen-4.17", "strict"]
-DIALECTS: Final[tuple[Dialect, ...]] = ("linux-4.6", "linux-4.9", "linux-6.1", "xen-4.17", "strict")
-#: The dialect a command runs when none is asked for and the case allows it.
-DEFAULT_DIALECT: Final[Dialect] = "linux-6.1"
-
-
-def preferred_dialect(dialects: Sequence[Dialect]) -> Dialect:
-    """The one dialect ``show`` and ``build`` use for a case written for ``dialects``:
-    the default dialect if listed, else the first listed."""
-    return DEFAULT_DIALECT if DEFAULT_DIALECT in dialects else dialects[0]
 
 Scope = Literal["local-cpu-erratum", "system-feature", "boot-cpu", "weak-local"]
 SCOPES: Final[tuple[Scope, ...]] = ("local-cpu-erratum", "system-feature", "boot-cpu", "weak-local")
 
 Mode = Literal["boot", "late"]
 
-#: How a dialect marks a callback entry in the table's capability field.
-CallbackMarking = Literal["none", "ncaps", "bit15"]
 
 #: The ID registers a CPU instance carries values for (lower-case, as in
 #: ``Feature.register``); the machine serves these to MRS, others read as zero.
@@ -49,8 +44,6 @@ ID_REGISTERS: Final[tuple[str, ...]] = (
     "id_aa64zfr0_el1",
 )
 
-#: Bit 15 of the table's capability field marks a callback in linux-6.1 and strict.
-CB_BIT: Final = 1 << 15
 ExpectPhase = Literal["load", "build", "boot", "late", "hotplug"]
 
 # MIDR_EL1 fields (Arm ARM D19.2): implementer [31:24], variant [23:20],

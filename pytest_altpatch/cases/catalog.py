@@ -19,7 +19,7 @@ from typing import TypeVar, cast
 
 from pytest_altpatch.errors import Location, SpecError
 from pytest_altpatch.resources import bundled_corpus
-from pytest_altpatch.spec.model import (
+from pytest_altpatch.cases.model import (
     DIALECTS,
     MIDR_ARCHITECTURE_MASK,
     MIDR_IMPLEMENTER_MASK,
@@ -35,9 +35,9 @@ from pytest_altpatch.spec.model import (
     Scope,
     midr_rv,
 )
-from pytest_altpatch.spec.schema import schema_path, validate
-from pytest_altpatch.spec.suggestions import did_you_mean
-from pytest_altpatch.spec.yamlload import LocatedDocument, join_path, load_yaml_file
+from pytest_altpatch.cases.schema import schema_path, validate
+from pytest_altpatch.cases.suggestions import did_you_mean
+from pytest_altpatch.cases.yamlload import LocatedDocument, join_path, load_yaml_file
 
 CATALOG_DIR = "catalog"
 

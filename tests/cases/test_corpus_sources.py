@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pytest_altpatch.spec import load_corpus
+from pytest_altpatch.cases import load_corpus
 
 CORPUS = load_corpus()
 #: Documents a user of the corpus never gets (the project's own notes).

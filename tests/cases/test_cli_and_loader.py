@@ -12,9 +12,9 @@ import yaml
 
 from pytest_altpatch.cli import main
 from pytest_altpatch.errors import SpecError
-from pytest_altpatch.spec import load_case, load_corpus, parse_platform
-from pytest_altpatch.spec.export import corpus_document, dumps
-from pytest_altpatch.spec.model import Catalog
+from pytest_altpatch.cases import load_case, load_corpus, parse_platform
+from pytest_altpatch.cases.export import corpus_document, dumps
+from pytest_altpatch.cases.model import Catalog
 
 from .conftest import VALID_CASE
 
