@@ -28,10 +28,10 @@ import pytest
 from pytest_altpatch.scenarios.default_schedule import DEFAULT_SCHEDULES
 
 if TYPE_CHECKING:
+    from pytest_altpatch.cases.model import Case, Catalog, CpuInstance
     from pytest_altpatch.judge import Verdict
     from pytest_altpatch.patchers.contract import Patcher
     from pytest_altpatch.scenarios.outcome import Outcome
-    from pytest_altpatch.cases.model import Case, Catalog, CpuInstance
 
 
 def _corpus_root(config: pytest.Config) -> Path:

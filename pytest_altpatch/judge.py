@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 
 from pytest_altpatch.a64 import assemble
 from pytest_altpatch.a64.asm import SymbolTable
+from pytest_altpatch.cases.model import Case, ErrorExpectation, PhaseExpectation
 from pytest_altpatch.errors import AltpatchError, ErrorInfo, Location
 from pytest_altpatch.findings import Finding
 from pytest_altpatch.scenarios.outcome import Outcome, PhaseOutcome, ProbeOutcome
-from pytest_altpatch.cases.model import Case, ErrorExpectation, PhaseExpectation
 
 #: Section kinds whose bytes only the patcher's sites may change.
 _GUARDED_KINDS = frozenset({"text", "replacement", "alt-table", "rodata", "harness"})

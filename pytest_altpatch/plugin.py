@@ -40,10 +40,10 @@ from pytest_altpatch.tally import NOT_APPLICABLE_PROPERTY, Tally
 if TYPE_CHECKING:
     from _pytest._code.code import ExceptionInfo, TerminalRepr
 
+    from pytest_altpatch.cases.model import Case, Catalog
     from pytest_altpatch.patchers.contract import Patcher
     from pytest_altpatch.patchers.facts import PatcherFacts
     from pytest_altpatch.scenarios.runner import ScheduleChoice
-    from pytest_altpatch.cases.model import Case, Catalog
 
 #: (option suffix, ini type, help, default) for options that take a value.
 _VALUE_OPTIONS: tuple[tuple[str, str, str, str | None], ...] = (
@@ -747,8 +747,8 @@ class CaseFile(pytest.File):
 
     def collect(self) -> Iterator[pytest.Item]:
         """Load the case (never raising) and yield its items in a stable order."""
-        from pytest_altpatch.scenarios.runner import not_applicable  # noqa: PLC0415
         from pytest_altpatch.cases.case import read_case  # noqa: PLC0415
+        from pytest_altpatch.scenarios.runner import not_applicable  # noqa: PLC0415
         from pytest_altpatch.tally import missing_parts  # noqa: PLC0415
 
         state = plugin_state(self.config)

@@ -28,10 +28,10 @@ from pytest_altpatch.machine.trace import render_timeline
 from pytest_altpatch.report_findings import missing_step, short_name, story
 
 if TYPE_CHECKING:
+    from pytest_altpatch.cases.model import Case
     from pytest_altpatch.image.model import AltEntry, Image
     from pytest_altpatch.judge import Discrepancy, Verdict
     from pytest_altpatch.scenarios.outcome import Outcome, PhaseOutcome
-    from pytest_altpatch.cases.model import Case
 
 #: Lines of case source shown above and below the line an expectation comes from.
 EXCERPT_CONTEXT: Final = 2

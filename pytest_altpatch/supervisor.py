@@ -56,9 +56,9 @@ from pytest_altpatch.errors import AltpatchError, ErrorInfo, Location, PatchErro
 from pytest_altpatch.patchers.facts import PatcherFacts
 
 if TYPE_CHECKING:
+    from pytest_altpatch.cases.model import Case, Catalog
     from pytest_altpatch.patchers.contract import Patcher
     from pytest_altpatch.scenarios.outcome import Outcome
-    from pytest_altpatch.cases.model import Case, Catalog
 
 #: Host seconds an item may take when no timeout is given (the machine's own default).
 DEFAULT_HOST_SECONDS: Final = 120.0
@@ -399,11 +399,11 @@ def _warm_up() -> None:
     for name in _WARM_MODULES:
         __import__(name)
     try:
+        from pytest_altpatch.cases.case import read_case  # noqa: PLC0415
+        from pytest_altpatch.cases.catalog import read_catalog  # noqa: PLC0415
         from pytest_altpatch.patchers.reference import ReferencePatcher  # noqa: PLC0415
         from pytest_altpatch.resources import bundled_corpus  # noqa: PLC0415
         from pytest_altpatch.scenarios.runner import has_mode, run_case  # noqa: PLC0415
-        from pytest_altpatch.cases.case import read_case  # noqa: PLC0415
-        from pytest_altpatch.cases.catalog import read_catalog  # noqa: PLC0415
 
         root = bundled_corpus()
         catalog, _ = read_catalog(root)

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
+    from pytest_altpatch.cases.model import Case
     from pytest_altpatch.patchers.contract import Patcher
     from pytest_altpatch.patchers.facts import PatcherFacts
-    from pytest_altpatch.cases.model import Case
 
 #: The ``user_properties`` key holding why an item is not applicable ("" when it is).
 NOT_APPLICABLE_PROPERTY: Final = "altpatch_not_applicable"

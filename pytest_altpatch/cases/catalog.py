@@ -17,8 +17,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TypeVar, cast
 
-from pytest_altpatch.errors import Location, SpecError
-from pytest_altpatch.resources import bundled_corpus
 from pytest_altpatch.cases.model import (
     DIALECTS,
     MIDR_ARCHITECTURE_MASK,
@@ -38,6 +36,8 @@ from pytest_altpatch.cases.model import (
 from pytest_altpatch.cases.schema import schema_path, validate
 from pytest_altpatch.cases.suggestions import did_you_mean
 from pytest_altpatch.cases.yamlload import LocatedDocument, join_path, load_yaml_file
+from pytest_altpatch.errors import Location, SpecError
+from pytest_altpatch.resources import bundled_corpus
 
 CATALOG_DIR = "catalog"
 

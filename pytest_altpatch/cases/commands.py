@@ -11,12 +11,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pytest_altpatch.errors import AltpatchError
-from pytest_altpatch.resources import bundled_corpus
 from pytest_altpatch.cases.catalog import format_revision, load_catalog
 from pytest_altpatch.cases.corpus import lint_paths, load_corpus
 from pytest_altpatch.cases.export import catalog_document, corpus_document, dumps
 from pytest_altpatch.cases.model import MIDR_RV_MASK, Catalog
+from pytest_altpatch.errors import AltpatchError
+from pytest_altpatch.resources import bundled_corpus
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1

@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Final
 
-from pytest_altpatch.errors import AltpatchError, Location, SpecError
-from pytest_altpatch.resources import bundled_corpus
 from pytest_altpatch.cases.case import read_case
 from pytest_altpatch.cases.catalog import CATALOG_DIR, display_path, read_catalog
 from pytest_altpatch.cases.model import Case, Catalog, Corpus
+from pytest_altpatch.errors import AltpatchError, Location, SpecError
+from pytest_altpatch.resources import bundled_corpus
 
 #: The newest corpus major version this loader understands.
 SUPPORTED_MAJOR: Final = 2

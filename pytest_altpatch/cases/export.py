@@ -13,8 +13,8 @@ import json
 from collections.abc import Mapping
 from typing import Final
 
-from pytest_altpatch.errors import Location
 from pytest_altpatch.cases.model import Catalog, Corpus
+from pytest_altpatch.errors import Location
 
 #: Version of the export document's layout (not of the corpus).
 EXPORT_FORMAT: Final = 1

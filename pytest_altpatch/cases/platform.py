@@ -17,7 +17,6 @@ import re
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
-from pytest_altpatch.errors import Location, SpecError
 from pytest_altpatch.cases.catalog import format_revision, parse_revision
 from pytest_altpatch.cases.model import (
     ID_REGISTERS,
@@ -28,6 +27,7 @@ from pytest_altpatch.cases.model import (
 )
 from pytest_altpatch.cases.suggestions import did_you_mean
 from pytest_altpatch.cases.yamlload import LocatedDocument, join_path
+from pytest_altpatch.errors import Location, SpecError
 
 #: Most CPUs one platform item may expand to.
 MAX_COUNT = 256

@@ -18,9 +18,9 @@ from typing import Any, cast
 import jsonschema
 from jsonschema.exceptions import ValidationError, best_match
 
-from pytest_altpatch.errors import Location, SpecError
 from pytest_altpatch.cases.suggestions import did_you_mean
 from pytest_altpatch.cases.yamlload import LocatedDocument, join_path
+from pytest_altpatch.errors import Location, SpecError
 
 SCHEMA_DIR_NAME = "schema"
 

@@ -22,9 +22,9 @@ from referencing import Registry, Resource
 from referencing.exceptions import NoSuchResource, Unresolvable
 from referencing.jsonschema import DRAFT202012
 
+from pytest_altpatch.cases.yamlload import read_bounded
 from pytest_altpatch.errors import Location, SpecError
 from pytest_altpatch.jsontext import loads_bounded
-from pytest_altpatch.cases.yamlload import read_bounded
 
 
 def _sre(name: str) -> Any:

@@ -19,9 +19,9 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final, Literal
 
+from pytest_altpatch.cases.model import CapNumbering, Dialect
 from pytest_altpatch.errors import ElfError, Location
 from pytest_altpatch.image.model import AltEntry
-from pytest_altpatch.cases.model import CapNumbering, Dialect
 
 ENTRY_SIZE: Final = 12
 _ENTRY: Final = struct.Struct("<iiHBB")

@@ -26,6 +26,13 @@ from typing import Final
 from pytest_altpatch.a64.asm import Assembly, CheckedSymbols, SymbolTable, assemble
 from pytest_altpatch.a64.expr import evaluate
 from pytest_altpatch.a64.syntax import parse_source
+from pytest_altpatch.cases.model import (
+    CapNumbering,
+    Case,
+    Dialect,
+    RawAltEntry,
+    SourceBlock,
+)
 from pytest_altpatch.errors import AltpatchError, AsmError, BuildError, Location
 from pytest_altpatch.image import callbacks as cb
 from pytest_altpatch.image.alt_table import (
@@ -71,13 +78,6 @@ from pytest_altpatch.image.model import (
     SourceMap,
     SourceSpan,
     StackRegion,
-)
-from pytest_altpatch.cases.model import (
-    CapNumbering,
-    Case,
-    Dialect,
-    RawAltEntry,
-    SourceBlock,
 )
 
 _MAX_ROUNDS: Final = 8

@@ -13,13 +13,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pytest_altpatch.cases import load_case, load_catalog
+from pytest_altpatch.cases.model import DIALECTS, CapNumbering, Dialect, preferred_dialect
 from pytest_altpatch.errors import AltpatchError, ElfError
 from pytest_altpatch.image.builder import build_image
 from pytest_altpatch.image.elf_writer import write_image, write_relocatable
 from pytest_altpatch.image.inspect import inspect_elf, render_text
 from pytest_altpatch.image.payload import build_payload
-from pytest_altpatch.cases import load_case, load_catalog
-from pytest_altpatch.cases.model import DIALECTS, CapNumbering, Dialect, preferred_dialect
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1

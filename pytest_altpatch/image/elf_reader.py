@@ -20,6 +20,7 @@ from typing import Any, Final, Literal
 
 from elftools.elf.elffile import ELFFile
 
+from pytest_altpatch.cases.model import DIALECTS, CapNumbering, Dialect
 from pytest_altpatch.errors import AltpatchError, ElfError, Location
 from pytest_altpatch.image import elf_format as ef
 from pytest_altpatch.image.alt_table import CALLBACK_MARKING, decode_alt_table
@@ -37,7 +38,6 @@ from pytest_altpatch.image.model import (
 from pytest_altpatch.image.objects import AppliedRelocation, LoadedObject, LoadedSection
 from pytest_altpatch.image.relocations import NO_OP_TYPES, RECIPES, relocate, type_name
 from pytest_altpatch.jsontext import loads_bounded
-from pytest_altpatch.cases.model import DIALECTS, CapNumbering, Dialect
 
 #: NOBITS sections larger than this are refused rather than materialised.
 MAX_NOBITS: Final = 64 * 1024 * 1024

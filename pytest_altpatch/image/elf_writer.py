@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from pytest_altpatch.cases.model import CapNumbering
 from pytest_altpatch.image import elf_format as ef
 from pytest_altpatch.image.model import (
     PAGE_SIZE,
@@ -23,7 +24,6 @@ from pytest_altpatch.image.model import (
 )
 from pytest_altpatch.image.objects import RelocatableObject
 from pytest_altpatch.image.relocations import RECIPES
-from pytest_altpatch.cases.model import CapNumbering
 
 _SYMBOL_TYPES: Final[Mapping[str, int]] = {
     "notype": ef.STT_NOTYPE,

@@ -17,6 +17,7 @@ from typing import Final
 
 from pytest_altpatch.a64 import classify, pcrel
 from pytest_altpatch.a64.disasm import disassemble
+from pytest_altpatch.cases.model import CapNumbering, Dialect
 from pytest_altpatch.image.alt_table import ENTRY_SIZE, decode_alt_table
 from pytest_altpatch.image.elf_reader import (
     ElfImage,
@@ -25,7 +26,6 @@ from pytest_altpatch.image.elf_reader import (
     read_image,
 )
 from pytest_altpatch.image.model import AltEntry, Section, symbolize
-from pytest_altpatch.cases.model import CapNumbering, Dialect
 
 #: Every lint code and what it means.
 LINT_CODES: Final[Mapping[str, str]] = MappingProxyType({

@@ -15,8 +15,8 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import Final
 
-from pytest_altpatch.image.model import ImageLayout, ReplacementPlacement
 from pytest_altpatch.cases.model import Dialect
+from pytest_altpatch.image.model import ImageLayout, ReplacementPlacement
 
 MIB: Final = 1 << 20
 

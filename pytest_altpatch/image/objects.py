@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
+from pytest_altpatch.cases.model import CapNumbering, Dialect
 from pytest_altpatch.image.alt_table import decode_alt_table
 from pytest_altpatch.image.model import AltEntry, Perms, SectionKind
-from pytest_altpatch.cases.model import CapNumbering, Dialect
 
 Binding = Literal["local", "global"]
 SymbolType = Literal["notype", "func", "object", "section"]

@@ -28,6 +28,7 @@ from typing import Final
 from pytest_altpatch.a64 import fields, pcrel
 from pytest_altpatch.a64.expr import evaluate, names_in
 from pytest_altpatch.a64.syntax import parse_statement
+from pytest_altpatch.cases.model import CapNumbering, PayloadSpec, RawAltEntry
 from pytest_altpatch.errors import AltpatchError, BuildError, ElfError, Location
 from pytest_altpatch.image.alt_table import CALLBACK_MARKING, CB_BIT, cap_field_for
 from pytest_altpatch.image.builder import (
@@ -51,7 +52,6 @@ from pytest_altpatch.image.objects import (
     RelocatableObject,
 )
 from pytest_altpatch.image.relocations import BY_NAME, relocate
-from pytest_altpatch.cases.model import CapNumbering, PayloadSpec, RawAltEntry
 
 #: Placeholder section bases while assembling (section-relative offsets follow).
 _PSEUDO: Final[Mapping[SectionKind, int]] = {

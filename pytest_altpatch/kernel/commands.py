@@ -16,13 +16,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pytest_altpatch.cases import load_catalog
 from pytest_altpatch.errors import SpecError
 from pytest_altpatch.kernel.debian import image_for_profile
 from pytest_altpatch.kernel.layout import read_kernel_image
 from pytest_altpatch.kernel.profile import available_profiles, load_profile
 from pytest_altpatch.kernel.report import render_text, to_json
 from pytest_altpatch.kernel.runner import RunRequest, platform_cpus, resolved_caps, run_image
-from pytest_altpatch.cases import load_catalog
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1

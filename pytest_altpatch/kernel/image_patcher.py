@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Final
 
 from pytest_altpatch import __version__
+from pytest_altpatch.cases.yamlload import load_yaml_file
 from pytest_altpatch.errors import KernelError, Location, PatchError
 from pytest_altpatch.kernel.debian import image_for_profile
 from pytest_altpatch.kernel.layout import KernelImage, page_perms, read_kernel_image
@@ -33,7 +34,6 @@ from pytest_altpatch.kernel.runner import describe_address, symbol_names
 from pytest_altpatch.machine import CpuContext, Machine, TrapCall
 from pytest_altpatch.machine.config import PAGE_SIZE
 from pytest_altpatch.patchers.contract import PatchEnvironment
-from pytest_altpatch.cases.yamlload import load_yaml_file
 
 #: How far above its link address the image is placed (a multiple of 2 MiB).
 DISPLACEMENT: Final = 0x8000_0000

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pytest_altpatch.a64.disasm import disassemble
+from pytest_altpatch.cases.model import Catalog
 from pytest_altpatch.errors import AltpatchError
 from pytest_altpatch.kernel.layout import KernelImage, build_machine, write_virtual
 from pytest_altpatch.kernel.profile import TargetProfile
@@ -35,7 +36,6 @@ from pytest_altpatch.machine.context import CpuContext
 from pytest_altpatch.patchers.callbacks import CALLBACKS
 from pytest_altpatch.patchers.contract import AltRegion, PatchEnvironment
 from pytest_altpatch.patchers.reference import ReferencePatcher
-from pytest_altpatch.cases.model import Catalog
 
 #: Capability field that no dialect applies (masks an entry in the reference's table).
 _NEVER: bytes = (0xFFFF).to_bytes(2, "little")

@@ -16,9 +16,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Final, Literal, cast
 
-from pytest_altpatch.errors import KernelError, Location, SpecError
 from pytest_altpatch.cases.model import DIALECTS, Dialect
 from pytest_altpatch.cases.yamlload import LocatedDocument, load_yaml_file, load_yaml_text
+from pytest_altpatch.errors import KernelError, Location, SpecError
 
 #: The profile format this code reads.
 PROFILE_VERSION: Final = 1

@@ -25,6 +25,8 @@ from typing import Final
 
 from unicorn import arm64_const as arm64
 
+from pytest_altpatch.cases.model import Catalog, CpuInstance
+from pytest_altpatch.cases.platform import parse_platform
 from pytest_altpatch.errors import KernelError, Location
 from pytest_altpatch.findings import Finding
 from pytest_altpatch.image.alt_table import ENTRY_SIZE, decode_alt_table
@@ -44,8 +46,6 @@ from pytest_altpatch.machine.results import RunReason, RunResult
 from pytest_altpatch.machine.traps import TrapCall, TrapHandler
 from pytest_altpatch.patchers.capabilities import CpuReading, resolve_capabilities
 from pytest_altpatch.patchers.reference import CLEAN_CACHE_CAP
-from pytest_altpatch.cases.model import Catalog, CpuInstance
-from pytest_altpatch.cases.platform import parse_platform
 
 #: Platform of ``--caps`` runs without ``--platform`` (its errata do not matter there).
 DEFAULT_CPU: Final = "cortex-a72/r0p3"

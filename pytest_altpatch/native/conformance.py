@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from pytest_altpatch.cases import load_corpus
 from pytest_altpatch.judge import judge
 from pytest_altpatch.patchers.contract import Patcher
 from pytest_altpatch.scenarios.outcome import Outcome
 from pytest_altpatch.scenarios.runner import has_mode, not_applicable, parse_schedules, run_case
-from pytest_altpatch.cases import load_corpus
 
 
 @dataclass(frozen=True)

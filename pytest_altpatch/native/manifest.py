@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, cast
 
-from pytest_altpatch.errors import ERROR_CODES, Location, NativeError
-from pytest_altpatch.native import abi
 from pytest_altpatch.cases.model import DIALECTS
 from pytest_altpatch.cases.yamlload import LocatedDocument, load_yaml_file
+from pytest_altpatch.errors import ERROR_CODES, Location, NativeError
+from pytest_altpatch.native import abi
 
 #: Where the shipped shims live: shims/<name>/shim.yaml and shims/<name>/include/.
 SHIM_ROOT: Final = Path(__file__).parent / "shims"

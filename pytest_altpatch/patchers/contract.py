@@ -45,8 +45,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from pytest_altpatch.machine.context import CpuContext
     from pytest_altpatch.cases.model import Erratum, ExtraCap, Feature
+    from pytest_altpatch.machine.context import CpuContext
 
 
 @dataclass(frozen=True)

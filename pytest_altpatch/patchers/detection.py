@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-from pytest_altpatch.machine.sysregs import ID_REGISTERS
 from pytest_altpatch.cases.model import (
     MIDR_RV_MASK,
     Erratum,
@@ -23,6 +22,7 @@ from pytest_altpatch.cases.model import (
     MidrRange,
     ctr_dminline_bytes,
 )
+from pytest_altpatch.machine.sysregs import ID_REGISTERS
 
 if TYPE_CHECKING:
     from pytest_altpatch.machine.context import CpuContext

@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Final, Literal, cast
 from pytest_altpatch import __version__
 from pytest_altpatch.a64.classify import is_branch_imm, is_simd_fp_literal, uses_literal
 from pytest_altpatch.a64.pcrel import PcRelClass, decode_target, pc_relative_class, retarget
+from pytest_altpatch.cases.model import Dialect, ctr_dminline_bytes, ctr_iminline_bytes
 from pytest_altpatch.errors import EncodingError, Location, PatchError
 from pytest_altpatch.image.alt_table import decode_alt_table
 from pytest_altpatch.image.model import AltEntry
 from pytest_altpatch.patchers.callbacks import CALLBACKS
 from pytest_altpatch.patchers.detection import ReferenceDetection
-from pytest_altpatch.cases.model import Dialect, ctr_dminline_bytes, ctr_iminline_bytes
 
 if TYPE_CHECKING:
     from pytest_altpatch.machine.context import CpuContext

@@ -13,11 +13,11 @@ import inspect
 from collections.abc import Callable
 from typing import cast
 
+from pytest_altpatch.cases.model import DEFAULT_DIALECT, DIALECTS
+from pytest_altpatch.cases.suggestions import did_you_mean
 from pytest_altpatch.errors import PatchError
 from pytest_altpatch.patchers.contract import Patcher
 from pytest_altpatch.patchers.reference import DIALECT_RULES, ReferencePatcher
-from pytest_altpatch.cases.model import DEFAULT_DIALECT, DIALECTS
-from pytest_altpatch.cases.suggestions import did_you_mean
 
 #: The ``--altpatch-dialect`` word for every dialect.
 ALL_DIALECTS = "all"

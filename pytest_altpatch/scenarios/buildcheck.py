@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from pytest_altpatch.cases.model import Case, Catalog, Dialect
 from pytest_altpatch.errors import AltpatchError
 from pytest_altpatch.image.builder import build_image
 from pytest_altpatch.scenarios.harness import harness_source
 from pytest_altpatch.scenarios.runner import numbering_for
-from pytest_altpatch.cases.model import Case, Catalog, Dialect
 
 
 def expects_build_error(case: Case) -> bool:

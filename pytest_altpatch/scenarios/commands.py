@@ -22,11 +22,11 @@ from pytest_altpatch.errors import AltpatchError
 from pytest_altpatch.scenarios.default_schedule import DEFAULT_SCHEDULES
 
 if TYPE_CHECKING:
+    from pytest_altpatch.cases.model import Case, Catalog, Dialect
     from pytest_altpatch.patchers.contract import Patcher
     from pytest_altpatch.patchers.facts import PatcherFacts
     from pytest_altpatch.scenarios.outcome import Outcome
     from pytest_altpatch.scenarios.runner import ScheduleChoice
-    from pytest_altpatch.cases.model import Case, Catalog, Dialect
 
 EXIT_PASS = 0
 EXIT_FAIL = 1
@@ -118,6 +118,10 @@ def _complain(error: AltpatchError, stream: TextIO) -> None:
 
 def _load(args: argparse.Namespace, err: TextIO) -> _Loaded | None:
     """Load case, catalog, patcher and schedules; print the problem and return None."""
+    from pytest_altpatch.cases.case import read_case  # noqa: PLC0415
+    from pytest_altpatch.cases.catalog import read_catalog  # noqa: PLC0415
+    from pytest_altpatch.cases.corpus import find_corpus_root  # noqa: PLC0415
+    from pytest_altpatch.cases.model import DIALECTS, preferred_dialect  # noqa: PLC0415
     from pytest_altpatch.patchers.facts import PatcherFacts  # noqa: PLC0415
     from pytest_altpatch.patchers.registry import (  # noqa: PLC0415
         dialect_free_reference,
@@ -127,10 +131,6 @@ def _load(args: argparse.Namespace, err: TextIO) -> _Loaded | None:
     from pytest_altpatch.resources import bundled_corpus  # noqa: PLC0415
     from pytest_altpatch.scenarios.buildcheck import build_problems  # noqa: PLC0415
     from pytest_altpatch.scenarios.runner import case_modes, parse_schedules  # noqa: PLC0415
-    from pytest_altpatch.cases.case import read_case  # noqa: PLC0415
-    from pytest_altpatch.cases.catalog import read_catalog  # noqa: PLC0415
-    from pytest_altpatch.cases.corpus import find_corpus_root  # noqa: PLC0415
-    from pytest_altpatch.cases.model import DIALECTS, preferred_dialect  # noqa: PLC0415
     from pytest_altpatch.supervisor import patchers_facts  # noqa: PLC0415
 
     path: Path = args.case

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Final
 
+from pytest_altpatch.cases.model import ID_REGISTERS as CATALOG_ID_REGISTERS
 from pytest_altpatch.machine.services import HostService
 from pytest_altpatch.machine.sysregs import ID_REGISTERS, IDENTITY_REGISTERS, SysregKey
-from pytest_altpatch.cases.model import ID_REGISTERS as CATALOG_ID_REGISTERS
 
 DETECT_SYMBOL: Final = "altpatch_detect"
 BRINGUP_SYMBOL: Final = "altpatch_bringup"

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from pytest_altpatch.a64 import assemble
+from pytest_altpatch.cases.model import PayloadSpec, PhaseExpectation
 from pytest_altpatch.errors import AltpatchError, ErrorInfo, Location
 from pytest_altpatch.image.alt_table import ENTRY_SIZE
 from pytest_altpatch.image.elf_reader import load_relocatable, packed_placement
@@ -37,7 +38,6 @@ from pytest_altpatch.scenarios.outcome import (
     SectionSnapshot,
 )
 from pytest_altpatch.scenarios.runner import HARNESS_DATA_VA, SYNC_VA, BootSession, page_span
-from pytest_altpatch.cases.model import PayloadSpec, PhaseExpectation
 
 
 @dataclass(frozen=True)

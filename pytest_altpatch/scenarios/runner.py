@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from pytest_altpatch.cases.cpu_numbers import cpu_instance, cpu_numbering
+from pytest_altpatch.cases.model import Case, Catalog, CpuInstance, Dialect, ProbeSpec
 from pytest_altpatch.errors import AltpatchError, ErrorInfo, Location, Phase
 from pytest_altpatch.findings import Finding
 from pytest_altpatch.image.builder import build_image
@@ -51,8 +53,6 @@ from pytest_altpatch.scenarios.outcome import (
     ProbeOutcome,
     SectionSnapshot,
 )
-from pytest_altpatch.cases.cpu_numbers import cpu_instance, cpu_numbering
-from pytest_altpatch.cases.model import Case, Catalog, CpuInstance, Dialect, ProbeSpec
 
 PAGE: Final = 4096
 #: Linux's writable linear-map alias of kernel text: text VA + this offset.

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import pytest
 
 from pytest_altpatch.a64 import assemble
-from pytest_altpatch.patchers.reference import ReferencePatcher
-from pytest_altpatch.scenarios.runner import has_mode, not_applicable, run_case
 from pytest_altpatch.cases import load_corpus
 from pytest_altpatch.cases.model import Case, PhaseExpectation
+from pytest_altpatch.patchers.reference import ReferencePatcher
+from pytest_altpatch.scenarios.runner import has_mode, not_applicable, run_case
 
 from .gnu_as import AVAILABLE, MISSING_REASON, gnu_assemble
 

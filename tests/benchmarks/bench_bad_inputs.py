@@ -16,12 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pytest_altpatch.a64.disasm import disassemble
+from pytest_altpatch.cases.catalog import read_catalog
+from pytest_altpatch.cases.yamlload import MAX_BYTES, load_yaml_file
 from pytest_altpatch.cli import main as altpatch
 from pytest_altpatch.errors import AltpatchError
 from pytest_altpatch.image.elf_reader import decode_numbering
 from pytest_altpatch.resources import bundled_corpus
-from pytest_altpatch.cases.catalog import read_catalog
-from pytest_altpatch.cases.yamlload import MAX_BYTES, load_yaml_file
 
 
 def _case_with(tmp: Path, name: str, text: str) -> Callable[[], object]:

@@ -14,11 +14,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scenarios"))
 
 from sitegen import case_yaml
 
+from pytest_altpatch.cases import load_case, load_corpus
+from pytest_altpatch.cases.model import Case, Catalog
 from pytest_altpatch.judge import judge
 from pytest_altpatch.patchers.reference import ReferencePatcher
 from pytest_altpatch.scenarios.runner import has_mode, not_applicable, run_case
-from pytest_altpatch.cases import load_case, load_corpus
-from pytest_altpatch.cases.model import Case, Catalog
 
 
 def best_of(runs: int, case: Case, catalog: Catalog, dialect: str, mode: str,

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from pytest_altpatch.cases import load_case, load_catalog
 from pytest_altpatch.image import (
     build_image,
     build_payload,
@@ -23,7 +24,6 @@ from pytest_altpatch.image import (
 )
 from pytest_altpatch.image.layout import rebased
 from pytest_altpatch.resources import bundled_corpus
-from pytest_altpatch.cases import load_case, load_catalog
 
 
 def best_of(label: str, rounds: int, work: Callable[[int], object]) -> None:

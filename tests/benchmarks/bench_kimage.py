@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import time
 
+from pytest_altpatch.cases.catalog import load_catalog
 from pytest_altpatch.kernel.debian import image_for_profile
 from pytest_altpatch.kernel.layout import read_kernel_image
 from pytest_altpatch.kernel.oracle import compare_with_reference
 from pytest_altpatch.kernel.profile import load_profile
 from pytest_altpatch.kernel.runner import RunRequest, platform_cpus, resolved_caps, run_image
-from pytest_altpatch.cases.catalog import load_catalog
 
 RUNS = (
     ("--caps 6,9,11,16 (4 CPUs)", None, "6,9,11,16", 4),

@@ -123,10 +123,10 @@ def altpatch_once(case: Path) -> float:
 def in_process_once(case_path: Path) -> float:
     """Seconds of build + boot + patch + probes + judge in this process (imports warm)."""
     from pytest_altpatch.a64 import asm, keystone_backend, syntax  # noqa: PLC0415
+    from pytest_altpatch.cases import load_case, load_catalog  # noqa: PLC0415
     from pytest_altpatch.judge import judge  # noqa: PLC0415
     from pytest_altpatch.patchers.reference import ReferencePatcher  # noqa: PLC0415
     from pytest_altpatch.scenarios.runner import run_case  # noqa: PLC0415
-    from pytest_altpatch.cases import load_case, load_catalog  # noqa: PLC0415
 
     catalog = load_catalog()
     case = load_case(case_path, catalog)

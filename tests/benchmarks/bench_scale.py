@@ -54,10 +54,10 @@ def write_case(directory: Path, sites: int, cpus: int) -> Path:
 
 def measure_one(sites: int, cpus: int) -> dict[str, float]:
     """Time each phase of one judged boot run in this process (wraps the runner's steps)."""
+    from pytest_altpatch.cases import load_case, load_catalog  # noqa: PLC0415
     from pytest_altpatch.judge import judge  # noqa: PLC0415
     from pytest_altpatch.patchers.reference import ReferencePatcher  # noqa: PLC0415
     from pytest_altpatch.scenarios import runner  # noqa: PLC0415
-    from pytest_altpatch.cases import load_case, load_catalog  # noqa: PLC0415
 
     spent = dict.fromkeys(PHASES, 0.0)
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from pytest_altpatch.a64.disasm import disassemble
+from pytest_altpatch.cases.catalog import read_catalog
+from pytest_altpatch.cases.yamlload import MAX_BYTES, load_yaml_file, load_yaml_text
 from pytest_altpatch.errors import ElfError, SpecError
 from pytest_altpatch.image.elf_reader import decode_numbering
 from pytest_altpatch.jsontext import nesting_depth
 from pytest_altpatch.resources import bundled_corpus
-from pytest_altpatch.cases.catalog import read_catalog
-from pytest_altpatch.cases.yamlload import MAX_BYTES, load_yaml_file, load_yaml_text
 from pytest_altpatch.terminal import escape_text
 
 from .conftest import VALID_CASE

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pytest_altpatch.cli import main
-from pytest_altpatch.errors import SpecError
 from pytest_altpatch.cases import load_case, load_corpus, parse_platform
 from pytest_altpatch.cases.export import corpus_document, dumps
 from pytest_altpatch.cases.model import Catalog
+from pytest_altpatch.cli import main
+from pytest_altpatch.errors import SpecError
 
 from .conftest import VALID_CASE
 

@@ -9,11 +9,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_altpatch.errors import ERROR_CODES, SpecError
-from pytest_altpatch.resources import bundled_corpus
 from pytest_altpatch.cases import load_case, load_catalog
 from pytest_altpatch.cases.case import resolve_document
 from pytest_altpatch.cases.yamlload import load_yaml_text
+from pytest_altpatch.errors import ERROR_CODES, SpecError
+from pytest_altpatch.resources import bundled_corpus
 
 from .conftest import VALID_CASE
 

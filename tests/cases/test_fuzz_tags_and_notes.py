@@ -8,13 +8,13 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pytest_altpatch.cases import load_corpus
+from pytest_altpatch.cases.yamlload import load_yaml_text
 from pytest_altpatch.errors import ERROR_CODES, AltpatchError, SpecError
 from pytest_altpatch.image.builder import build_image
 from pytest_altpatch.image.elf_reader import decode_numbering, read_image
 from pytest_altpatch.image.elf_writer import encode_numbering, write_image
 from pytest_altpatch.scenarios.harness import harness_source
-from pytest_altpatch.cases import load_corpus
-from pytest_altpatch.cases.yamlload import load_yaml_text
 
 _TAGS = ["", "!", "!!str", "!!int", "!!float", "!!bool", "!!null", "!!seq", "!!map",
          "!!timestamp", "!!binary", "!!set", "!!omap", "!!pairs", "!!merge", "!!value",

@@ -6,7 +6,6 @@ from types import MappingProxyType
 
 import pytest
 
-from pytest_altpatch.errors import Location
 from pytest_altpatch.cases.model import (
     CapNumbering,
     Case,
@@ -17,6 +16,7 @@ from pytest_altpatch.cases.model import (
     RawAltEntry,
     SourceBlock,
 )
+from pytest_altpatch.errors import Location
 
 CASE_FILE = "cases/test/example.yaml"
 #: The file line the test case's text block starts on.

@@ -8,13 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pytest_altpatch.cases.model import DIALECTS
 from pytest_altpatch.errors import ElfError
 from pytest_altpatch.image.alt_table import (
     cap_field_for,
     decode_alt_table,
     encode_alt_entry,
 )
-from pytest_altpatch.cases.model import DIALECTS
 
 
 def test_entry_bytes_are_self_relative_offsets_cap_and_lengths() -> None:

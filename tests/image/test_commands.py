@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from pytest_altpatch.cases import load_case, load_catalog
 from pytest_altpatch.cli import main
 from pytest_altpatch.image.elf_reader import read_image
 from pytest_altpatch.resources import bundled_corpus
-from pytest_altpatch.cases import load_case, load_catalog
 
 CORPUS = bundled_corpus()
 CASES = sorted((CORPUS / "cases").rglob("*.yaml"))

@@ -10,6 +10,7 @@ import capstone
 import pytest
 from conftest import make_case, numbering_for
 
+from pytest_altpatch.cases.model import Dialect, PayloadSpec, SourceBlock
 from pytest_altpatch.errors import ElfError, Location
 from pytest_altpatch.image.builder import build_image
 from pytest_altpatch.image.elf_reader import load_relocatable, packed_placement, read_image
@@ -22,7 +23,6 @@ from pytest_altpatch.image.objects import (
     RelocatableObject,
 )
 from pytest_altpatch.image.payload import build_payload
-from pytest_altpatch.cases.model import Dialect, PayloadSpec, SourceBlock
 
 TEXT = """\
 fn:

@@ -13,13 +13,13 @@ import struct
 import pytest
 from conftest import make_case, numbering_for
 
+from pytest_altpatch.cases.model import PayloadSpec, SourceBlock
 from pytest_altpatch.errors import ElfError, Location
 from pytest_altpatch.image.builder import build_image
 from pytest_altpatch.image.elf_reader import load_relocatable, packed_placement, read_image
 from pytest_altpatch.image.elf_writer import write_image, write_relocatable
 from pytest_altpatch.image.inspect import inspect_elf
 from pytest_altpatch.image.payload import build_payload
-from pytest_altpatch.cases.model import PayloadSpec, SourceBlock
 
 _IMAGE = build_image(
     make_case('fn: ALTERNATIVE("nop", "b fn", CAP_A)\n ALTERNATIVE_CB("nop", CAP_B, '

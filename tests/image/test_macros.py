@@ -10,11 +10,11 @@ from __future__ import annotations
 import pytest
 from conftest import CASE_FILE, TEXT_LINE, make_case, numbering_for
 
+from pytest_altpatch.cases.model import Dialect, RawAltEntry
 from pytest_altpatch.errors import AltpatchError, AsmError, BuildError
 from pytest_altpatch.image.builder import build_image
 from pytest_altpatch.image.layout import TEXT_BASES
 from pytest_altpatch.image.model import Image
-from pytest_altpatch.cases.model import Dialect, RawAltEntry
 
 NOP = 0xD503201F
 ISB = 0xD5033FDF

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from pytest_altpatch.cases.catalog import load_catalog
+from pytest_altpatch.cases.model import Catalog
 from pytest_altpatch.errors import KernelError
 from pytest_altpatch.kernel.debian import image_for_profile
 from pytest_altpatch.kernel.layout import KernelImage, read_kernel_image
 from pytest_altpatch.kernel.profile import TargetProfile, load_profile
-from pytest_altpatch.cases.catalog import load_catalog
-from pytest_altpatch.cases.model import Catalog
 
 
 @pytest.fixture(scope="session")

@@ -8,10 +8,10 @@ import pytest
 
 from pytest_altpatch.a64.classify import is_branch_imm
 from pytest_altpatch.a64.pcrel import decode_target
+from pytest_altpatch.cases.model import Catalog
 from pytest_altpatch.kernel.layout import KernelImage
 from pytest_altpatch.kernel.profile import PROFILES_DIR, TargetProfile, parse_profile_text
 from pytest_altpatch.kernel.runner import ImageRun, RunRequest, platform_cpus, run_image
-from pytest_altpatch.cases.model import Catalog
 
 NOP = 0xD503201F
 CALLBACK = 18  # Xen: ARM_CB_PATCH == ARM_NCAPS == 18 (cmp w0, #0x11; b.hi in the binary)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from pytest_altpatch.cases.model import Catalog
 from pytest_altpatch.kernel.layout import KernelImage
 from pytest_altpatch.kernel.oracle import compare_with_reference
 from pytest_altpatch.kernel.profile import TargetProfile
 from pytest_altpatch.kernel.runner import RunRequest, platform_cpus, resolved_caps
-from pytest_altpatch.cases.model import Catalog
 
 NOP = 0xD503201F
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 
 from conformance.mutants import MUTANTS, RENDEZVOUS_MUTANTS
+from pytest_altpatch.cases import load_corpus
 from pytest_altpatch.judge import judge
 from pytest_altpatch.patchers.registry import resolve_patcher
 from pytest_altpatch.scenarios.default_schedule import DEFAULT_SCHEDULES
 from pytest_altpatch.scenarios.runner import has_mode, not_applicable, parse_schedules, run_case
-from pytest_altpatch.cases import load_corpus
 
 CORPUS = load_corpus()
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_altpatch.cases import load_corpus
 from pytest_altpatch.cli import main
 from pytest_altpatch.errors import AltpatchError
 from pytest_altpatch.judge import judge
@@ -19,7 +20,6 @@ from pytest_altpatch.native.manifest import INCLUDE_DIR, load_manifest
 from pytest_altpatch.native.patcher import load_native_patcher
 from pytest_altpatch.patchers.registry import resolve_patcher
 from pytest_altpatch.scenarios.runner import run_case
-from pytest_altpatch.cases import load_corpus
 
 ROOT = Path(__file__).resolve().parents[2]
 A64_EXAMPLE = ROOT / "conformance" / "native" / "a64" / "manifest.yaml"

@@ -4,11 +4,6 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from pytest_altpatch.patchers.capabilities import (
-    CpuReading,
-    late_cpu_verdict,
-    resolve_capabilities,
-)
 from pytest_altpatch.cases.model import (
     Catalog,
     Erratum,
@@ -18,6 +13,11 @@ from pytest_altpatch.cases.model import (
     RevidrFix,
     midr_model,
     midr_rv,
+)
+from pytest_altpatch.patchers.capabilities import (
+    CpuReading,
+    late_cpu_verdict,
+    resolve_capabilities,
 )
 
 A53 = midr_model(0x41, 0xD03)

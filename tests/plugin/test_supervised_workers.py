@@ -10,8 +10,8 @@ from altpatch_cases import CASE_APPLIED, CASE_NEEDS_ADRP, CASE_WRONG_STREAM, Cas
 from hostile_patchers import EXPECTED_CODES, HOSTILE_PATCHERS, NEED_THE_KILL
 
 from pytest_altpatch import supervisor
-from pytest_altpatch.patchers.reference import ReferencePatcher
 from pytest_altpatch.cases import load_corpus
+from pytest_altpatch.patchers.reference import ReferencePatcher
 
 
 @pytest.fixture

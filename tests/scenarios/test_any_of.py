@@ -7,6 +7,8 @@ from typing import Final
 
 import pytest
 
+from pytest_altpatch.cases import load_case, load_catalog
+from pytest_altpatch.cases.model import Catalog
 from pytest_altpatch.errors import Location, PatchError
 from pytest_altpatch.image.model import AltEntry
 from pytest_altpatch.judge import judge
@@ -15,8 +17,6 @@ from pytest_altpatch.patchers.contract import LateCpuEnvironment, PatchEnvironme
 from pytest_altpatch.patchers.reference import ReferencePatcher
 from pytest_altpatch.resources import bundled_corpus
 from pytest_altpatch.scenarios.runner import run_case
-from pytest_altpatch.cases import load_case, load_catalog
-from pytest_altpatch.cases.model import Catalog
 
 ANY_OF: Final = bundled_corpus() / "cases" / "any-of"
 REVIDR: Final = bundled_corpus() / "cases" / "detection" / "revidr-fixed-on-every-cpu.yaml"

@@ -8,13 +8,13 @@ from typing import Final
 import pytest
 
 from conformance.mutants_harness import HARNESS_MUTANTS
+from pytest_altpatch.cases import load_case, load_catalog
+from pytest_altpatch.cases.model import Catalog
 from pytest_altpatch.errors import SpecError
 from pytest_altpatch.judge import judge
 from pytest_altpatch.patchers.reference import ReferencePatcher
 from pytest_altpatch.resources import bundled_corpus
 from pytest_altpatch.scenarios.runner import run_case
-from pytest_altpatch.cases import load_case, load_catalog
-from pytest_altpatch.cases.model import Catalog
 
 BOOT_PASS: Final = bundled_corpus() / "cases" / "boot-pass"
 BTI: Final = BOOT_PASS / "bti-patched-before-secondaries.yaml"

@@ -8,11 +8,11 @@ import pytest
 from sitegen import case_yaml
 
 from conformance.mutants import NoBranchRetarget, WaitersSkipIsb
+from pytest_altpatch.cases import load_case, load_catalog
+from pytest_altpatch.cases.model import Case, Catalog
 from pytest_altpatch.judge import judge
 from pytest_altpatch.patchers.reference import ReferencePatcher
 from pytest_altpatch.scenarios.runner import run_case
-from pytest_altpatch.cases import load_case, load_catalog
-from pytest_altpatch.cases.model import Case, Catalog
 
 BIG_LITTLE = '["2x cortex-a57/r1p0", "2x cortex-a53/r0p4"]'
 # The same cores with CTR_EL0.IDC (bit 28) and DIC (bit 29) set on top of their

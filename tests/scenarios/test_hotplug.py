@@ -13,6 +13,8 @@ from typing import Final
 
 import pytest
 
+from pytest_altpatch.cases import load_case, load_catalog
+from pytest_altpatch.cases.model import Case, Catalog, HotplugExpectation
 from pytest_altpatch.errors import SpecError
 from pytest_altpatch.judge import judge
 from pytest_altpatch.patchers.capabilities import cpu_capabilities
@@ -20,8 +22,6 @@ from pytest_altpatch.patchers.registry import resolve_patcher
 from pytest_altpatch.resources import bundled_corpus
 from pytest_altpatch.scenarios.outcome import Outcome
 from pytest_altpatch.scenarios.runner import BootSession, not_applicable, run_case
-from pytest_altpatch.cases import load_case, load_catalog
-from pytest_altpatch.cases.model import Case, Catalog, HotplugExpectation
 
 HOTPLUG: Final = bundled_corpus() / "cases" / "hotplug"
 

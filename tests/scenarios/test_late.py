@@ -15,6 +15,8 @@ from typing import Final
 
 import pytest
 
+from pytest_altpatch.cases import load_case, load_catalog
+from pytest_altpatch.cases.model import Case, Catalog, ProbeSpec
 from pytest_altpatch.judge import judge
 from pytest_altpatch.machine import CpuContext
 from pytest_altpatch.machine.config import Perms
@@ -25,8 +27,6 @@ from pytest_altpatch.resources import bundled_corpus
 from pytest_altpatch.scenarios.late import LoadedPayload, load_payload, run_late, switch
 from pytest_altpatch.scenarios.outcome import Outcome
 from pytest_altpatch.scenarios.runner import BootSession, not_applicable, run_case
-from pytest_altpatch.cases import load_case, load_catalog
-from pytest_altpatch.cases.model import Case, Catalog, ProbeSpec
 
 CASES: Final = bundled_corpus() / "cases"
 LATE_CASES: Final = sorted([*(CASES / "late").glob("*.yaml"), *(CASES / "payload").glob("*.yaml")])

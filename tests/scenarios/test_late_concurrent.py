@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from pytest_altpatch.cases import load_case, load_catalog
+from pytest_altpatch.cases.model import Catalog
 from pytest_altpatch.patchers.reference import ReferencePatcher
 from pytest_altpatch.scenarios.late import livepatch_environment, load_payload
 from pytest_altpatch.scenarios.runner import BootSession
-from pytest_altpatch.cases import load_case, load_catalog
-from pytest_altpatch.cases.model import Catalog
 
 CASE = """\
 format: 1

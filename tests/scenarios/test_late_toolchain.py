@@ -16,12 +16,12 @@ from typing import Final
 
 import pytest
 
+from pytest_altpatch.cases import load_case, load_catalog
+from pytest_altpatch.cases.model import Case, ProbeSpec
 from pytest_altpatch.patchers.reference import ReferencePatcher
 from pytest_altpatch.resources import bundled_corpus
 from pytest_altpatch.scenarios.late import LateFlowError, LoadedPayload, load_payload, switch
 from pytest_altpatch.scenarios.runner import BootSession
-from pytest_altpatch.cases import load_case, load_catalog
-from pytest_altpatch.cases.model import Case, ProbeSpec
 
 AS: Final = shutil.which("aarch64-linux-gnu-as")
 pytestmark = pytest.mark.skipif(AS is None, reason="aarch64-linux-gnu-as is not installed")

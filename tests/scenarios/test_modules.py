@@ -8,14 +8,14 @@ from typing import Final
 
 import pytest
 
+from pytest_altpatch.cases import load_case, load_catalog
+from pytest_altpatch.cases.model import Catalog
 from pytest_altpatch.judge import judge
 from pytest_altpatch.machine import CpuContext
 from pytest_altpatch.patchers.reference import ReferencePatcher
 from pytest_altpatch.resources import bundled_corpus
 from pytest_altpatch.scenarios import late
 from pytest_altpatch.scenarios.runner import BootSession, run_case
-from pytest_altpatch.cases import load_case, load_catalog
-from pytest_altpatch.cases.model import Catalog
 
 MODULES: Final = bundled_corpus() / "cases" / "modules"
 

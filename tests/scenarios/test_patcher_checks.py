@@ -6,14 +6,14 @@ from typing import Final
 
 import pytest
 
+from pytest_altpatch.cases import load_case, load_catalog
+from pytest_altpatch.cases.model import Catalog
 from pytest_altpatch.judge import judge
 from pytest_altpatch.machine import CpuContext
 from pytest_altpatch.patchers.contract import DetectionEnvironment, LateCpuEnvironment
 from pytest_altpatch.patchers.reference import ReferencePatcher
 from pytest_altpatch.resources import bundled_corpus
 from pytest_altpatch.scenarios.runner import run_case
-from pytest_altpatch.cases import load_case, load_catalog
-from pytest_altpatch.cases.model import Catalog
 
 CASES: Final = bundled_corpus() / "cases"
 

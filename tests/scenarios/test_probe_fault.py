@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from pytest_altpatch.cases import load_case, load_catalog
+from pytest_altpatch.cases.model import Catalog
 from pytest_altpatch.errors import SpecError
 from pytest_altpatch.judge import judge
 from pytest_altpatch.patchers.registry import resolve_patcher
 from pytest_altpatch.resources import bundled_corpus
 from pytest_altpatch.scenarios.runner import run_case
-from pytest_altpatch.cases import load_case, load_catalog
-from pytest_altpatch.cases.model import Catalog
 
 CASE = bundled_corpus() / "cases" / "probes" / "text-store-faults.yaml"
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from pytest_altpatch.cases import load_case, load_catalog, load_corpus
+from pytest_altpatch.cases.model import Case, Catalog
 from pytest_altpatch.errors import AltpatchError
 from pytest_altpatch.judge import judge
 from pytest_altpatch.machine import CpuContext
@@ -17,8 +19,6 @@ from pytest_altpatch.scenarios.runner import (
     parse_schedules,
     run_case,
 )
-from pytest_altpatch.cases import load_case, load_catalog, load_corpus
-from pytest_altpatch.cases.model import Case, Catalog
 
 CASE = """\
 format: 1

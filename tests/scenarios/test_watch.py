@@ -6,6 +6,8 @@ from typing import Final
 
 import pytest
 
+from pytest_altpatch.cases import load_case, load_catalog
+from pytest_altpatch.cases.model import Catalog
 from pytest_altpatch.judge import judge
 from pytest_altpatch.machine import CpuContext
 from pytest_altpatch.patchers.contract import PatchEnvironment
@@ -13,8 +15,6 @@ from pytest_altpatch.patchers.reference import ReferencePatcher
 from pytest_altpatch.resources import bundled_corpus
 from pytest_altpatch.scenarios.harness import RECORD_SIZE
 from pytest_altpatch.scenarios.runner import RECORDS_SIZE, run_case
-from pytest_altpatch.cases import load_case, load_catalog
-from pytest_altpatch.cases.model import Catalog
 
 CASES: Final = bundled_corpus() / "cases"
 
