@@ -15,10 +15,10 @@ from dataclasses import replace
 from typing import Final, cast
 
 from conformance.mutants import Mutant, _as
+from pytest_altpatch.cases.model import MIDR_RV_MASK, MidrRange
 from pytest_altpatch.machine import CpuContext
 from pytest_altpatch.patchers.contract import LateCpuEnvironment, PatchEnvironment
 from pytest_altpatch.patchers.reference import ReferencePatcher
-from pytest_altpatch.cases.model import MIDR_RV_MASK, MidrRange
 
 # --------------------------------------------------------------------------- detection
 

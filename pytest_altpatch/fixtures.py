@@ -88,7 +88,8 @@ class ScenarioRun:
         registry (``reference:xen-4.17``, ``package.module:attr``) or a patcher object.
         """
         from pytest_altpatch.patchers.registry import resolve_patcher  # noqa: PLC0415
-        from pytest_altpatch.scenarios.runner import parse_schedules, run_case  # noqa: PLC0415
+        from pytest_altpatch.pipeline import parse_schedules  # noqa: PLC0415
+        from pytest_altpatch.scenarios.runner import run_case  # noqa: PLC0415
 
         chosen = resolve_patcher(patcher, dialect=dialect) if isinstance(patcher, str) \
             else patcher

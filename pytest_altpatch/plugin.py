@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Final
 import pytest
 
 from pytest_altpatch import __version__
+from pytest_altpatch.cases import modes
+from pytest_altpatch.cases.modes import MODES
 from pytest_altpatch.errors import AltpatchError, SpecError
 from pytest_altpatch.fixtures import (
     altpatch_assert_conforms,
@@ -43,7 +45,7 @@ if TYPE_CHECKING:
     from pytest_altpatch.cases.model import Case, Catalog
     from pytest_altpatch.patchers.contract import Patcher
     from pytest_altpatch.patchers.facts import PatcherFacts
-    from pytest_altpatch.scenarios.runner import ScheduleChoice
+    from pytest_altpatch.pipeline import ScheduleChoice
 
 #: (option suffix, ini type, help, default) for options that take a value.
 _VALUE_OPTIONS: tuple[tuple[str, str, str, str | None], ...] = (
@@ -72,8 +74,6 @@ _VALUE_OPTIONS: tuple[tuple[str, str, str, str | None], ...] = (
     ("timeout", "string", "host seconds per item before it fails as hung", None),
 )
 
-#: Modes a case can be run in, in item order.
-MODES: Final[tuple[str, ...]] = ("boot", "late")
 #: The ``--altpatch-corpus``/``altpatch_corpus`` word for the corpus shipped with the plugin.
 BUNDLED: Final = "bundled"
 _CASE_SUFFIXES: Final = frozenset({".yaml"})
@@ -463,7 +463,7 @@ def pytest_configure(config: pytest.Config) -> None:
         parse_dialects,
         resolve_patchers,
     )
-    from pytest_altpatch.scenarios.runner import parse_schedules  # noqa: PLC0415
+    from pytest_altpatch.pipeline import parse_schedules  # noqa: PLC0415
     from pytest_altpatch.supervisor import patchers_facts  # noqa: PLC0415
 
     try:
@@ -735,9 +735,7 @@ def _apply_expectations(items: Sequence[pytest.Item], lines: Sequence[Expectatio
 
 def case_modes(case: Case) -> tuple[str, ...]:
     """The modes a case has expectations for (``boot`` if it seems to have none)."""
-    from pytest_altpatch.scenarios import runner  # noqa: PLC0415
-
-    return runner.case_modes(case)
+    return modes.case_modes(case)
 
 
 class CaseFile(pytest.File):
@@ -748,7 +746,7 @@ class CaseFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
         """Load the case (never raising) and yield its items in a stable order."""
         from pytest_altpatch.cases.case import read_case  # noqa: PLC0415
-        from pytest_altpatch.scenarios.runner import not_applicable  # noqa: PLC0415
+        from pytest_altpatch.pipeline import not_applicable  # noqa: PLC0415
         from pytest_altpatch.tally import missing_parts  # noqa: PLC0415
 
         state = plugin_state(self.config)

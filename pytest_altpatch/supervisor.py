@@ -401,13 +401,14 @@ def _warm_up() -> None:
     try:
         from pytest_altpatch.cases.case import read_case  # noqa: PLC0415
         from pytest_altpatch.cases.catalog import read_catalog  # noqa: PLC0415
+        from pytest_altpatch.cases.modes import MODES, has_mode  # noqa: PLC0415
         from pytest_altpatch.patchers.reference import ReferencePatcher  # noqa: PLC0415
         from pytest_altpatch.resources import bundled_corpus  # noqa: PLC0415
-        from pytest_altpatch.scenarios.runner import has_mode, run_case  # noqa: PLC0415
+        from pytest_altpatch.scenarios.runner import run_case  # noqa: PLC0415
 
         root = bundled_corpus()
         catalog, _ = read_catalog(root)
-        wanted = {"boot", "late"}
+        wanted = set(MODES)
         for path in sorted((root / "cases").rglob("*.yaml")):
             if not wanted or catalog is None:
                 break

@@ -26,7 +26,7 @@ CASE_PROPERTY: Final = "altpatch_case"
 def missing_parts(case: Case, patcher: Patcher | PatcherFacts, mode: str) -> tuple[str, ...]:
     """What keeps ``patcher`` from running ``case`` in ``mode``, one word each:
     ``feature:NAME`` per missing feature, else ``dialect``, else ``mode``."""
-    from pytest_altpatch.scenarios.runner import has_mode  # noqa: PLC0415
+    from pytest_altpatch.cases.modes import has_mode  # noqa: PLC0415
 
     missing = tuple(f"feature:{name}" for name in case.requires if name not in patcher.features)
     if missing:

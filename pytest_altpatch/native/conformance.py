@@ -10,10 +10,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pytest_altpatch.cases import load_corpus
+from pytest_altpatch.cases.modes import MODES, has_mode
 from pytest_altpatch.judge import judge
 from pytest_altpatch.patchers.contract import Patcher
+from pytest_altpatch.pipeline import not_applicable, parse_schedules
 from pytest_altpatch.scenarios.outcome import Outcome
-from pytest_altpatch.scenarios.runner import has_mode, not_applicable, parse_schedules, run_case
+from pytest_altpatch.scenarios.runner import run_case
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ def run_corpus(patcher: Patcher, schedules: str = "rr:100",
     for case in corpus.cases:
         if only is not None and case.id not in only:
             continue
-        for mode in ("boot", "late"):
+        for mode in MODES:
             if not has_mode(case, mode):
                 continue
             if not_applicable(case, patcher, mode):

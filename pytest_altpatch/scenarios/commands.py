@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
+from pytest_altpatch.cases.modes import MODES
 from pytest_altpatch.errors import AltpatchError
 from pytest_altpatch.scenarios.default_schedule import DEFAULT_SCHEDULES
 
@@ -25,8 +26,8 @@ if TYPE_CHECKING:
     from pytest_altpatch.cases.model import Case, Catalog, Dialect
     from pytest_altpatch.patchers.contract import Patcher
     from pytest_altpatch.patchers.facts import PatcherFacts
+    from pytest_altpatch.pipeline import ScheduleChoice
     from pytest_altpatch.scenarios.outcome import Outcome
-    from pytest_altpatch.scenarios.runner import ScheduleChoice
 
 EXIT_PASS = 0
 EXIT_FAIL = 1
@@ -72,7 +73,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dialect", default=None,
                         help="dialects, comma-separated, or 'all' (default: the reference "
                              "patcher runs every dialect the case lists; show the first)")
-    parser.add_argument("--mode", choices=("boot", "late"), default=None,
+    parser.add_argument("--mode", choices=MODES, default=None,
                         help="mode to run (default: every mode the case has expectations for)")
     parser.add_argument("--seed", type=int, default=None,
                         help="seed for the schedule (overrides the one in --schedule)")
@@ -122,15 +123,16 @@ def _load(args: argparse.Namespace, err: TextIO) -> _Loaded | None:
     from pytest_altpatch.cases.catalog import read_catalog  # noqa: PLC0415
     from pytest_altpatch.cases.corpus import find_corpus_root  # noqa: PLC0415
     from pytest_altpatch.cases.model import DIALECTS, preferred_dialect  # noqa: PLC0415
+    from pytest_altpatch.cases.modes import case_modes  # noqa: PLC0415
     from pytest_altpatch.patchers.facts import PatcherFacts  # noqa: PLC0415
     from pytest_altpatch.patchers.registry import (  # noqa: PLC0415
         dialect_free_reference,
         parse_dialects,
         resolve_patchers,
     )
+    from pytest_altpatch.pipeline import parse_schedules  # noqa: PLC0415
     from pytest_altpatch.resources import bundled_corpus  # noqa: PLC0415
     from pytest_altpatch.scenarios.buildcheck import build_problems  # noqa: PLC0415
-    from pytest_altpatch.scenarios.runner import case_modes, parse_schedules  # noqa: PLC0415
     from pytest_altpatch.supervisor import patchers_facts  # noqa: PLC0415
 
     path: Path = args.case
@@ -194,8 +196,8 @@ def run_command(args: argparse.Namespace, out: TextIO | None = None,
                 err: TextIO | None = None) -> int:
     """``altpatch run``: every mode x schedule, a verdict line each, then discrepancies."""
     from pytest_altpatch.judge import judge  # noqa: PLC0415
+    from pytest_altpatch.pipeline import not_applicable  # noqa: PLC0415
     from pytest_altpatch.report import render_failure, style_for  # noqa: PLC0415
-    from pytest_altpatch.scenarios.runner import not_applicable  # noqa: PLC0415
 
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
@@ -240,8 +242,8 @@ def show_command(args: argparse.Namespace, out: TextIO | None = None,
                  err: TextIO | None = None) -> int:
     """``altpatch show``: one run, everything about it; exit 1 if the verdict fails."""
     from pytest_altpatch.judge import judge  # noqa: PLC0415
+    from pytest_altpatch.pipeline import not_applicable  # noqa: PLC0415
     from pytest_altpatch.report import render_show, style_for  # noqa: PLC0415
-    from pytest_altpatch.scenarios.runner import not_applicable  # noqa: PLC0415
 
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err

@@ -14,7 +14,6 @@ patcher refusals and crashes become the outcome's error; rule violations are fin
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -26,7 +25,7 @@ from pytest_altpatch.findings import Finding
 from pytest_altpatch.image.builder import build_image
 from pytest_altpatch.image.callbacks import SMCCC_CONDUIT_SYMBOL, SMCCC_CONDUIT_VALUES
 from pytest_altpatch.image.model import Image
-from pytest_altpatch.machine import Budget, CpuConfig, CpuContext, GuestFault, Machine, Schedule
+from pytest_altpatch.machine import Budget, CpuConfig, CpuContext, GuestFault, Machine
 from pytest_altpatch.machine.config import code_buffer_size
 from pytest_altpatch.machine.results import RunResult
 from pytest_altpatch.patchers.capabilities import (
@@ -37,7 +36,6 @@ from pytest_altpatch.patchers.capabilities import (
     semantics_of,
 )
 from pytest_altpatch.patchers.contract import AltRegion, PatchEnvironment, Patcher
-from pytest_altpatch.patchers.facts import PatcherFacts
 from pytest_altpatch.scenarios import patcher_checks, watch
 from pytest_altpatch.scenarios.harness import (
     BRINGUP_SYMBOL,
@@ -66,81 +64,6 @@ HARNESS_DATA_SIZE: Final = RECORDS_SIZE + PAGE
 CLEAN_CACHE_CAP: Final = "ARM64_WORKAROUND_CLEAN_CACHE"
 DEFAULT_INSTRUCTION_BUDGET: Final = 20_000_000
 PROBE_BUDGET: Final = 200_000
-
-
-# --------------------------------------------------------------------------- schedules
-
-
-@dataclass(frozen=True)
-class ScheduleChoice:
-    """One schedule to run a case under; ``label`` goes into item ids."""
-
-    name: str
-    seed: int
-    label: str
-
-
-def parse_schedules(text: str) -> tuple[ScheduleChoice, ...]:
-    """``rr:100,random:1-3,pct:0-2,adversarial`` -> one choice per schedule (ranges
-    expanded)."""
-    choices: list[ScheduleChoice] = []
-    for item in (part.strip() for part in text.split(",")):
-        if not item:
-            continue
-        span = re.fullmatch(r"(random|pct):(\d+)-(\d+)", item)
-        if span is not None:
-            kind, low, high = span.group(1), int(span.group(2)), int(span.group(3))
-            if high < low or high - low > 1000:
-                raise AltpatchError("MACHINE_SCHEDULE", f"bad seed range in {item!r}",
-                                    phase="load")
-            choices += [ScheduleChoice(f"{kind}:{n}", n, f"{kind}:{n}")
-                        for n in range(low, high + 1)]
-            continue
-        try:
-            schedule = Schedule.parse(item)
-        except AltpatchError as exc:
-            raise exc.with_phase("load") from None
-        choices.append(ScheduleChoice(str(schedule), schedule.seed, str(schedule)))
-    if not choices:
-        raise AltpatchError("MACHINE_SCHEDULE", f"no schedule in {text!r}", phase="load")
-    return tuple(dict.fromkeys(choices))
-
-
-# --------------------------------------------------------------------------- applicability
-
-
-def has_mode(case: Case, mode: str) -> bool:
-    """Whether ``case`` has anything to check in ``mode``."""
-    expect = case.expect
-    if mode == "late":
-        return expect.late is not None or (expect.error is not None
-                                           and expect.error.phase == "late")
-    return (expect.boot is not None or expect.boot_cpu is not None or bool(expect.hotplug)
-            or (expect.error is not None and expect.error.phase != "late"
-                and expect.late is None))
-
-
-#: The modes a case can have expectations for, in run order.
-MODES: Final[tuple[str, ...]] = ("boot", "late")
-
-
-def case_modes(case: Case) -> tuple[str, ...]:
-    """The modes a case has expectations for (``boot`` if it seems to have none)."""
-    # A case with nothing to check still gets one item, which the runner skips with why.
-    return tuple(mode for mode in MODES if has_mode(case, mode)) or ("boot",)
-
-
-def not_applicable(case: Case, patcher: Patcher | PatcherFacts, mode: str) -> str | None:
-    """Why ``case`` cannot run against ``patcher`` in ``mode``, or None if it can."""
-    missing = [name for name in case.requires if name not in patcher.features]
-    if missing:
-        return f"{patcher.name} does not declare feature(s): {', '.join(missing)}"
-    if patcher.dialect not in case.dialects:
-        return (f"case is written for {', '.join(case.dialects)}; "
-                f"{patcher.name} implements {patcher.dialect}")
-    if not has_mode(case, mode):
-        return f"case has no {mode} expectations"
-    return None
 
 
 # --------------------------------------------------------------------------- the run
@@ -591,10 +514,6 @@ def _in_phase(exc: AltpatchError, phase: Phase) -> ErrorInfo:
 
 __all__ = [
     "BootSession",
-    "ScheduleChoice",
-    "has_mode",
-    "not_applicable",
     "page_span",
-    "parse_schedules",
     "run_case",
 ]

@@ -19,8 +19,10 @@ import pytest
 from pytest_altpatch.a64 import assemble
 from pytest_altpatch.cases import load_corpus
 from pytest_altpatch.cases.model import Case, PhaseExpectation
+from pytest_altpatch.cases.modes import has_mode
 from pytest_altpatch.patchers.reference import ReferencePatcher
-from pytest_altpatch.scenarios.runner import has_mode, not_applicable, run_case
+from pytest_altpatch.pipeline import not_applicable
+from pytest_altpatch.scenarios.runner import run_case
 
 from .gnu_as import AVAILABLE, MISSING_REASON, gnu_assemble
 

@@ -20,9 +20,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from conformance.mutants import MUTANTS, RENDEZVOUS_MUTANTS
 from pytest_altpatch.cases import load_corpus
+from pytest_altpatch.cases.modes import has_mode
 from pytest_altpatch.judge import judge
 from pytest_altpatch.patchers.reference import ReferencePatcher
-from pytest_altpatch.scenarios.runner import has_mode, not_applicable, parse_schedules, run_case
+from pytest_altpatch.pipeline import not_applicable, parse_schedules
+from pytest_altpatch.scenarios.runner import run_case
 
 OPTIONS = ("rr:100", "random:1-3", "adversarial", "rr:100,random:1-3,adversarial", "pct:0",
            "pct:1", "pct:2-4", "rr:100,pct:0")

@@ -22,9 +22,10 @@ from sitegen import case_yaml
 from pytest_altpatch import supervisor
 from pytest_altpatch.cases import load_case, load_corpus
 from pytest_altpatch.cases.model import Case, Catalog
+from pytest_altpatch.cases.modes import has_mode
 from pytest_altpatch.judge import judge
 from pytest_altpatch.patchers.reference import ReferencePatcher
-from pytest_altpatch.scenarios.runner import has_mode, not_applicable
+from pytest_altpatch.pipeline import not_applicable
 
 
 def best_of(runs: int, case: Case, catalog: Catalog, dialect: str, mode: str,

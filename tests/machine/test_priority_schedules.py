@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pytest_altpatch.machine import Budget, CpuContext, MachineError, Schedule
+from pytest_altpatch.pipeline import parse_schedules
 from pytest_altpatch.scenarios.default_schedule import DEFAULT_SCHEDULES
-from pytest_altpatch.scenarios.runner import parse_schedules
 
 from . import rig
 

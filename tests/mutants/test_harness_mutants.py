@@ -7,11 +7,13 @@ import pytest
 from conformance.mutants_harness import HARNESS_MUTANTS
 from pytest_altpatch.cases import load_corpus
 from pytest_altpatch.cases.model import Case
+from pytest_altpatch.cases.modes import has_mode
 from pytest_altpatch.judge import Verdict, judge
 from pytest_altpatch.patchers.contract import Patcher
 from pytest_altpatch.patchers.registry import resolve_patcher
+from pytest_altpatch.pipeline import not_applicable, parse_schedules
 from pytest_altpatch.scenarios.default_schedule import DEFAULT_SCHEDULES
-from pytest_altpatch.scenarios.runner import has_mode, not_applicable, parse_schedules, run_case
+from pytest_altpatch.scenarios.runner import run_case
 
 CORPUS = load_corpus()
 SCHEDULES = parse_schedules(DEFAULT_SCHEDULES)

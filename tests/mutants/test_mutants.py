@@ -7,10 +7,12 @@ import pytest
 
 from conformance.mutants import MUTANTS, RENDEZVOUS_MUTANTS
 from pytest_altpatch.cases import load_corpus
+from pytest_altpatch.cases.modes import has_mode
 from pytest_altpatch.judge import judge
 from pytest_altpatch.patchers.registry import resolve_patcher
+from pytest_altpatch.pipeline import not_applicable, parse_schedules
 from pytest_altpatch.scenarios.default_schedule import DEFAULT_SCHEDULES
-from pytest_altpatch.scenarios.runner import has_mode, not_applicable, parse_schedules, run_case
+from pytest_altpatch.scenarios.runner import run_case
 
 CORPUS = load_corpus()
 

@@ -19,9 +19,10 @@ from pytest_altpatch.errors import SpecError
 from pytest_altpatch.judge import judge
 from pytest_altpatch.patchers.capabilities import cpu_capabilities
 from pytest_altpatch.patchers.registry import resolve_patcher
+from pytest_altpatch.pipeline import not_applicable
 from pytest_altpatch.resources import bundled_corpus
 from pytest_altpatch.scenarios.outcome import Outcome
-from pytest_altpatch.scenarios.runner import BootSession, not_applicable, run_case
+from pytest_altpatch.scenarios.runner import BootSession, run_case
 
 HOTPLUG: Final = bundled_corpus() / "cases" / "hotplug"
 

@@ -23,10 +23,11 @@ from pytest_altpatch.machine.config import Perms
 from pytest_altpatch.patchers.contract import LivepatchEnvironment
 from pytest_altpatch.patchers.reference import ReferencePatcher
 from pytest_altpatch.patchers.registry import resolve_patcher
+from pytest_altpatch.pipeline import not_applicable
 from pytest_altpatch.resources import bundled_corpus
 from pytest_altpatch.scenarios.late import LoadedPayload, load_payload, run_late, switch
 from pytest_altpatch.scenarios.outcome import Outcome
-from pytest_altpatch.scenarios.runner import BootSession, not_applicable, run_case
+from pytest_altpatch.scenarios.runner import BootSession, run_case
 
 CASES: Final = bundled_corpus() / "cases"
 LATE_CASES: Final = sorted([*(CASES / "late").glob("*.yaml"), *(CASES / "payload").glob("*.yaml")])

@@ -8,17 +8,14 @@ import pytest
 
 from pytest_altpatch.cases import load_case, load_catalog, load_corpus
 from pytest_altpatch.cases.model import Case, Catalog
+from pytest_altpatch.cases.modes import has_mode
 from pytest_altpatch.errors import AltpatchError
 from pytest_altpatch.judge import judge
 from pytest_altpatch.machine import CpuContext
 from pytest_altpatch.patchers.contract import PatchEnvironment
 from pytest_altpatch.patchers.reference import ReferencePatcher
-from pytest_altpatch.scenarios.runner import (
-    has_mode,
-    not_applicable,
-    parse_schedules,
-    run_case,
-)
+from pytest_altpatch.pipeline import not_applicable, parse_schedules
+from pytest_altpatch.scenarios.runner import run_case
 
 CASE = """\
 format: 1

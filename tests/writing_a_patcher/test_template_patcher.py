@@ -13,8 +13,9 @@ from pytest_altpatch.cases import load_case, load_catalog
 from pytest_altpatch.cases.corpus import case_files
 from pytest_altpatch.judge import judge
 from pytest_altpatch.patchers.registry import resolve_patcher
+from pytest_altpatch.pipeline import not_applicable
 from pytest_altpatch.resources import bundled_corpus
-from pytest_altpatch.scenarios.runner import not_applicable, run_case
+from pytest_altpatch.scenarios.runner import run_case
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "conformance" / "writing-a-patcher.md"
