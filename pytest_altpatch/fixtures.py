@@ -16,6 +16,7 @@ pytest loads the plugin.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import textwrap
 from collections.abc import Callable
@@ -90,8 +91,6 @@ class ScenarioRun:
         registry (``reference:xen-4.17``, ``package.module:attr``) or a patcher object;
         either runs in this process.
         """
-        import dataclasses  # noqa: PLC0415
-
         from pytest_altpatch.patchers.registry import resolve_patcher  # noqa: PLC0415
         from pytest_altpatch.pipeline import parse_schedules, run_in_process  # noqa: PLC0415
 

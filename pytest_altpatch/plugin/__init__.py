@@ -7,12 +7,16 @@ is given: it then collects every case file under a corpus's ``cases/`` directory
 has an ``altpatch_*`` ini twin so CI can set it in ``pyproject.toml`` or ``tox.ini``;
 the command line wins over the ini file.
 
-The pipeline (spec loader, scenario runner, judge, reports) is imported only once the
+This module holds the hooks; :mod:`.settings` the options, :mod:`.state` what a
+switched-on session knows (shared with the fixtures), :mod:`.nodes` the case file and
+its items, :mod:`.selection` which files and items are kept.  Items run through
+:func:`pytest_altpatch.pipeline.check`.
+
+The pipeline (case loader, scenario runner, judge, reports) is imported only once the
 plugin is switched on, so the plugin costs nothing in projects that merely have it
-installed, and it never touches PyYAML's global loaders (the spec layer uses a
+installed, and it never touches PyYAML's global loaders (the case-format layer uses a
 private loader class).
 """
-
 
 from __future__ import annotations
 

@@ -24,6 +24,10 @@ the session, and the timeout is only the machine's cooperative budget).
 Replies are unpickled with an allow-list (only this package's data classes and a few
 builtins), so a child cannot make the session run code by what it sends.  A child
 can still *forge* an outcome: the machine runs in the patcher's process.
+
+:mod:`.wire` holds the requests, the allow-listed unpickling and the frames;
+:mod:`.server` the warm worker server and its forked children; :mod:`.session` the
+session's side (the kill at the deadline, the coded errors, :func:`run_item`).
 """
 
 from __future__ import annotations
