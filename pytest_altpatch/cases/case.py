@@ -20,12 +20,10 @@ from pytest_altpatch.cases.catalog import display_path, known_capabilities
 from pytest_altpatch.cases.cpu_numbers import CpuNumbering
 from pytest_altpatch.cases.model import (
     DEFAULT_PAYLOAD_OFFSET,
-    DIALECTS,
     BootOptions,
     Case,
     Catalog,
     CpuInstance,
-    Dialect,
     ErrorExpectation,
     Expectations,
     ExpectPhase,
@@ -45,6 +43,7 @@ from pytest_altpatch.cases.platform import parse_platform_items
 from pytest_altpatch.cases.schema import schema_path, validate
 from pytest_altpatch.cases.suggestions import did_you_mean
 from pytest_altpatch.cases.yamlload import LocatedDocument, join_path, load_yaml_file
+from pytest_altpatch.dialects import DIALECTS, Dialect
 from pytest_altpatch.errors import ERROR_CODES, Location, SpecError
 from pytest_altpatch.findings import FINDING_CODES
 from pytest_altpatch.resources import bundled_corpus

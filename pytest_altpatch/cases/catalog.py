@@ -18,14 +18,11 @@ from types import MappingProxyType
 from typing import TypeVar, cast
 
 from pytest_altpatch.cases.model import (
-    DIALECTS,
     MIDR_ARCHITECTURE_MASK,
     MIDR_IMPLEMENTER_MASK,
-    CallbackMarking,
     CapNumbering,
     Catalog,
     CpuModel,
-    Dialect,
     Erratum,
     Feature,
     MidrRange,
@@ -36,6 +33,7 @@ from pytest_altpatch.cases.model import (
 from pytest_altpatch.cases.schema import schema_path, validate
 from pytest_altpatch.cases.suggestions import did_you_mean
 from pytest_altpatch.cases.yamlload import LocatedDocument, join_path, load_yaml_file
+from pytest_altpatch.dialects import DIALECTS, CallbackMarking, Dialect
 from pytest_altpatch.errors import Location, SpecError
 from pytest_altpatch.resources import bundled_corpus
 
