@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Final, cast
 
 from pytest_altpatch import __version__
 from pytest_altpatch.a64.classify import is_branch_imm, is_simd_fp_literal, uses_literal
+from pytest_altpatch.a64.granule import page_base
 from pytest_altpatch.a64.pcrel import PcRelClass, decode_target, pc_relative_class, retarget
 from pytest_altpatch.cases.model import ctr_dminline_bytes, ctr_iminline_bytes
 from pytest_altpatch.dialects import CB_BIT, DIALECTS, Dialect, is_dialect, traits
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 
 NOP: Final = 0xD503201F
 B_OPCODE: Final = 0x14000000
+#: Capability whose errata make DC CVAU insufficient (Cortex-A53 826319 and friends).
 CLEAN_CACHE_CAP: Final = "ARM64_WORKAROUND_CLEAN_CACHE"
 
 
@@ -197,8 +199,8 @@ class ReferencePatcher(ReferenceDetection):
                 return retarget(word, site_pc, target)
             except EncodingError as exc:  # same code, located at the site
                 raise PatchError(exc.code, exc.message, location=where) from None
-        base = site_pc & ~0xFFF if cls.is_page else site_pc
-        goal = target & ~0xFFF if cls.is_page else target
+        base = page_base(site_pc) if cls.is_page else site_pc
+        goal = page_base(target) if cls.is_page else target
         return cls.encode_offset(word, _wrapped(cls, (goal - base) & ((1 << 64) - 1)))
 
     # ------------------------------------------------------------------ livepatch

@@ -38,6 +38,7 @@ from pytest_altpatch.machine.config import code_buffer_size
 from pytest_altpatch.machine.results import RunResult
 from pytest_altpatch.patchers.capabilities import Capabilities, CpuReading
 from pytest_altpatch.patchers.contract import AltRegion, PatchEnvironment, Patcher
+from pytest_altpatch.patchers.reference import CLEAN_CACHE_CAP
 from pytest_altpatch.scenarios import watch
 from pytest_altpatch.scenarios.harness import (
     HARNESS_DATA_SIZE,
@@ -55,8 +56,6 @@ from pytest_altpatch.scenarios.outcome import (
 
 #: Linux's writable linear-map alias of kernel text: text VA + this offset.
 LINEAR_ALIAS_OFFSET: Final = 0x0200_0000_0000
-#: Capability whose errata make DC CVAU insufficient (Cortex-A53 826319 and friends).
-CLEAN_CACHE_CAP: Final = "ARM64_WORKAROUND_CLEAN_CACHE"
 DEFAULT_INSTRUCTION_BUDGET: Final = 20_000_000
 PROBE_BUDGET: Final = 200_000
 #: The key of the harness data in :attr:`Session.section_pa`.
@@ -380,7 +379,6 @@ def open_session(case: Case, catalog: Catalog, patcher: Patcher, image: Image,
 
 
 __all__ = [
-    "CLEAN_CACHE_CAP",
     "DEFAULT_INSTRUCTION_BUDGET",
     "HARNESS_DATA",
     "LINEAR_ALIAS_OFFSET",
