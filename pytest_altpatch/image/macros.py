@@ -103,6 +103,23 @@ def _error(code: str, message: str, file: str | None, line: int, column: int = 1
     return BuildError(code, message, location=Location(file=file, line=line, column=column))
 
 
+def _read_string(text: str, pos: int, file: str | None, line: int) -> tuple[str, int]:
+    """The C string whose body starts at ``pos`` (escapes decoded), and the index after it."""
+    content = ""
+    while True:
+        if pos >= len(text):
+            raise _error("BUILD_MACRO", "unterminated string", file, line, pos)
+        char = text[pos]
+        if char == "\\" and pos + 1 < len(text):
+            content += _ESCAPES.get(text[pos + 1], "\\" + text[pos + 1])
+            pos += 2
+            continue
+        if char == '"':
+            return content, pos + 1
+        content += char
+        pos += 1
+
+
 def _parse_call_args(text: str, start: int, file: str | None, line: int
                      ) -> tuple[list[tuple[str, int, bool]], int]:
     """Arguments after ``NAME(`` at ``start``: (value, 0-based column, was_string), end."""
@@ -120,20 +137,8 @@ def _parse_call_args(text: str, start: int, file: str | None, line: int
             quoted = True
             if current_col < 0:
                 current_col = pos + 1
-            pos += 1
-            while True:
-                if pos >= len(text):
-                    raise _error("BUILD_MACRO", "unterminated string", file, line, pos)
-                char = text[pos]
-                if char == "\\" and pos + 1 < len(text):
-                    current += _ESCAPES.get(text[pos + 1], "\\" + text[pos + 1])
-                    pos += 2
-                    continue
-                if char == '"':
-                    pos += 1
-                    break
-                current += char
-                pos += 1
+            content, pos = _read_string(text, pos + 1, file, line)
+            current += content
             continue
         if char in ",)":
             value = current if quoted else current.strip()

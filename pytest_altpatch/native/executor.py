@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from pytest_altpatch.a64 import assemble
+from pytest_altpatch.a64.granule import PAGE_SIZE
 from pytest_altpatch.errors import ERROR_CODES, Location, PatchError
-from pytest_altpatch.image.model import PAGE_SIZE
 from pytest_altpatch.machine import CpuContext, Machine
 from pytest_altpatch.machine.guest_services import ServiceCall
 from pytest_altpatch.native import abi
