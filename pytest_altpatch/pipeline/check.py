@@ -45,7 +45,7 @@ def run_in_process(case: Case, catalog: Catalog, patcher: Patcher, mode: str,
     """Run one item in this process against a patcher object (the fixtures' and
     :func:`run_corpus`'s way: no worker, no kill, the machine's cooperative budget)."""
     return run_case(case, catalog, mode=mode, patcher=patcher,
-                    schedule=str(schedule.schedule), seed=schedule.seed, timeout=timeout)
+                    schedule=schedule.schedule, seed=schedule.seed, timeout=timeout)
 
 
 def judged(case: Case, outcome: Outcome, *, mode: str, patcher: str, schedule: str,

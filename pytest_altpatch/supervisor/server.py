@@ -73,7 +73,7 @@ def _perform(request: ItemRequest | FactsRequest) -> Reply:
             "PATCHER_UNKNOWN", f"loading {request.patcher!r} failed: {type(exc).__name__}: "
             f"{exc}", "load"))
     outcome = run_case(request.case, request.catalog, mode=request.mode, patcher=patcher,
-                       schedule=str(request.schedule), seed=request.seed, timeout=request.timeout)
+                       schedule=request.schedule, seed=request.seed, timeout=request.timeout)
     return Reply("value", outcome)
 
 

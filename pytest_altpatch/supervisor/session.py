@@ -204,8 +204,7 @@ def run_item(request: ItemRequest, *, patcher: Patcher | None = None) -> Outcome
 
     if patcher is not None:
         return run_case(request.case, request.catalog, mode=request.mode, patcher=patcher,
-                        schedule=str(request.schedule), seed=request.seed,
-                        timeout=request.timeout)
+                        schedule=request.schedule, seed=request.seed, timeout=request.timeout)
     ending = _supervise(request, request.host_seconds)
     found = _describe(ending, request.timeout or DEFAULT_HOST_SECONDS)
     reply = ending.reply

@@ -53,7 +53,7 @@ class ItemRequest:
     mode: str
     patcher: str  # a patcher spec, resolved in the child (reference:linux-6.1, mod:attr)
     dialect: str | None = None
-    #: Handed to the machine as it is (``str`` until the runner takes the object).
+    #: Handed to the machine as it is (never parsed again).
     schedule: Schedule = DEFAULT_SCHEDULE
     seed: int = 0
     timeout: float | None = None
