@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pytest_altpatch.cases.modes import MODES, case_modes, has_mode
 from pytest_altpatch.pipeline.applicability import missing_parts, not_applicable
-from pytest_altpatch.pipeline.check import Checked, check, judged, run, run_in_process
+from pytest_altpatch.pipeline.check import Checked, check, judged, run, run_in_process, start
 from pytest_altpatch.pipeline.corpus_run import CaseResult, run_corpus
 from pytest_altpatch.pipeline.loading import (
     CorpusState,
@@ -48,4 +48,5 @@ __all__ = [
     "run",
     "run_corpus",
     "run_in_process",
+    "start",
 ]

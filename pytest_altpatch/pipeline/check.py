@@ -13,7 +13,7 @@ from pytest_altpatch.pipeline.schedules import ScheduleChoice
 from pytest_altpatch.report import reproduce_command
 from pytest_altpatch.scenarios.outcome import Outcome
 from pytest_altpatch.scenarios.runner import run_case
-from pytest_altpatch.supervisor import item_request, run_item
+from pytest_altpatch.supervisor import ItemRequest, item_request, run_item, submit_item
 
 
 @dataclass(frozen=True)
@@ -30,14 +30,29 @@ class Checked:
         return self.verdict.passed
 
 
+def _request(case: Case, catalog: Catalog, patcher: PatcherUnderTest, mode: str,
+             schedule: ScheduleChoice, timeout: float | None) -> ItemRequest:
+    return item_request(case, catalog, mode=mode, patcher=patcher.spec,
+                        dialect=patcher.facts.asked_dialect, schedule=schedule.schedule,
+                        seed=schedule.seed, timeout=timeout, facts=patcher.facts)
+
+
+def start(case: Case, catalog: Catalog, patcher: PatcherUnderTest, mode: str,
+          schedule: ScheduleChoice, *, key: object, timeout: float | None = None) -> None:
+    """Start a supervised item ahead of its turn (when more than one item may run at
+    once); :func:`run` or :func:`check` with the same ``key`` collects its outcome."""
+    if patcher.instance is None:
+        submit_item(key, _request(case, catalog, patcher, mode, schedule, timeout))
+
+
 def run(case: Case, catalog: Catalog, patcher: PatcherUnderTest, mode: str,
-        schedule: ScheduleChoice, *, timeout: float | None = None) -> Outcome:
+        schedule: ScheduleChoice, *, timeout: float | None = None,
+        key: object = None) -> Outcome:
     """Run one item: in a supervised worker, or in this process when the patcher object
-    is at hand (``--inprocess``); a worker that ends badly is the outcome's error."""
-    request = item_request(case, catalog, mode=mode, patcher=patcher.spec,
-                           dialect=patcher.facts.asked_dialect, schedule=schedule.schedule,
-                           seed=schedule.seed, timeout=timeout, facts=patcher.facts)
-    return run_item(request, patcher=patcher.instance)
+    is at hand (``--inprocess``); a worker that ends badly is the outcome's error.  An
+    item :func:`start`-ed under ``key`` is collected instead of run again."""
+    request = _request(case, catalog, patcher, mode, schedule, timeout)
+    return run_item(request, patcher=patcher.instance, key=key)
 
 
 def run_in_process(case: Case, catalog: Catalog, patcher: Patcher, mode: str,
@@ -59,11 +74,11 @@ def judged(case: Case, outcome: Outcome, *, mode: str, patcher: str, schedule: s
 
 def check(case: Case, catalog: Catalog, patcher: PatcherUnderTest, mode: str,
           schedule: ScheduleChoice, *, timeout: float | None = None,
-          cwd: Path | None = None) -> Checked:
-    """Run one item and judge it."""
-    outcome = run(case, catalog, patcher, mode, schedule, timeout=timeout)
+          cwd: Path | None = None, key: object = None) -> Checked:
+    """Run one item (or collect the one started under ``key``) and judge it."""
+    outcome = run(case, catalog, patcher, mode, schedule, timeout=timeout, key=key)
     return judged(case, outcome, mode=mode, patcher=patcher.spec, dialect=patcher.dialect,
                   schedule=schedule.label, seed=schedule.seed, cwd=cwd)
 
 
-__all__ = ["Checked", "check", "judged", "run", "run_in_process"]
+__all__ = ["Checked", "check", "judged", "run", "run_in_process", "start"]

@@ -69,11 +69,21 @@ def pytest_configure(config: pytest.Config) -> None:
     settings = read_settings(config)
     if settings is None:
         return
-    from pytest_altpatch.patchers.registry import parse_dialects  # noqa: PLC0415
+    from pytest_altpatch.dialects import DEFAULT_DIALECT, DIALECTS  # noqa: PLC0415
+    from pytest_altpatch.patchers.registry import (  # noqa: PLC0415
+        dialect_free_reference,
+        parse_dialects,
+    )
     from pytest_altpatch.pipeline import parse_schedules, patchers_under_test  # noqa: PLC0415
+    from pytest_altpatch.supervisor import set_parallel_items  # noqa: PLC0415
 
+    set_parallel_items(1 if settings.inprocess else settings.jobs)
+
+    auto_dialect = settings.dialect is None and dialect_free_reference(settings.patcher)
     try:
-        dialects = parse_dialects(settings.dialect)
+        # The reference with no dialect asked: every dialect, the default one first.
+        dialects = (DEFAULT_DIALECT, *(d for d in DIALECTS if d != DEFAULT_DIALECT)) \
+            if auto_dialect else parse_dialects(settings.dialect)
     except AltpatchError as exc:
         raise pytest.UsageError(f"--altpatch-dialect: {exc.render()}") from None
     try:
@@ -89,7 +99,8 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"--altpatch-schedules: {exc.render()}") from None
     except ValueError as exc:
         raise pytest.UsageError(f"--altpatch-schedules: {exc}") from None
-    config.stash[STATE] = REPORT_STATE[0] = AltpatchState(settings, patchers, schedules)
+    config.stash[STATE] = REPORT_STATE[0] = AltpatchState(settings, patchers, schedules,
+                                                          auto_dialect=auto_dialect)
     if config.args_source != pytest.Config.ArgsSource.ARGS and settings.from_command_line:
         # No paths on the command line: the corpus replaces testpaths when asked for on
         # the command line, and joins them when switched on from the ini file.  Corpus
@@ -107,6 +118,10 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         corpus = state.corpus(root)
         version = corpus.version or f"unusable ({corpus.error})"
         lines.append(f"altpatch: corpus {version} at {root}")
+    if state.auto_dialect:
+        lines.append("altpatch: dialect auto: each case runs under the first dialect it lists "
+                     f"that applies ({state.patcher.dialect} first); --altpatch-dialect "
+                     "all runs every one")
     for patcher in state.patchers:
         facts = patcher.facts
         lines.append(f"altpatch: patcher {facts.name} {facts.version}, dialect "
@@ -170,8 +185,24 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(line)
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Note the items that will run in a worker, in run order, so the next ones can
+    start while one is judged (``--altpatch-jobs``)."""
+    state = plugin_state(session.config)
+    if state is None or state.settings.jobs < 2:
+        return
+    state.runnable = [item for item in session.items
+                      if isinstance(item, CaseItem) and item.runs_supervised
+                      and item.get_closest_marker("skip") is None]
+    state.runnable_index = {item: index for index, item in enumerate(state.runnable)}
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Forget this session's state (pytester runs several sessions in one process)."""
+    if plugin_state(config) is not None:
+        from pytest_altpatch.supervisor import abandon_ahead  # noqa: PLC0415
+
+        abandon_ahead()  # items started ahead of a turn that never came (-x, Ctrl-C)
     if REPORT_STATE[0] is plugin_state(config):
         REPORT_STATE[0] = None
 

@@ -78,15 +78,24 @@ class CaseFile(pytest.File):
             case_modes,
             missing_parts,
             not_applicable,
+            patchers_for,
         )
 
         # One item per dialect the case lists among those judged; a case written for none
         # of them still gets an item (per mode), skipped with why.
-        patchers = [p for p in state.patchers if p.dialect in case.dialects] \
+        judged = [p for p in state.patchers if p.dialect in case.dialects] \
             or list(state.patchers[:1])
+        listed = patchers_for(case, state.patchers)
         for mode in case_modes(case):
             if mode not in state.settings.modes:
                 continue
+            patchers = tuple(judged)
+            if state.auto_dialect:
+                # One dialect per mode: the first listed that can run it (else the
+                # preferred one, skipped with why).
+                patchers = tuple(p for p in listed
+                                 if not_applicable(case, p.facts, mode) is None)[:1] \
+                    or listed[:1]
             for patcher in patchers:
                 # Decided at collection, so the skip points at the case and -rs says why.
                 reason = not_applicable(case, patcher.facts, mode)
@@ -176,8 +185,10 @@ class CaseItem(pytest.Item):
         if self.not_applicable is not None:  # only reached under --altpatch-strict
             raise ConformanceFailure(f"not applicable (failed under --altpatch-strict): "
                                      f"{self.not_applicable}")
+        self._start_next(state)
         checked = check(self.case, self.catalog, self.patcher, self.mode, self.schedule,
-                        timeout=state.settings.timeout, cwd=self.config.invocation_params.dir)
+                        timeout=state.settings.timeout, cwd=self.config.invocation_params.dir,
+                        key=self)
         self.user_properties += [
             ("altpatch_findings",
              ",".join(sorted({f.code for f in checked.outcome.findings}))),
@@ -187,6 +198,23 @@ class CaseItem(pytest.Item):
             # Case text and patcher messages are data: never raw control characters.
             raise ConformanceFailure(escape_text(render_failure(
                 self.case, checked.outcome, checked.verdict, reproduce=checked.reproduce)))
+
+    @property
+    def runs_supervised(self) -> bool:
+        """Whether this item will run in a supervised worker (so it may start ahead)."""
+        return self.not_applicable is None and self.patcher.instance is None
+
+    def _start_next(self, state: AltpatchState) -> None:
+        """Start this item and the next ones in a worker each, up to ``--altpatch-jobs``
+        at once: they run while this one is judged and reported."""
+        from pytest_altpatch.pipeline import start  # noqa: PLC0415
+
+        if state.settings.jobs < 2:
+            return
+        for item in [self, *state.items_after(self, state.settings.jobs - 1)]:
+            if isinstance(item, CaseItem):
+                start(item.case, item.catalog, item.patcher, item.mode, item.schedule,
+                      key=item, timeout=state.settings.timeout)
 
     def repr_failure(self, excinfo: ExceptionInfo[BaseException],
                      style: str | None = None) -> str | TerminalRepr:

@@ -6,6 +6,7 @@ Every command-line option has an ``altpatch_*`` ini twin so CI can set it in
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -40,6 +41,9 @@ VALUE_OPTIONS: tuple[tuple[str, str, str, str | None], ...] = (
     ("catalog", "string",
      "corpus root whose catalog resolves cases outside any corpus (default: bundled)", None),
     ("timeout", "string", "host seconds per item before it fails as hung", None),
+    ("jobs", "string",
+     "supervised items to run at once, each in its own worker (default: 2 on a machine "
+     "with 2 or more CPUs, 1 under pytest-xdist); outcomes never depend on it", None),
 )
 
 #: The ``--altpatch-corpus``/``altpatch_corpus`` word for the corpus shipped with the plugin.
@@ -111,6 +115,8 @@ class Settings:
     own_cases: tuple[tuple[Path, Path], ...] = ()
     #: Run items in this process instead of a supervised worker (debugging only).
     inprocess: bool = False
+    #: Supervised items run at once (the next ones start while one is judged).
+    jobs: int = 1
 
 
 def _value(config: pytest.Config, dest: str) -> str | None:
@@ -183,6 +189,16 @@ def _parse_seconds(text: str | None) -> float | None:
     return seconds
 
 
+def _parse_jobs(text: str | None) -> int:
+    if text is None:
+        # An xdist worker shares the CPUs with its siblings: one item at a time each.
+        return 1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, os.cpu_count() or 1)
+    if not text.isdigit() or not 1 <= int(text) <= 64:
+        raise pytest.UsageError(f"--altpatch-jobs: expected a number from 1 to 64, "
+                                f"got {text!r}")
+    return int(text)
+
+
 def read_settings(config: pytest.Config) -> Settings | None:
     """The plugin's settings, or None when the plugin was not asked to do anything."""
     from pytest_altpatch.cases.corpus import find_corpus_root  # noqa: PLC0415
@@ -237,6 +253,7 @@ def read_settings(config: pytest.Config) -> Settings | None:
         inprocess=bool(config.getoption("altpatch_inprocess")
                        or config.getini("altpatch_inprocess")),
         strict=bool(config.getoption("altpatch_strict") or config.getini("altpatch_strict")),
+        jobs=_parse_jobs(_value(config, "altpatch_jobs")),
     )
 
 

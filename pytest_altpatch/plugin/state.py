@@ -32,6 +32,20 @@ class AltpatchState:
     #: Case id -> the file that first defined it, in collection order.
     case_ids: dict[str, Path] = field(default_factory=dict)
     tally: Tally = field(default_factory=Tally)
+    #: The items that will run in a supervised worker, in run order (set once
+    #: collection is final), and each one's index: what may start ahead of its turn.
+    runnable: list[pytest.Item] = field(default_factory=list)
+    #: The reference patcher with no dialect asked for: each case runs once per mode,
+    #: under the first dialect it lists (the default dialect first) that applies.
+    auto_dialect: bool = False
+    runnable_index: dict[pytest.Item, int] = field(default_factory=dict)
+
+    def items_after(self, item: pytest.Item, count: int) -> list[pytest.Item]:
+        """Up to ``count`` runnable items following ``item`` in run order."""
+        index = self.runnable_index.get(item)
+        if index is None or count <= 0:
+            return []
+        return self.runnable[index + 1:index + 1 + count]
 
     @property
     def patcher(self) -> PatcherUnderTest:
@@ -41,8 +55,8 @@ class AltpatchState:
     @property
     def dialect_in_ids(self) -> bool:
         """Whether item ids name the dialect (``boot[linux-4.9,pct:0]``): when the run
-        judges more than one dialect."""
-        return len(self.patchers) > 1
+        judges more than one dialect for a case (not when each case gets one dialect)."""
+        return len(self.patchers) > 1 and not self.auto_dialect
 
     def corpus(self, root: Path) -> CorpusState:
         """The version and catalog of ``root``, loaded once per process."""

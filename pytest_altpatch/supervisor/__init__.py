@@ -35,10 +35,14 @@ from __future__ import annotations
 from pytest_altpatch.supervisor.server import serve
 from pytest_altpatch.supervisor.session import (
     WorkerInternalError,
+    abandon_ahead,
     item_request,
+    parallel_items,
     patchers_facts,
     run_item,
+    set_parallel_items,
     shutdown,
+    submit_item,
 )
 from pytest_altpatch.supervisor.wire import (
     DEFAULT_HOST_SECONDS,
@@ -55,11 +59,15 @@ __all__ = [
     "FactsRequest",
     "ItemRequest",
     "WorkerInternalError",
+    "abandon_ahead",
     "dumps",
     "item_request",
     "loads",
+    "parallel_items",
     "patchers_facts",
     "run_item",
     "serve",
+    "set_parallel_items",
     "shutdown",
+    "submit_item",
 ]

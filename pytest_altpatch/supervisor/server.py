@@ -248,18 +248,35 @@ def _warm_native(frame: bytes, warmed: set[tuple[object, ...]]) -> bool:
     return True
 
 
+def _is_facts(frame: bytes) -> bool:
+    """Whether a request frame asks for a patcher's facts (answered before warming)."""
+    try:
+        return isinstance(pickle.loads(frame), FactsRequest)
+    except Exception:  # the child reports what is wrong with it
+        return False
+
+
 def serve(channel_fd: int) -> None:
-    """The worker server's loop: a forked child per request, until the session goes."""
+    """The worker server's loop: a forked child per request, until the session goes.
+
+    The warm-up waits for the first item: a session's first request is usually for the
+    patcher's facts, which a cold child answers, and the session collects its items
+    while the server warms up after that answer."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the session's to handle
-    _warm_up()
     channel = socket.socket(fileno=channel_fd)
     spare = _Spare.fork(channel)
+    warm = False
     warmed: set[tuple[object, ...]] = set()
     while True:
         try:
             frame = receive(channel)
         except (EOFError, OSError):
             return
+        if not warm and not _is_facts(frame):
+            warm = True
+            _warm_up()
+            spare.retire()  # forked cold: a fresh one inherits the warm-up
+            spare = _Spare.fork(channel)
         if _warm_native(frame, warmed):
             spare.retire()  # forked before the warm-up: a fresh one inherits it
             spare = _Spare.fork(channel)
@@ -274,6 +291,9 @@ def serve(channel_fd: int) -> None:
             return
         finally:
             child.reap()
+        if not warm:
+            warm = True
+            _warm_up()  # while the session collects its items
         spare = _Spare.fork(channel)
 
 

@@ -15,7 +15,9 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
@@ -70,13 +72,19 @@ class _WorkerServer:
             start_new_session=True)  # the terminal's Ctrl-C goes to the session only
         theirs.close()
         self.channel = ours
+        #: Set when the conversation broke (the server is dropped, never reused).
+        self.broken = False
+        #: The child running this server's request, if one is.
+        self.child: int | None = None
 
     def alive(self) -> bool:
         """Whether the server process is still running."""
         return self.process.poll() is None
 
     def close(self) -> None:
-        """Stop the server (it exits when its channel closes)."""
+        """Stop the server (it exits when its channel closes), killing a running child."""
+        if self.child is not None:
+            _kill(self.child)
         self.channel.close()
         try:
             self.process.wait(timeout=5)
@@ -88,6 +96,7 @@ class _WorkerServer:
         """Send ``request``; kill the child if it runs past ``seconds``."""
         send(self.channel, dumps(request))
         (pid,) = struct.unpack("<q", receive(self.channel, time.monotonic() + _SERVER_SECONDS))
+        self.child = pid
         timed_out = False
         try:
             try:
@@ -99,6 +108,7 @@ class _WorkerServer:
         except BaseException:
             _kill(pid)  # Ctrl-C or a lost server: never leave the child running
             raise
+        self.child = None
         ended = loads(frame)
         assert isinstance(ended, tuple)  # the server's own message: (status, reply, output)
         status: int | None = ended[0]
@@ -121,39 +131,128 @@ def _kill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-_SERVER: _WorkerServer | None = None
+class _ServerPool:
+    """Up to ``size`` warm worker servers, each serving one request at a time.
+
+    A caller takes a free server (starting one while fewer than ``size`` exist), runs
+    its request and gives it back; items run ahead on other threads this way (see
+    :func:`submit_item`) while each server stays strictly one request at a time."""
+
+    def __init__(self) -> None:
+        self.size = 1
+        self._lock = threading.Lock()
+        self._free: list[_WorkerServer] = []
+        self._all: list[_WorkerServer] = []
+        self._available = threading.Condition(self._lock)
+
+    def take(self) -> _WorkerServer:
+        """A free, running server (waits while all ``size`` are busy)."""
+        with self._available:
+            while True:
+                while self._free:
+                    server = self._free.pop()
+                    if server.alive():
+                        return server
+                    self._discard(server)
+                if len(self._all) < self.size:
+                    server = _WorkerServer()
+                    self._all.append(server)
+                    return server
+                self._available.wait()
+
+    def give_back(self, server: _WorkerServer) -> None:
+        """Return a server after its request (a broken one is dropped instead)."""
+        with self._available:
+            if server.alive() and not server.broken:
+                self._free.append(server)
+            else:
+                self._discard(server)
+            self._available.notify()
+
+    def _discard(self, server: _WorkerServer) -> None:
+        if server in self._all:
+            self._all.remove(server)
+        with contextlib.suppress(OSError):
+            server.process.kill()
+        server.channel.close()
+
+    def kill_running(self) -> None:
+        """Kill the child of every server that is serving a request."""
+        with self._available:
+            busy = [server for server in self._all if server not in self._free]
+        for server in busy:
+            if server.child is not None:
+                _kill(server.child)
+
+    def close(self) -> None:
+        """Stop every server (a child still running is killed with its group)."""
+        with self._available:
+            servers, self._all, self._free = self._all, [], []
+        for server in servers:
+            server.close()
 
 
-def _server() -> _WorkerServer:
-    global _SERVER
-    if _SERVER is None or not _SERVER.alive():
-        if _SERVER is not None:
-            _SERVER.channel.close()
-        _SERVER = _WorkerServer()
-    return _SERVER
+_POOL: Final = _ServerPool()
+#: Items submitted ahead of their turn, by the session's own key for them.
+_AHEAD: Final[dict[object, Future[tuple[Outcome, str]]]] = {}
+_RUNNER: list[ThreadPoolExecutor] = []
 
 
 @atexit.register
 def shutdown() -> None:
-    """Stop this process's worker server, if one was started."""
-    global _SERVER
-    if _SERVER is not None:
-        _SERVER.close()
-        _SERVER = None
+    """Stop this process's worker servers and the items still running ahead."""
+    abandon_ahead()
+    _POOL.close()
+    while _RUNNER:
+        _RUNNER.pop().shutdown(wait=True, cancel_futures=True)
+
+
+def abandon_ahead() -> None:
+    """Forget the items started ahead and not collected (the session stopped early):
+    queued ones never start, running ones are killed, and their outcomes are dropped."""
+    ahead = list(_AHEAD.values())
+    _AHEAD.clear()
+    for future in ahead:
+        future.cancel()
+    if any(not future.done() for future in ahead):
+        _POOL.kill_running()
+        for future in ahead:
+            with contextlib.suppress(BaseException):
+                future.result(timeout=_SERVER_SECONDS)
 
 
 def _supervise(request: ItemRequest | FactsRequest, seconds: float) -> _Ending:
-    server = _server()
+    server = _POOL.take()
     try:
         return server.execute(request, seconds)
     except (EOFError, OSError, TimeoutError, pickle.UnpicklingError, ValueError, TypeError):
         # The server itself went away (a child may kill its parent): start afresh.
-        global _SERVER
-        _SERVER = None
-        with contextlib.suppress(OSError):
-            server.process.kill()
-        server.channel.close()
+        server.broken = True
         return _Ending(None, None, False, b"")
+    finally:
+        _POOL.give_back(server)
+
+
+def set_parallel_items(count: int) -> None:
+    """Let up to ``count`` items run at once in their own worker servers (1: none
+    ahead).  Outcomes do not depend on it: each item runs alone in its own child."""
+    _POOL.size = max(1, count)
+
+
+def parallel_items() -> int:
+    """How many items may run at once (see :func:`set_parallel_items`)."""
+    return _POOL.size
+
+
+def submit_item(key: object, request: ItemRequest) -> None:
+    """Start ``request`` ahead of its turn on a spare worker server; :func:`run_item`
+    with the same ``key`` collects it (does nothing if ``key`` is already running)."""
+    if key in _AHEAD or _POOL.size < 2:
+        return
+    if not _RUNNER:
+        _RUNNER.append(ThreadPoolExecutor(max_workers=_POOL.size,
+                                          thread_name_prefix="altpatch-item"))
+    _AHEAD[key] = _RUNNER[0].submit(_supervised_outcome, request)
 
 
 def _describe(ending: _Ending, seconds: float) -> tuple[str, str] | None:
@@ -194,25 +293,36 @@ class WorkerInternalError(RuntimeError):
     """A bug of ours inside the worker; carries the child's traceback."""
 
 
-def run_item(request: ItemRequest, *, patcher: Patcher | None = None) -> Outcome:
+def run_item(request: ItemRequest, *, patcher: Patcher | None = None,
+             key: object = None) -> Outcome:
     """Run one item and return its outcome; a child that ends badly is a coded error.
 
-    With ``patcher`` the item runs in this process (no isolation, no kill).
+    With ``patcher`` the item runs in this process (no isolation, no kill).  With the
+    ``key`` of an item :func:`submit_item` started ahead, its outcome is collected.
     """
-    from pytest_altpatch.scenarios.outcome import Outcome  # noqa: PLC0415
     from pytest_altpatch.scenarios.runner import run_case  # noqa: PLC0415
 
     if patcher is not None:
         return run_case(request.case, request.catalog, mode=request.mode, patcher=patcher,
                         schedule=request.schedule, seed=request.seed, timeout=request.timeout)
+    ahead = _AHEAD.pop(key, None) if key is not None else None
+    outcome, output = ahead.result() if ahead is not None else _supervised_outcome(request)
+    if output:
+        sys.stdout.write(output)
+    return outcome
+
+
+def _supervised_outcome(request: ItemRequest) -> tuple[Outcome, str]:
+    """The item's outcome from a worker and the output its child printed (written by
+    the caller, in item order)."""
+    from pytest_altpatch.scenarios.outcome import Outcome  # noqa: PLC0415
+
     ending = _supervise(request, request.host_seconds)
     found = _describe(ending, request.timeout or DEFAULT_HOST_SECONDS)
     reply = ending.reply
     if found is None and reply is not None:
         if reply.kind == "value" and isinstance(reply.value, Outcome):
-            if ending.output:
-                sys.stdout.write(ending.output.decode("utf-8", "replace"))
-            return reply.value
+            return reply.value, ending.output.decode("utf-8", "replace")
         if reply.kind == "internal":
             raise WorkerInternalError(f"internal error in the worker:\n{reply.text}")
         error = reply.error or ErrorInfo("PATCHER_UNKNOWN", "the worker sent no outcome",
@@ -224,7 +334,8 @@ def run_item(request: ItemRequest, *, patcher: Patcher | None = None) -> Outcome
     facts = request.facts
     return Outcome(case_id=request.case.id, mode=request.mode, schedule=str(request.schedule),
                    seed=request.seed, patcher=facts.name if facts else request.patcher,
-                   dialect=facts.dialect if facts else request.dialect or "", error=error)
+                   dialect=facts.dialect if facts else request.dialect or "",
+                   error=error), ""
 
 
 def patchers_facts(spec: str, dialects: tuple[str, ...] | None = None, *,
@@ -262,4 +373,5 @@ def item_request(case: Case, catalog: Catalog, *, mode: str, patcher: str,
                        search_path, workdir, environment, facts)
 
 
-__all__ = ["WorkerInternalError", "item_request", "patchers_facts", "run_item", "shutdown"]
+__all__ = ["WorkerInternalError", "abandon_ahead", "item_request", "parallel_items",
+           "patchers_facts", "run_item", "set_parallel_items", "shutdown", "submit_item"]

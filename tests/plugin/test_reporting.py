@@ -90,7 +90,8 @@ def test_header_is_absent_when_the_plugin_is_inert(pytester: pytest.Pytester) ->
 def test_junit_xml_carries_user_properties(pytester: pytest.Pytester,
                                            corpus: CaseWriter) -> None:
     corpus({"demo/applied.yaml": CASE_APPLIED, "demo/needs-livepatch.yaml": CASE_NEEDS_LIVEPATCH})
-    result = pytester.runpytest("--altpatch-corpus", "corpus", "--junitxml=out.xml")
+    result = pytester.runpytest("--altpatch-corpus", "corpus", "--junitxml=out.xml",
+                                "--altpatch-dialect", "linux-6.1")
     result.assert_outcomes(passed=1, skipped=1)
     tree = ET.parse(pytester.path / "out.xml")
     properties = {

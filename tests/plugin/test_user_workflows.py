@@ -5,6 +5,7 @@ fail and asserts what it does now."""
 from __future__ import annotations
 
 import textwrap
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -165,14 +166,16 @@ def test_coverage_line_and_strict_mode(pytester: pytest.Pytester, corpus: CaseWr
                                        how: str) -> None:
     # Before: "1 passed, 1 skipped", exit 0, and nothing said how little had run.
     corpus({"demo/applied.yaml": CASE_APPLIED, "demo/needs-livepatch.yaml": CASE_NEEDS_LIVEPATCH})
-    lenient = pytester.runpytest("--altpatch-corpus", "corpus")
+    lenient = pytester.runpytest("--altpatch-corpus", "corpus", "--altpatch-dialect", "linux-6.1")
     lenient.assert_outcomes(passed=1, skipped=1)
     lenient.stdout.fnmatch_lines(["altpatch coverage: 1 item(s) run, 1 not applicable: "
                                   "1 lacking livepatch (--altpatch-strict makes them fail)"])
     if how == "cli":
-        strict = pytester.runpytest("--altpatch-corpus", "corpus", "--altpatch-strict")
+        strict = pytester.runpytest("--altpatch-corpus", "corpus", "--altpatch-strict",
+                                    "--altpatch-dialect", "linux-6.1")
     else:
-        pytester.makeini("[pytest]\naltpatch_corpus = corpus\naltpatch_strict = true\n")
+        pytester.makeini("[pytest]\naltpatch_corpus = corpus\naltpatch_strict = true\n"
+                         "altpatch_dialect = linux-6.1\n")
         strict = pytester.runpytest()
     strict.assert_outcomes(passed=1, failed=1)
     assert strict.ret == pytest.ExitCode.TESTS_FAILED
@@ -186,7 +189,45 @@ def test_coverage_line_counts_items_run_on_xdist_workers(pytester: pytest.Pytest
                                                          corpus: CaseWriter) -> None:
     corpus({"demo/applied.yaml": CASE_APPLIED, "demo/needs-livepatch.yaml": CASE_NEEDS_LIVEPATCH})
     result = pytester.runpytest_subprocess("--altpatch-corpus", "corpus", "-n", "2",
+                                           "--altpatch-dialect", "linux-6.1",
                                            "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, skipped=1)
     result.stdout.fnmatch_lines(["altpatch coverage: 1 item(s) run, 1 not applicable: "
                                  "1 lacking livepatch*"])
+
+
+# --------------------------------------------------------------------------- auto dialect
+
+CASE_XEN_ONLY = CASE_APPLIED.replace("demo/applied", "demo/xen-only").replace(
+    "requires: [branch-reloc]", "requires: [branch-reloc]\ndialects: [xen-4.17]")
+
+
+def test_the_reference_runs_each_case_under_a_dialect_that_applies(
+        pytester: pytest.Pytester, corpus: CaseWriter) -> None:
+    # Before (#14): the default ran linux-6.1 only, so these two were skipped as not
+    # applicable (written for xen-4.17; lacking livepatch) and tested nothing.
+    corpus({"demo/applied.yaml": CASE_APPLIED, "demo/needs-livepatch.yaml": CASE_NEEDS_LIVEPATCH,
+            "demo/xen-only.yaml": CASE_XEN_ONLY})
+    result = pytester.runpytest("--altpatch-corpus", "corpus", "--junitxml=out.xml")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["altpatch: dialect auto: each case runs under the first "
+                                 "dialect it lists that applies (linux-6.1 first)*",
+                                 "altpatch coverage: 3 item(s) run, 0 not applicable"])
+    dialects = {}
+    for case in ET.parse(pytester.path / "out.xml").iter("testcase"):
+        properties = {p.get("name"): p.get("value") for p in case.iter("property")}
+        dialects[properties["altpatch_case"]] = (properties["altpatch_dialect"],
+                                                 case.get("name"))
+    # One item per case and mode; ids do not name the dialect (one dialect per item).
+    assert dialects == {"demo/applied": ("linux-6.1", "boot[pct:0]"),
+                        "demo/needs-livepatch": ("xen-4.17", "boot[pct:0]"),
+                        "demo/xen-only": ("xen-4.17", "boot[pct:0]")}
+
+
+def test_a_named_dialect_still_skips_what_it_cannot_run(
+        pytester: pytest.Pytester, corpus: CaseWriter) -> None:
+    corpus({"demo/applied.yaml": CASE_APPLIED, "demo/xen-only.yaml": CASE_XEN_ONLY})
+    for option in (["--altpatch-dialect", "linux-6.1"], ["--altpatch-patcher",
+                                                         "reference:linux-6.1"]):
+        result = pytester.runpytest("--altpatch-corpus", "corpus", *option)
+        result.assert_outcomes(passed=1, skipped=1)

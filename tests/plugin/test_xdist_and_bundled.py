@@ -29,7 +29,7 @@ def test_two_xdist_workers_give_the_same_outcomes_as_one_process(
     corpus({"demo/applied.yaml": CASE_APPLIED, "demo/wrong-stream.yaml": CASE_WRONG_STREAM,
             "demo/needs-livepatch.yaml": CASE_NEEDS_LIVEPATCH, "demo/broken.yaml": CASE_BROKEN})
     options = ["--altpatch-corpus", "corpus", "--altpatch-schedules=rr:100,random:1",
-               "-p", "no:cacheprovider"]
+               "--altpatch-dialect", "linux-6.1", "-p", "no:cacheprovider"]
     single = pytester.runpytest_subprocess(*options, "--junitxml=single.xml")
     parallel = pytester.runpytest_subprocess(*options, "-n", "2", "--junitxml=parallel.xml")
     expected = _outcomes(pytester.path / "single.xml")
