@@ -12,10 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
+from pytest_altpatch.a64.granule import PAGE_SIZE
 from pytest_altpatch.errors import AltpatchError, Location
 from pytest_altpatch.machine.sysregs import ID_REGISTERS
 
-PAGE_SIZE: Final = 4096
+# PAGE_SIZE is the granule's, re-exported for the modules that import it from here.
 #: Every virtual address the machine accepts is below this bound.
 VA_LIMIT: Final = 1 << 47
 MAX_CPUS: Final = 256
