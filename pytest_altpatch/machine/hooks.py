@@ -39,8 +39,6 @@ _BARRIER_BYTES: Final = re.compile(rb"[\x9f\xdf][\x30-\x3f]\x03\xd5")
 
 #: The store hook's callback: (uc, access, address, size, value, cpu).
 WriteHook = Callable[[Any, int, int, int, int, int], None]
-#: A code hook's callback: (uc, address, size, cpu).
-CodeHook = Callable[[Any, int, int, int], None]
 
 
 class HookBook:
@@ -242,4 +240,4 @@ class HookBook:
         uc.emu_stop()
 
 
-__all__ = ["HOOK_LINE", "IDLE_FIRES", "IDLE_KEEP", "CodeHook", "HookBook", "WriteHook"]
+__all__ = ["HOOK_LINE", "IDLE_FIRES", "IDLE_KEEP", "HookBook", "WriteHook"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ctypes
 import mmap
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -292,11 +291,6 @@ class MemoryMap:
             else:
                 ranges.append((start, start + PAGE_SIZE - 1))
         return ranges
-
-    def aliases_of(self, pas: Iterable[int]) -> Mapping[int, list[int]]:
-        """Executable VA pages of the physical pages of ``pas`` (absent: none)."""
-        return {pa >> PAGE_SHIFT: self.exec_alias[pa >> PAGE_SHIFT] for pa in pas
-                if pa >> PAGE_SHIFT in self.exec_alias}
 
     # --- table internals ----------------------------------------------------------------
     def map_pages(self, va: int, pa: int, size: int, perms: Perms, kind: str) -> None:
