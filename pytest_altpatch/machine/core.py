@@ -96,6 +96,8 @@ class Machine:
             [LineGeometry(c.dminline, c.iminline, c.idc, c.dic) for c in cpus],
             clean_cache_erratum=clean_cache_erratum,
         )
+        # The parts share one CPU list, filled once every part exists: each CPU's hooks
+        # call into the parts, and the harness window is mapped last, on every CPU.
         self._cpus: list[CpuRuntime] = []
         self._hooks = HookBook(self._cpus, self._memory, self._fetch)
         self._scheduler = Scheduler(self._cpus, self._log, self._hooks, parsed, seed, budget,

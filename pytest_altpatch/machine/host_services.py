@@ -5,6 +5,7 @@ and the findings for every other exception and for memory faults."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 from unicorn import (
@@ -37,8 +38,20 @@ _EXC_UNDEF: Final = 1
 _EXC_SVC: Final = 2
 _EXC_BRK: Final = 7
 
-#: A built-in service: (calling CPU, its engine, x0, PC of the SVC).
-_Builtin = Callable[[CpuRuntime, Any, int, int], None]
+
+
+@dataclass(frozen=True)
+class _Builtin:
+    """One row of the built-in service table."""
+
+    #: Serves the call: (calling CPU, its engine, x0, PC of the SVC).
+    serve: Callable[[CpuRuntime, Any, int, int], None]
+    #: Whether the call is progress for the hang detector.
+    progress: bool = True
+    #: Whether the call ends the slice under every schedule (else only under those
+    #: that stop at events): done/park/bug must stop, relax yields the slice, vmap
+    #: must let the deferred mapping happen before the CPU uses the alias.
+    ends_slice: bool = True
 
 
 def service_name(imm: int) -> str:
@@ -70,13 +83,13 @@ class HostServices:
         #: The port handed to user services (set when the machine is wired).
         self.port: MachinePort
         self._builtin: Mapping[int, _Builtin] = {
-            HostService.DONE: self._done,
-            HostService.PARK: self._park,
-            HostService.RELAX: self._relax,
-            HostService.LOG: self._log_registers,
-            HostService.BUG: self._bug,
-            HostService.VMAP: self._vmap,
-            HostService.VUNMAP: self._vunmap,
+            HostService.DONE: _Builtin(self._done),
+            HostService.PARK: _Builtin(self._park),
+            HostService.RELAX: _Builtin(self._relax, progress=False),
+            HostService.LOG: _Builtin(self._log_registers, progress=False, ends_slice=False),
+            HostService.BUG: _Builtin(self._bug),
+            HostService.VMAP: _Builtin(self._vmap),
+            HostService.VUNMAP: _Builtin(self._vunmap),
         }
 
     def add(self, imm: int, handler: ServiceHandler) -> None:
@@ -153,19 +166,17 @@ class HostServices:
                 log.progress()
             uc.emu_stop()
             return
-        builtin = self._builtin.get(imm)
-        if builtin is None:
+        row = self._builtin.get(imm)
+        if row is None:
             self._fault(target, "unknown-service", f"svc #{imm:#x} is not a host service",
                         pc=pc, detail={"imm": imm})
-        else:
-            builtin(target, uc, x0, pc)
-        if imm not in (HostService.LOG, HostService.RELAX):
             log.progress()
-        if imm == HostService.RELAX:
-            target.relaxed = True
-        if imm != HostService.LOG or self._stops_at_events:
-            # done/park/bug must stop; relax yields the slice; vmap must let the
-            # deferred mapping happen before the CPU uses the alias.
+            uc.emu_stop()
+            return
+        row.serve(target, uc, x0, pc)
+        if row.progress:
+            log.progress()
+        if row.ends_slice or self._stops_at_events:
             uc.emu_stop()
 
     # --- the built-in services (services.py has the table) ------------------------------
@@ -179,7 +190,7 @@ class HostServices:
         self._log.event(target.index, "park", pc)
 
     def _relax(self, target: CpuRuntime, uc: Any, x0: int, pc: int) -> None:
-        """Nothing but the end of the slice (and the spin mark, set by the dispatch)."""
+        target.relaxed = True  # a spin: the priority schedule and the slice's end see it
 
     def _log_registers(self, target: CpuRuntime, uc: Any, x0: int, pc: int) -> None:
         values = " ".join(f"{uc.reg_read(X_REGS[i]):#x}" for i in range(4))
