@@ -37,6 +37,7 @@ ERROR_CODES: Final[Mapping[str, str]] = {
     "SPEC_VERSION": "the corpus or case format is newer than this plugin understands",
     "SPEC_BAD_PLATFORM": "a platform item (CPU reference or inline CPU) cannot be parsed",
     "SPEC_UNKNOWN_CODE": "a case names an error or finding code that is not registered",
+    "SPEC_DIALECT_MISMATCH": "a catalog numbering restates a dialect rule the table contradicts",
     # --- the assembler (phase: build) ---
     "ASM_SYNTAX": "a source line cannot be parsed",
     "ASM_UNDEFINED_SYMBOL": "a source line uses a symbol that is not defined",

@@ -236,7 +236,6 @@ def test_no_module_is_over_600_lines() -> None:
     assert long_modules() == []
 
 
-@_PENDING
 def test_no_function_is_over_100_lines() -> None:
     assert long_functions() == []
 

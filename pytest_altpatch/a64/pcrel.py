@@ -16,11 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from pytest_altpatch.a64.granule import PAGE_SIZE, page_base
 from pytest_altpatch.errors import EncodingError
 
 ADDRESS_MASK: Final = (1 << 64) - 1
 WORD_MASK: Final = (1 << 32) - 1
-PAGE_SIZE: Final = 4096
 
 
 @dataclass(frozen=True)
@@ -205,7 +205,7 @@ def decode_target(word: int, pc: int) -> int:
     """
     cls = _require_class(word)
     _check_pc(pc)
-    origin = pc & ~(PAGE_SIZE - 1) if cls.is_page else pc
+    origin = page_base(pc) if cls.is_page else pc
     return (origin + cls.decode_offset(word)) & ADDRESS_MASK
 
 
@@ -220,10 +220,8 @@ def retarget(word: int, pc: int, target: int) -> int:
     _check_pc(pc)
     if not 0 <= target <= ADDRESS_MASK:
         raise EncodingError(cls.error, f"target {target!r} is not a 64-bit address")
-    if cls.is_page:
-        offset = _distance(pc & ~(PAGE_SIZE - 1), target & ~(PAGE_SIZE - 1))
-    else:
-        offset = _distance(pc, target)
+    origin, destination = (page_base(pc), page_base(target)) if cls.is_page else (pc, target)
+    offset = _distance(origin, destination)
     try:
         return cls.encode_offset(word, offset)
     except EncodingError as error:

@@ -10,7 +10,7 @@ raises the first in file order.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -20,12 +20,10 @@ from pytest_altpatch.cases.catalog import display_path, known_capabilities
 from pytest_altpatch.cases.cpu_numbers import CpuNumbering
 from pytest_altpatch.cases.model import (
     DEFAULT_PAYLOAD_OFFSET,
-    DIALECTS,
     BootOptions,
     Case,
     Catalog,
     CpuInstance,
-    Dialect,
     ErrorExpectation,
     Expectations,
     ExpectPhase,
@@ -43,8 +41,10 @@ from pytest_altpatch.cases.model import (
 )
 from pytest_altpatch.cases.platform import parse_platform_items
 from pytest_altpatch.cases.schema import schema_path, validate
+from pytest_altpatch.cases.source_names import defined_labels, macro_uses
 from pytest_altpatch.cases.suggestions import did_you_mean
 from pytest_altpatch.cases.yamlload import LocatedDocument, join_path, load_yaml_file
+from pytest_altpatch.dialects import DIALECTS, Dialect
 from pytest_altpatch.errors import ERROR_CODES, Location, SpecError
 from pytest_altpatch.findings import FINDING_CODES
 from pytest_altpatch.resources import bundled_corpus
@@ -58,21 +58,6 @@ MAX_CPUS: Final = 256  # the machine's limit (machine.config.MAX_CPUS)
 #: Symbols the harness defines in every image, usable as labels by cases.
 HARNESS_SYMBOLS: Final = frozenset({"_text", "_etext", "__alt_instructions",
                                     "__alt_instructions_end"})
-
-_LABEL_DEF = re.compile(r"^\s*([A-Za-z_.$][A-Za-z0-9_.$]*)\s*:(?!:)")
-_SET_DEF = re.compile(r"^\s*\.(?:set|equ)\s+([A-Za-z_.$][A-Za-z0-9_.$]*)\s*,")
-_STRING = r'"(?:[^"\\\n]|\\.)*"'
-_IDENT = r"([A-Za-z_][A-Za-z0-9_]*)"
-#: Capability and callback names used by the kernel macros (checked at load time so a
-#: typo is a located lint error rather than a build failure later).
-_MACRO_USES: Final[tuple[tuple[re.Pattern[str], tuple[str, ...]], ...]] = (
-    (re.compile(rf"\bALTERNATIVE\s*\(\s*{_STRING}\s*,\s*{_STRING}\s*,\s*{_IDENT}\s*\)"),
-     ("cap",)),
-    (re.compile(rf"\bALTERNATIVE_CB\s*\(\s*{_STRING}\s*,\s*{_IDENT}\s*,\s*{_IDENT}\s*\)"),
-     ("cap", "callback")),
-    (re.compile(rf"^\s*alternative_if(?:_not)?\s+{_IDENT}"), ("cap",)),
-    (re.compile(rf"^\s*alternative_cb\s+{_IDENT}\s*,\s*{_IDENT}"), ("cap", "callback")),
-)
 
 _PHASE_OF_SECTION: Final[Mapping[str, tuple[ExpectPhase, ...]]] = {
     "expect.error": ("load", "build"),
@@ -93,37 +78,6 @@ def _first_line_location(document: LocatedDocument, path: str) -> Location:
     if start is None:
         return node
     return Location(file=node.file, line=start[0], column=start[1], json_path=path)
-
-
-def _lines_of(block: SourceBlock) -> Iterator[tuple[int, str, Location]]:
-    """Each text line with the file location of its first character."""
-    base = block.location
-    for index, line in enumerate(block.text.splitlines()):
-        yield index, line, Location(
-            file=base.file,
-            line=(base.line or 1) + index,
-            column=base.column,
-            json_path=base.json_path,
-        )
-
-
-def defined_labels(block: SourceBlock | None) -> set[str]:
-    """Labels (``name:``) and ``.set``/``.equ`` symbols a source block defines."""
-    names: set[str] = set()
-    if block is None:
-        return names
-    for _, line, _ in _lines_of(block):
-        rest = line.split("//")[0]
-        while True:
-            found = _LABEL_DEF.match(rest)
-            if found is None:
-                break
-            names.add(found.group(1))
-            rest = rest[found.end():]
-        found_set = _SET_DEF.match(line)
-        if found_set:
-            names.add(found_set.group(1))
-    return names
 
 
 @dataclass
@@ -240,25 +194,15 @@ class _Resolver:
         return tuple(result)
 
     def macro_uses(self, block: SourceBlock | None) -> None:
-        if block is None:
-            return
-        for _, line, where in _lines_of(block):
-            code_part = line.split("//")[0]
-            for pattern, kinds in _MACRO_USES:
-                for found in pattern.finditer(code_part):
-                    for group, kind in enumerate(kinds, start=1):
-                        name = found.group(group)
-                        column = (where.column or 1) + found.start(group)
-                        location = Location(file=where.file, line=where.line, column=column,
-                                            json_path=where.json_path)
-                        if kind == "cap":
-                            self.check_cap(name, location)
-                        elif name not in self.catalog.callbacks:
-                            self.problems.append(SpecError(
-                                "SPEC_BAD_REFERENCE", f"unknown callback {name!r}",
-                                location=location,
-                                hint=did_you_mean(name, self.catalog.callbacks),
-                            ))
+        for use in macro_uses(block):
+            if use.kind == "cap":
+                self.check_cap(use.name, use.location)
+            elif use.name not in self.catalog.callbacks:
+                self.problems.append(SpecError(
+                    "SPEC_BAD_REFERENCE", f"unknown callback {use.name!r}",
+                    location=use.location,
+                    hint=did_you_mean(use.name, self.catalog.callbacks),
+                ))
 
     def alt_table(self, raw: object, labels: set[str], where: str = "image.alt_table"
                   ) -> tuple[RawAltEntry, ...] | None:
@@ -609,5 +553,5 @@ def load_case(path: Path, catalog: Catalog) -> Case:
     return case
 
 
-__all__ = ["CASE_FORMAT", "HARNESS_SYMBOLS", "defined_labels", "load_case", "read_case",
+__all__ = ["CASE_FORMAT", "HARNESS_SYMBOLS", "load_case", "read_case",
            "resolve_document"]

@@ -18,14 +18,11 @@ from types import MappingProxyType
 from typing import TypeVar, cast
 
 from pytest_altpatch.cases.model import (
-    DIALECTS,
     MIDR_ARCHITECTURE_MASK,
     MIDR_IMPLEMENTER_MASK,
-    CallbackMarking,
     CapNumbering,
     Catalog,
     CpuModel,
-    Dialect,
     Erratum,
     Feature,
     MidrRange,
@@ -36,6 +33,7 @@ from pytest_altpatch.cases.model import (
 from pytest_altpatch.cases.schema import schema_path, validate
 from pytest_altpatch.cases.suggestions import did_you_mean
 from pytest_altpatch.cases.yamlload import LocatedDocument, join_path, load_yaml_file
+from pytest_altpatch.dialects import DIALECTS, CallbackMarking, Dialect, is_dialect, traits
 from pytest_altpatch.errors import Location, SpecError
 from pytest_altpatch.resources import bundled_corpus
 
@@ -323,15 +321,40 @@ def _numbering(section: _Section) -> CapNumbering:
                 location=document.location(join_path(join_path(section.path, "aliases"), alias)),
                 hint=did_you_mean(target, numbers),
             )
+    marking = cast(CallbackMarking, body["callback_marking"])
+    conditional = cast(bool, body.get("callbacks_conditional", False))
+    _check_dialect_rules(section, marking, conditional)
     return CapNumbering(
         dialect=cast(Dialect, section.name),
         ncaps=ncaps,
         numbers=MappingProxyType(dict(numbers)),
         note=str(body.get("note", "")),
         aliases=MappingProxyType(dict(aliases)),
-        callback_marking=cast(CallbackMarking, body["callback_marking"]),
-        callbacks_conditional=cast(bool, body.get("callbacks_conditional", False)),
+        callback_marking=marking,
+        callbacks_conditional=conditional,
     )
+
+
+def _check_dialect_rules(section: _Section, marking: CallbackMarking, conditional: bool) -> None:
+    """A numbering named after a dialect restates two of its rules for readers of the
+    catalog; the code asks the dialect table, so the two must agree."""
+    if not is_dialect(section.name):
+        return
+    row = traits(section.name)
+    for key, stated, actual in (("callback_marking", marking, row.callbacks),
+                                ("callbacks_conditional", conditional,
+                                 row.conditional_callbacks)):
+        if stated != actual:
+            raise SpecError(
+                "SPEC_DIALECT_MISMATCH",
+                f"numbering {section.name} says {key}: {_yaml_word(stated)}, but the "
+                f"{section.name} dialect has {_yaml_word(actual)}",
+                location=section.document.location(join_path(section.path, key)),
+            )
+
+
+def _yaml_word(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def known_capabilities(catalog: Catalog) -> frozenset[str]:

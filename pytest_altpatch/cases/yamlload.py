@@ -199,27 +199,36 @@ class _EventComposer:
     def _node(self, event: Any, depth: int) -> tuple[yaml.Node, int]:
         """The node ``event`` starts and the number of values it expands to."""
         if isinstance(event, yaml.ScalarEvent):
-            self.expanded += 1
-            if self.expanded > MAX_NODES:
-                raise self._too_many(event.start_mark)
-            tag: Any = event.tag  # None or "!" until built: see scalar_tag
-            marks: tuple[Any, Any] = (event.start_mark, event.end_mark)
-            scalar = yaml.ScalarNode(tag, event.value, *marks, style=event.style)
-            scalar.implicit = event.implicit  # type: ignore[attr-defined]
-            if event.anchor is not None:
-                self.anchors[event.anchor] = (scalar, 1)
-            return scalar, 1
+            return self._scalar_node(event)
         if isinstance(event, yaml.AliasEvent):
-            if event.anchor in self.open_anchors:
-                raise self._fail("recursive alias: a node contains itself", event.start_mark)
-            if event.anchor not in self.anchors:
-                raise self._fail(f"invalid YAML: found undefined alias {event.anchor!r}",
-                                 event.start_mark)
-            shared, size = self.anchors[event.anchor]
-            self.expanded += size
-            if self.expanded > MAX_NODES:
-                raise self._too_many(event.start_mark)
-            return shared, size
+            return self._alias_node(event)
+        return self._collection_node(event, depth)
+
+    def _scalar_node(self, event: Any) -> tuple[yaml.Node, int]:
+        self.expanded += 1
+        if self.expanded > MAX_NODES:
+            raise self._too_many(event.start_mark)
+        tag: Any = event.tag  # None or "!" until built: see scalar_tag
+        marks: tuple[Any, Any] = (event.start_mark, event.end_mark)
+        scalar = yaml.ScalarNode(tag, event.value, *marks, style=event.style)
+        scalar.implicit = event.implicit  # type: ignore[attr-defined]
+        if event.anchor is not None:
+            self.anchors[event.anchor] = (scalar, 1)
+        return scalar, 1
+
+    def _alias_node(self, event: Any) -> tuple[yaml.Node, int]:
+        if event.anchor in self.open_anchors:
+            raise self._fail("recursive alias: a node contains itself", event.start_mark)
+        if event.anchor not in self.anchors:
+            raise self._fail(f"invalid YAML: found undefined alias {event.anchor!r}",
+                             event.start_mark)
+        shared, size = self.anchors[event.anchor]
+        self.expanded += size
+        if self.expanded > MAX_NODES:
+            raise self._too_many(event.start_mark)
+        return shared, size
+
+    def _collection_node(self, event: Any, depth: int) -> tuple[yaml.Node, int]:
         start: Any = event.start_mark
         self.expanded += 1
         if self.expanded > MAX_NODES:
@@ -229,32 +238,42 @@ class _EventComposer:
         anchor = event.anchor
         if anchor is not None:
             self.open_anchors.add(anchor)
-        get_event = self.parser.get_event
-        size = 1
         node: yaml.Node
         if isinstance(event, yaml.SequenceStartEvent):
-            items: list[yaml.Node] = []
-            node = yaml.SequenceNode(self._collection_tag(event, yaml.SequenceNode, _SEQ_TAG),
-                                     items, start, None, flow_style=event.flow_style)
-            while not isinstance(child_event := get_event(), yaml.SequenceEndEvent):
-                child, child_size = self._node(child_event, depth + 1)
-                items.append(child)
-                size += child_size
+            node, size = self._sequence(event, depth)
         else:
             assert isinstance(event, yaml.MappingStartEvent)  # the parser's grammar
-            pairs: list[tuple[yaml.Node, yaml.Node]] = []
-            node = yaml.MappingNode(self._collection_tag(event, yaml.MappingNode, _MAP_TAG),
-                                    pairs, start, None, flow_style=event.flow_style)
-            while not isinstance(key_event := get_event(), yaml.MappingEndEvent):
-                key, key_size = self._node(key_event, depth + 1)
-                value, value_size = self._node(get_event(), depth + 1)
-                pairs.append((key, value))
-                size += key_size + value_size
-        node.end_mark = child_event.end_mark if isinstance(event, yaml.SequenceStartEvent) \
-            else key_event.end_mark
+            node, size = self._mapping(event, depth)
         if anchor is not None:
             self.open_anchors.discard(anchor)
             self.anchors[anchor] = (node, size)
+        return node, size
+
+    def _sequence(self, event: Any, depth: int) -> tuple[yaml.Node, int]:
+        get_event = self.parser.get_event
+        size = 1
+        items: list[yaml.Node] = []
+        node = yaml.SequenceNode(self._collection_tag(event, yaml.SequenceNode, _SEQ_TAG),
+                                 items, event.start_mark, None, flow_style=event.flow_style)
+        while not isinstance(child_event := get_event(), yaml.SequenceEndEvent):
+            child, child_size = self._node(child_event, depth + 1)
+            items.append(child)
+            size += child_size
+        node.end_mark = child_event.end_mark
+        return node, size
+
+    def _mapping(self, event: Any, depth: int) -> tuple[yaml.Node, int]:
+        get_event = self.parser.get_event
+        size = 1
+        pairs: list[tuple[yaml.Node, yaml.Node]] = []
+        node = yaml.MappingNode(self._collection_tag(event, yaml.MappingNode, _MAP_TAG),
+                                pairs, event.start_mark, None, flow_style=event.flow_style)
+        while not isinstance(key_event := get_event(), yaml.MappingEndEvent):
+            key, key_size = self._node(key_event, depth + 1)
+            value, value_size = self._node(get_event(), depth + 1)
+            pairs.append((key, value))
+            size += key_size + value_size
+        node.end_mark = key_event.end_mark
         return node, size
 
 

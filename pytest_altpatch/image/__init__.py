@@ -19,7 +19,6 @@ Public API::
 from __future__ import annotations
 
 from pytest_altpatch.image.alt_table import (
-    CALLBACK_MARKING,
     ENTRY_SIZE,
     cap_field_for,
     decode_alt_table,
@@ -50,7 +49,6 @@ from pytest_altpatch.image.relocations import RECIPES, relocate
 
 __all__ = [
     "CALLBACKS",
-    "CALLBACK_MARKING",
     "ENTRY_SIZE",
     "RECIPES",
     "SMCCC_CONDUIT_SYMBOL",

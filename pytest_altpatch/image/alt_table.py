@@ -10,34 +10,23 @@ length; little-endian, no padding.  What the capability field means differs:
 * ``ncaps``: a callback stores ``NCAPS`` itself and has no capability of its own
   (Linux 4.17 to 6.0, Xen);
 * ``none``: there are no callback entries (Linux 4.6).
+
+Which marking a dialect uses is its :func:`~pytest_altpatch.dialects.traits` row's
+``callbacks``.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
-from types import MappingProxyType
-from typing import Final, Literal
+from typing import Final
 
-from pytest_altpatch.cases.model import CapNumbering, Dialect
+from pytest_altpatch.cases.model import CapNumbering
+from pytest_altpatch.dialects import CB_BIT, Dialect, traits
 from pytest_altpatch.errors import ElfError, Location
 from pytest_altpatch.image.model import AltEntry
 
 ENTRY_SIZE: Final = 12
 _ENTRY: Final = struct.Struct("<iiHBB")
-CB_BIT: Final = 1 << 15
-
-CallbackMarking = Literal["bit15", "ncaps", "none"]
-
-#: How each dialect marks callback entries in the capability field.
-CALLBACK_MARKING: Final[Mapping[Dialect, CallbackMarking]] = MappingProxyType({
-    "linux-4.6": "none",
-    "linux-4.9": "ncaps",
-    "linux-6.1": "bit15",
-    "xen-4.17": "ncaps",
-    "strict": "bit15",
-})
-
 _S32_MIN: Final = -(1 << 31)
 _S32_MAX: Final = (1 << 31) - 1
 
@@ -54,7 +43,7 @@ def cap_field_for(
 
     ``cap`` is ignored for callbacks in ``ncaps`` dialects, where the field is NCAPS.
     """
-    marking = CALLBACK_MARKING[dialect]
+    marking = traits(dialect).callbacks
     if not is_callback:
         return cap
     if marking == "bit15":
@@ -88,7 +77,7 @@ def encode_alt_entry(
 
 def split_cap_field(dialect: Dialect, cap_field: int, ncaps: int) -> tuple[int, bool]:
     """``(cap, is_callback)`` for a raw capability field, per the dialect's marking."""
-    marking = CALLBACK_MARKING[dialect]
+    marking = traits(dialect).callbacks
     if marking == "bit15":
         return cap_field & ~CB_BIT, bool(cap_field & CB_BIT)
     if marking == "ncaps":
@@ -163,10 +152,7 @@ def decode_alt_table(
 
 
 __all__ = [
-    "CALLBACK_MARKING",
-    "CB_BIT",
     "ENTRY_SIZE",
-    "CallbackMarking",
     "cap_field_for",
     "decode_alt_entry",
     "decode_alt_table",

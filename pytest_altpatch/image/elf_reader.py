@@ -20,13 +20,14 @@ from typing import Any, Final, Literal
 
 from elftools.elf.elffile import ELFFile
 
-from pytest_altpatch.cases.model import DIALECTS, CapNumbering, Dialect
+from pytest_altpatch.a64.granule import align_up
+from pytest_altpatch.cases.model import CapNumbering
+from pytest_altpatch.dialects import DIALECTS, Dialect, traits
 from pytest_altpatch.errors import AltpatchError, ElfError, Location
 from pytest_altpatch.image import elf_format as ef
-from pytest_altpatch.image.alt_table import CALLBACK_MARKING, decode_alt_table
+from pytest_altpatch.image.alt_table import decode_alt_table
 from pytest_altpatch.image.elf_writer import NUMBERING_SECTION
 from pytest_altpatch.image.model import (
-    PAGE_SIZE,
     SYM_ALT_END,
     SYM_ALT_START,
     SYM_TEXT_END,
@@ -350,7 +351,7 @@ def decode_numbering(body: bytes) -> CapNumbering:
         raise ElfError("ELF_MALFORMED", "numbering section lacks dialect, ncaps or numbers",
                        location=where)
     return CapNumbering(dialect, ncaps, MappingProxyType(dict(numbers)),
-                        callback_marking=CALLBACK_MARKING[dialect])
+                        callback_marking=traits(dialect).callbacks)
 
 
 # --------------------------------------------------------------------------- objects
@@ -365,7 +366,7 @@ def packed_placement(base: int, gap: int = 0) -> Callable[[str, int, int], int]:
 
     def place(_name: str, size: int, _align: int) -> int:
         address = cursor[0]
-        cursor[0] = -(-(address + max(size, 1) + gap) // PAGE_SIZE) * PAGE_SIZE
+        cursor[0] = align_up(address + max(size, 1) + gap)
         return address
 
     return place
@@ -388,7 +389,7 @@ def _place_all(
     top = max(
         [chosen[s.index] + s.size for s in allocated if s.index in chosen], default=0x10000
     )
-    fallback = packed_placement(-(-top // PAGE_SIZE) * PAGE_SIZE)
+    fallback = packed_placement(align_up(top))
     for section in allocated:
         if section.index not in chosen:
             chosen[section.index] = fallback(section.name, section.size, section.align)
@@ -447,40 +448,8 @@ def load_relocatable(
         if rela.entsize != ef.RELA.size or rela.size % ef.RELA.size:
             raise ElfError("ELF_MALFORMED", "RELA entry size is not 24",
                            location=Location(section=rela.name))
-        target = raw[rela.info]
-        body = contents[rela.info]
-        for position in range(rela.size // ef.RELA.size):
-            offset, info, addend = ef.RELA.unpack_from(rela.content, position * ef.RELA.size)
-            sym_index, rtype = info >> 32, info & 0xFFFFFFFF
-            where = Location(section=target.name, offset=offset)
-            if sym_index >= len(symbols) and not (sym_index == 0 and not symbols):
-                raise ElfError("ELF_MALFORMED", f"relocation names symbol #{sym_index}, "
-                               "which does not exist", location=where)
-            symbol = symbols[sym_index] if symbols else _RawSymbol(0, "", 0, ef.SHN_ABS, 0, 0)
-            shown = symbol.name or (
-                raw[symbol.shndx].name if symbol.sym_type == ef.STT_SECTION
-                and symbol.shndx < len(raw) else f"#{sym_index}"
-            )
-            where = Location(section=target.name, offset=offset, symbol=shown)
-            value = resolve(symbol)
-            if value is None:
-                raise ElfError("RELOC_UNDEFINED_SYMBOL", f"{type_name(rtype)} refers to "
-                               f"{shown!r}, defined neither in the object nor the base image",
-                               location=where)
-            place = addresses[rela.info] + offset
-            try:
-                width = _field_width(rtype)
-                if target.sh_type == ef.SHT_NOBITS or offset + width > len(body):
-                    raise ElfError("ELF_MALFORMED", f"{type_name(rtype)} at offset "
-                                   f"{offset:#x} is outside {target.name}")
-                body[offset:offset + width] = relocate(
-                    rtype, bytes(body[offset:offset + width]), place, value + addend
-                )
-            except ElfError as error:
-                raise error.relocated(where) from None
-            applied.append(AppliedRelocation(
-                target.name, offset, place, type_name(rtype), shown, value + addend
-            ))
+        applied += _apply_rela(rela, raw, symbols, addresses[rela.info],
+                               contents[rela.info], resolve)
     loaded = tuple(
         LoadedSection(raw[index].name, address, bytes(contents[index]),
                       ef.perms_of_flags(raw[index].flags), max(raw[index].align, 1))
@@ -500,6 +469,47 @@ def load_relocatable(
         symbols=MappingProxyType(dict(sorted(defined.items()))),
         relocations=tuple(applied),
     )
+
+
+def _apply_rela(rela: _RawSection, raw: list[_RawSection], symbols: list[_RawSymbol],
+                section_address: int, body: bytearray,
+                resolve: Callable[[_RawSymbol], int | None]) -> list[AppliedRelocation]:
+    """Apply one RELA section's entries to ``body`` (its target section, at its address)."""
+    applied: list[AppliedRelocation] = []
+    target = raw[rela.info]
+    for position in range(rela.size // ef.RELA.size):
+        offset, info, addend = ef.RELA.unpack_from(rela.content, position * ef.RELA.size)
+        sym_index, rtype = info >> 32, info & 0xFFFFFFFF
+        where = Location(section=target.name, offset=offset)
+        if sym_index >= len(symbols) and not (sym_index == 0 and not symbols):
+            raise ElfError("ELF_MALFORMED", f"relocation names symbol #{sym_index}, "
+                           "which does not exist", location=where)
+        symbol = symbols[sym_index] if symbols else _RawSymbol(0, "", 0, ef.SHN_ABS, 0, 0)
+        shown = symbol.name or (
+            raw[symbol.shndx].name if symbol.sym_type == ef.STT_SECTION
+            and symbol.shndx < len(raw) else f"#{sym_index}"
+        )
+        where = Location(section=target.name, offset=offset, symbol=shown)
+        value = resolve(symbol)
+        if value is None:
+            raise ElfError("RELOC_UNDEFINED_SYMBOL", f"{type_name(rtype)} refers to "
+                           f"{shown!r}, defined neither in the object nor the base image",
+                           location=where)
+        place = section_address + offset
+        try:
+            width = _field_width(rtype)
+            if target.sh_type == ef.SHT_NOBITS or offset + width > len(body):
+                raise ElfError("ELF_MALFORMED", f"{type_name(rtype)} at offset "
+                               f"{offset:#x} is outside {target.name}")
+            body[offset:offset + width] = relocate(
+                rtype, bytes(body[offset:offset + width]), place, value + addend
+            )
+        except ElfError as error:
+            raise error.relocated(where) from None
+        applied.append(AppliedRelocation(
+            target.name, offset, place, type_name(rtype), shown, value + addend
+        ))
+    return applied
 
 
 @dataclass(frozen=True)

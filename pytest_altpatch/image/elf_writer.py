@@ -13,10 +13,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from pytest_altpatch.a64.granule import PAGE_SIZE
 from pytest_altpatch.cases.model import CapNumbering
 from pytest_altpatch.image import elf_format as ef
 from pytest_altpatch.image.model import (
-    PAGE_SIZE,
     SYM_ALT_END,
     SYM_ALT_START,
     Image,

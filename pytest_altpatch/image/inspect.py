@@ -17,7 +17,9 @@ from typing import Final
 
 from pytest_altpatch.a64 import classify, pcrel
 from pytest_altpatch.a64.disasm import disassemble
-from pytest_altpatch.cases.model import CapNumbering, Dialect
+from pytest_altpatch.a64.granule import align_up
+from pytest_altpatch.cases.model import CapNumbering
+from pytest_altpatch.dialects import DEFAULT_DIALECT, Dialect, DialectTraits, traits
 from pytest_altpatch.image.alt_table import ENTRY_SIZE, decode_alt_table
 from pytest_altpatch.image.elf_reader import (
     ElfImage,
@@ -41,8 +43,6 @@ LINT_CODES: Final[Mapping[str, str]] = MappingProxyType({
     "cap-out-of-range": "a capability number is >= NCAPS (never applies)",
 })
 
-#: Dialects whose patchers re-encode ADRP in a replacement (Linux >= 4.9).
-ADRP_RELOCATING: Final = frozenset({"linux-4.9", "linux-6.1", "strict"})
 #: Where relocatable objects are placed for inspection (any address would do).
 _INSPECT_BASE: Final = 0x1000_0000
 #: With a base image, objects go this far past its text (a livepatch window), so their
@@ -130,6 +130,53 @@ def _executable(sections: Sequence[Section]) -> list[Section]:
     return [s for s in sections if s.perms == "r-x" and s.kind != "harness"]
 
 
+def _literal_findings(entry: AltEntry, code: bytes, row: DialectTraits) -> list[LintFinding]:
+    """PC-relative literals in a replacement the dialect's patcher cannot move."""
+    findings = []
+    for offset in range(0, len(code) - 3, 4):
+        word = int.from_bytes(code[offset:offset + 4], "little")
+        cls = pcrel.pc_relative_class(word)
+        if not classify.uses_literal(word) or cls is None:
+            continue
+        if cls.name == "adrp" and row.adrp_reloc:
+            continue
+        if classify.is_simd_fp_literal(word) and not row.refuse_simd_fp_literals:
+            continue  # Linux's literal check does not match V = 1 (INTERPRETING §6)
+        findings.append(LintFinding("literal-in-replacement", f"{cls.name} at "
+                                    f"{entry.target + offset:#x} cannot be moved to the "
+                                    "site", entry.index))
+    return findings
+
+
+def _callback_findings(entry: AltEntry, text_sections: Sequence[Section]
+                       ) -> list[LintFinding]:
+    findings = []
+    if entry.repl_len:
+        findings.append(LintFinding("callback-length", f"callback entry has "
+                                    f"replacement length {entry.repl_len}", entry.index))
+    if not any(s.contains(entry.target, 4) for s in text_sections):
+        findings.append(LintFinding("callback-outside-text", f"callback "
+                                    f"{entry.target:#x} is not inside text", entry.index))
+    return findings
+
+
+def _replacement_findings(entry: AltEntry, homes: Sequence[Section], row: DialectTraits
+                          ) -> list[LintFinding]:
+    i = entry.index
+    findings = []
+    if entry.repl_len != entry.site_len:
+        findings.append(LintFinding("length-mismatch", f"site is {entry.site_len} bytes, "
+                                    f"replacement {entry.repl_len}", i))
+    home = next((s for s in homes if s.contains(entry.target, max(entry.repl_len, 1))), None)
+    if home is None:
+        findings.append(LintFinding("replacement-outside-section", f"replacement "
+                                    f"{entry.target:#x} (+{entry.repl_len}) is not inside "
+                                    f"{'/'.join(s.name for s in homes) or 'any section'}", i))
+        return findings
+    start = entry.target - home.va
+    return findings + _literal_findings(entry, home.content[start:start + entry.repl_len], row)
+
+
 def lint_entries(
     entries: Sequence[AltEntry],
     sections: Sequence[Section],
@@ -139,6 +186,7 @@ def lint_entries(
 ) -> tuple[LintFinding, ...]:
     """Lint decoded entries against the sections they point into."""
     findings: list[LintFinding] = []
+    row = traits(dialect)
     replacement_sections = [s for s in sections if s.kind == "replacement"]
     text_sections = [s for s in _executable(sections) if s.kind != "replacement"]
     for entry in entries:
@@ -154,39 +202,10 @@ def lint_entries(
             findings.append(LintFinding("cap-out-of-range",
                                         f"capability {entry.cap} >= NCAPS {ncaps}", i))
         if entry.is_callback:
-            if entry.repl_len:
-                findings.append(LintFinding("callback-length", f"callback entry has "
-                                            f"replacement length {entry.repl_len}", i))
-            if not any(s.contains(entry.target, 4) for s in text_sections):
-                findings.append(LintFinding("callback-outside-text", f"callback "
-                                            f"{entry.target:#x} is not inside text", i))
-            continue
-        if entry.repl_len != entry.site_len:
-            findings.append(LintFinding("length-mismatch", f"site is {entry.site_len} bytes, "
-                                        f"replacement {entry.repl_len}", i))
-        homes = replacement_sections or text_sections
-        home = next((s for s in homes if s.contains(entry.target, max(entry.repl_len, 1))),
-                    None)
-        if home is None:
-            findings.append(LintFinding("replacement-outside-section", f"replacement "
-                                        f"{entry.target:#x} (+{entry.repl_len}) is not inside "
-                                        f"{'/'.join(s.name for s in homes) or 'any section'}",
-                                        i))
-            continue
-        start = entry.target - home.va
-        code = home.content[start:start + entry.repl_len]
-        for offset in range(0, len(code) - 3, 4):
-            word = int.from_bytes(code[offset:offset + 4], "little")
-            cls = pcrel.pc_relative_class(word)
-            if not classify.uses_literal(word) or cls is None:
-                continue
-            if cls.name == "adrp" and dialect in ADRP_RELOCATING:
-                continue
-            if classify.is_simd_fp_literal(word) and dialect != "strict":
-                continue  # Linux's literal check does not match V = 1 (INTERPRETING §6)
-            findings.append(LintFinding("literal-in-replacement", f"{cls.name} at "
-                                        f"{entry.target + offset:#x} cannot be moved to the "
-                                        "site", i))
+            findings += _callback_findings(entry, text_sections)
+        else:
+            findings += _replacement_findings(entry, replacement_sections or text_sections,
+                                              row)
     spans = sorted((e.site, e.site + e.site_len, e.index) for e in entries if e.site_len)
     for (start1, end1, i1), (start2, _end2, i2) in itertools.pairwise(spans):
         if start2 < end1:
@@ -223,7 +242,7 @@ def inspect_elf(
 
     The numbering is, in order: ``numbering``; the one ``altpatch build`` recorded in
     the file (or in ``base_image`` for objects); none (names and the NCAPS check are
-    then unavailable).  The dialect defaults to the recorded one, else linux-6.1.
+    then unavailable).  The dialect defaults to the recorded one, else DEFAULT_DIALECT.
     Raises :class:`~pytest_altpatch.errors.ElfError` when the file cannot be read.
     """
     head = data[16:18]
@@ -233,13 +252,13 @@ def inspect_elf(
         recorded = base.numbering if base is not None else None
         symbols_for_load = dict(base.symbols) if base is not None else {}
         origin = _INSPECT_BASE if base is None else base.text_end + _PAYLOAD_DISTANCE
-        origin = -(-origin // 0x1000) * 0x1000
+        origin = align_up(origin)
         loaded = load_relocatable(
             data, base_symbols=symbols_for_load, placement=packed_placement(origin),
             undefined=origin,  # near the object, so branches to it stay in range
         )
         numbering = numbering or recorded
-        chosen: Dialect = dialect or (numbering.dialect if numbering else "linux-6.1")
+        chosen: Dialect = dialect or (numbering.dialect if numbering else DEFAULT_DIALECT)
         ncaps = numbering.ncaps if numbering else None
         sections = [
             Section(s.name, s.va, s.content, s.perms,
@@ -263,7 +282,7 @@ def inspect_elf(
     else:
         image = read_image(data)
         numbering = numbering or image.numbering
-        chosen = dialect or (numbering.dialect if numbering else "linux-6.1")
+        chosen = dialect or (numbering.dialect if numbering else DEFAULT_DIALECT)
         ncaps = numbering.ncaps if numbering else None
         sections = list(image.sections)
         table, start, end = image.alt_table, image.alt_table_start, image.alt_table_end
@@ -308,7 +327,6 @@ def render_text(inspection: Inspection) -> str:
 
 
 __all__ = [
-    "ADRP_RELOCATING",
     "LINT_CODES",
     "InspectedEntry",
     "Inspection",

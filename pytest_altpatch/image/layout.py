@@ -1,5 +1,8 @@
 """Default link addresses and replacement placement, per dialect.
 
+Where text starts and where replacements go are the dialect's ``text_base`` and
+``placement`` (:func:`~pytest_altpatch.dialects.traits`); the offsets are here.
+
 Every address stays below 2**40 (the machine maps VAs below 2**47).  Sections are
 page-aligned and far enough apart that the interesting PC-relative cases happen:
 data is 32 MiB above text, beyond ADR's +-1 MiB but within ADRP's +-4 GiB and B's
@@ -10,36 +13,13 @@ data is 32 MiB above text, beyond ADR's +-1 MiB but within ADRP's +-4 GiB and B'
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import replace
-from types import MappingProxyType
 from typing import Final
 
-from pytest_altpatch.cases.model import Dialect
-from pytest_altpatch.image.model import ImageLayout, ReplacementPlacement
+from pytest_altpatch.dialects import Dialect, ReplacementPlacement, traits
+from pytest_altpatch.image.model import ImageLayout
 
 MIB: Final = 1 << 20
-
-#: Where text starts.  Xen <= 4.17 links arm64 Xen at 2 MiB; the Linux dialects use
-#: an address with bit 39 set (a kernel-like image high in the VA space, so address
-#: truncation bugs show); ``strict`` sits just below the 2**40 limit.
-TEXT_BASES: Final[Mapping[Dialect, int]] = MappingProxyType({
-    "xen-4.17": 0x0000_0000_0020_0000,
-    "linux-4.6": 0x0000_0080_0008_0000,
-    "linux-4.9": 0x0000_0080_0008_0000,
-    "linux-6.1": 0x0000_0080_0008_0000,
-    "strict": 0x0000_00FF_F000_0000,
-})
-
-#: Separate ``.altinstr_replacement`` (Xen, Linux <= 5.7) or a subsection after the
-#: site's own section's text (Linux >= 5.8, "use subsections for replacement sequences").
-PLACEMENTS: Final[Mapping[Dialect, ReplacementPlacement]] = MappingProxyType({
-    "xen-4.17": "section",
-    "linux-4.6": "section",
-    "linux-4.9": "section",
-    "linux-6.1": "subsection",
-    "strict": "subsection",
-})
 
 #: Offsets of each region from the text base.
 TABLE_OFFSET: Final = 6 * MIB
@@ -53,7 +33,8 @@ def default_layout(
     dialect: Dialect, *, placement: ReplacementPlacement | None = None
 ) -> ImageLayout:
     """The default layout of ``dialect`` (optionally with the other placement)."""
-    base = TEXT_BASES[dialect]
+    row = traits(dialect)
+    base = row.text_base
     return ImageLayout(
         text_base=base,
         replacement_base=None,
@@ -62,7 +43,7 @@ def default_layout(
         data_base=base + DATA_OFFSET,
         stack_base=base + STACK_OFFSET,
         harness_base=base + HARNESS_OFFSET,
-        replacement_placement=placement or PLACEMENTS[dialect],
+        replacement_placement=placement or row.placement,
     )
 
 
@@ -85,11 +66,9 @@ def rebased(layout: ImageLayout, text_base: int) -> ImageLayout:
 __all__ = [
     "DATA_OFFSET",
     "HARNESS_OFFSET",
-    "PLACEMENTS",
     "RODATA_OFFSET",
     "STACK_OFFSET",
     "TABLE_OFFSET",
-    "TEXT_BASES",
     "default_layout",
     "rebased",
 ]

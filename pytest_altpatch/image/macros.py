@@ -24,7 +24,9 @@ so assembler errors can be reported there.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Final, Literal
 
 from pytest_altpatch.a64.syntax import strip_comments
@@ -101,6 +103,23 @@ def _error(code: str, message: str, file: str | None, line: int, column: int = 1
     return BuildError(code, message, location=Location(file=file, line=line, column=column))
 
 
+def _read_string(text: str, pos: int, file: str | None, line: int) -> tuple[str, int]:
+    """The C string whose body starts at ``pos`` (escapes decoded), and the index after it."""
+    content = ""
+    while True:
+        if pos >= len(text):
+            raise _error("BUILD_MACRO", "unterminated string", file, line, pos)
+        char = text[pos]
+        if char == "\\" and pos + 1 < len(text):
+            content += _ESCAPES.get(text[pos + 1], "\\" + text[pos + 1])
+            pos += 2
+            continue
+        if char == '"':
+            return content, pos + 1
+        content += char
+        pos += 1
+
+
 def _parse_call_args(text: str, start: int, file: str | None, line: int
                      ) -> tuple[list[tuple[str, int, bool]], int]:
     """Arguments after ``NAME(`` at ``start``: (value, 0-based column, was_string), end."""
@@ -118,20 +137,8 @@ def _parse_call_args(text: str, start: int, file: str | None, line: int
             quoted = True
             if current_col < 0:
                 current_col = pos + 1
-            pos += 1
-            while True:
-                if pos >= len(text):
-                    raise _error("BUILD_MACRO", "unterminated string", file, line, pos)
-                char = text[pos]
-                if char == "\\" and pos + 1 < len(text):
-                    current += _ESCAPES.get(text[pos + 1], "\\" + text[pos + 1])
-                    pos += 2
-                    continue
-                if char == '"':
-                    pos += 1
-                    break
-                current += char
-                pos += 1
+            content, pos = _read_string(text, pos + 1, file, line)
+            current += content
             continue
         if char in ",)":
             value = current if quoted else current.strip()
@@ -187,161 +194,236 @@ class _Block:
     second: list[SourceLine] | None = None
 
 
+@dataclass
+class _Expansion:
+    """What :func:`expand` has collected so far (private to one call)."""
+
+    file: str | None
+    inline: list[InlineItem] = field(default_factory=list)
+    alternatives: list[Alternative] = field(default_factory=list)
+    block: _Block | None = None
+
+    def add(self, alternative: Alternative, site_body: list[InlineItem], line: int) -> None:
+        """Record ``alternative`` and put its site, between marker labels, in line."""
+        self.alternatives.append(alternative)
+        index = alternative.index
+        self.inline.append(SourceLine(f"{MARKER_PREFIX}site_{index}:", line))
+        self.inline.extend(site_body)
+        self.inline.append(SourceLine(f"{MARKER_PREFIX}site_{index}_end:", line))
+
+    def append(self, source_line: SourceLine) -> None:
+        """A plain line: in line, or into the open block's current half."""
+        if self.block is None:
+            self.inline.append(source_line)
+        elif self.block.second is None:
+            self.block.first.append(source_line)
+        else:
+            self.block.second.append(source_line)
+
+    def error(self, message: str, line: int, column: int = 1) -> BuildError:
+        """A ``BUILD_MACRO`` error at ``line:column`` of the case file."""
+        return _error("BUILD_MACRO", message, self.file, line, column)
+
+
+@dataclass(frozen=True)
+class _At:
+    """One directive line: its name, its argument text, and where both start."""
+
+    name: str
+    rest: str
+    line: int
+    column: int
+    arg_column: int
+
+
+def _open_if(state: _Expansion, at: _At) -> None:
+    form: Form = "if" if at.name == "alternative_if" else "if_not"
+    cap = _cap_value(at.rest, state.file, at.line, at.arg_column)
+    state.block = _Block(form, cap, None, at.line, at.column, [])
+
+
+def _open_cb(state: _Expansion, at: _At) -> None:
+    parts = at.rest.split(",")
+    if len(parts) not in (1, 2):
+        raise state.error("alternative_cb takes CAP, callback", at.line, at.column)
+    cap = None if len(parts) == 1 else _cap_value(parts[0], state.file, at.line,
+                                                   at.arg_column)
+    callback = _callback_name(parts[-1], state.file, at.line, at.arg_column)
+    state.block = _Block("cb", cap, callback, at.line, at.column, [])
+
+
+def _close_cb(state: _Expansion, block: _Block, at: _At) -> None:
+    index = len(state.alternatives)
+    state.add(Alternative(index, "cb", block.cap, block.callback, None,
+                          Location(file=state.file, line=block.line, column=block.column),
+                          at.line), list(block.first), block.line)
+    state.block = None
+
+
+def _else(state: _Expansion, block: _Block, at: _At) -> None:
+    if block.second is not None:
+        raise state.error("second alternative_else in one block", at.line, at.column)
+    block.second = []
+
+
+def _else_nop_endif(state: _Expansion, block: _Block, at: _At) -> None:
+    if block.second is not None:
+        raise state.error("alternative_else_nop_endif after alternative_else", at.line,
+                          at.column)
+    index = len(state.alternatives)
+    where = Location(file=state.file, line=block.line, column=block.column)
+    if block.form == "if":
+        # The if block is the replacement; the in-line default is NOPs.
+        state.add(Alternative(index, "if", block.cap, None, tuple(block.first), where,
+                              at.line), [NopFill(index)], block.line)
+    else:
+        state.add(Alternative(index, "if_not", block.cap, None, NopFill(index), where,
+                              at.line), list(block.first), block.line)
+    state.block = None
+
+
+def _endif(state: _Expansion, block: _Block, at: _At) -> None:
+    if block.second is None:
+        raise state.error("alternative_endif without alternative_else (block opened at "
+                          f"line {block.line})", at.line, at.column)
+    index = len(state.alternatives)
+    where = Location(file=state.file, line=block.line, column=block.column)
+    # alternative_if: the first half is the replacement; alternative_if_not: the second.
+    replacement, in_line = ((block.first, block.second) if block.form == "if"
+                            else (block.second, block.first))
+    state.add(Alternative(index, block.form, block.cap, None, tuple(replacement), where,
+                          at.line), list(in_line), block.line)
+    state.block = None
+
+
+_Closer = Callable[[_Expansion, _Block, _At], None]
+
+#: Directives that open a block.
+_OPENERS: Final[Mapping[str, Callable[[_Expansion, _At], None]]] = MappingProxyType({
+    "alternative_if": _open_if,
+    "alternative_if_not": _open_if,
+    "alternative_cb": _open_cb,
+})
+#: Directives inside a block: (whether the block must be an alternative_cb, handler).
+_INSIDE: Final[Mapping[str, tuple[bool, _Closer]]] = MappingProxyType({
+    "alternative_cb_end": (True, _close_cb),
+    "alternative_else": (False, _else),
+    "alternative_else_nop_endif": (False, _else_nop_endif),
+    "alternative_endif": (False, _endif),
+})
+
+
+def _directive(state: _Expansion, at: _At) -> None:
+    """Check a directive against the open block (if any) and run its handler."""
+    block = state.block
+    opener = _OPENERS.get(at.name)
+    if opener is not None:
+        if block is not None:
+            raise state.error(f"{at.name} inside an open block started at line "
+                              f"{block.line} (alternatives do not nest)", at.line, at.column)
+        opener(state, at)
+        return
+    if block is None:
+        raise state.error(f"{at.name} without an open alternative block", at.line, at.column)
+    if at.rest.strip():
+        raise state.error(f"{at.name} takes no arguments", at.line, at.arg_column)
+    wants_cb, handler = _INSIDE[at.name]
+    if wants_cb and block.form != "cb":
+        raise state.error(f"alternative_cb_end closes an alternative_if block (line "
+                          f"{block.line})", at.line, at.column)
+    if not wants_cb and block.form == "cb":
+        raise state.error(f"{at.name} inside alternative_cb (line {block.line}); close it "
+                          "with alternative_cb_end", at.line, at.column)
+    handler(state, block, at)
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One ``ALTERNATIVE(...)``/``ALTERNATIVE_CB(...)`` line, its arguments parsed."""
+
+    name: str
+    args: list[tuple[str, int, bool]]
+    line: int
+    column: int
+    where: Location
+
+
+def _alternative(state: _Expansion, call: _Call) -> tuple[Alternative, tuple[SourceLine, ...]]:
+    args, line = call.args, call.line
+    if len(args) != 3 or not (args[0][2] and args[1][2]):
+        raise state.error('ALTERNATIVE takes ("old", "new", CAP)', line, call.column)
+    old = _instructions(args[0][0], line, args[0][1] + 1)
+    new = _instructions(args[1][0], line, args[1][1] + 1)
+    cap = _cap_value(args[2][0], state.file, line, args[2][1] + 1)
+    index = len(state.alternatives)
+    return Alternative(index, "ALTERNATIVE", cap, None, new, call.where, line), old
+
+
+def _alternative_cb(state: _Expansion, call: _Call
+                    ) -> tuple[Alternative, tuple[SourceLine, ...]]:
+    args, line = call.args, call.line
+    if len(args) not in (2, 3) or not args[0][2]:
+        raise state.error('ALTERNATIVE_CB takes ("old", CAP, callback)', line, call.column)
+    old = _instructions(args[0][0], line, args[0][1] + 1)
+    cap = None if len(args) == 2 else _cap_value(args[1][0], state.file, line,
+                                                 args[1][1] + 1)
+    callback = _callback_name(args[-1][0], state.file, line, args[-1][1] + 1)
+    index = len(state.alternatives)
+    return Alternative(index, "ALTERNATIVE_CB", cap, callback, None, call.where, line), old
+
+
+#: The one-line macro forms.
+_CALLS: Final[Mapping[str, Callable[[_Expansion, _Call],
+                                    tuple[Alternative, tuple[SourceLine, ...]]]]] = (
+    MappingProxyType({"ALTERNATIVE": _alternative, "ALTERNATIVE_CB": _alternative_cb}))
+
+
+def _macro_call(state: _Expansion, raw: str, line: int, match: re.Match[str]) -> None:
+    """Expand one ``ALTERNATIVE``/``ALTERNATIVE_CB`` line (labels may precede it)."""
+    name, column = match.group(1), match.start() + 1
+    if state.block is not None:
+        raise state.error(f"{name} inside an open block started at line "
+                          f"{state.block.line}", line, column)
+    prefix = raw[:match.start()]
+    if _LABELS.fullmatch(prefix) is None:
+        raise state.error(f"{name} must start the statement (only labels may precede it)",
+                          line, column)
+    args, end = _parse_call_args(raw, match.end(), state.file, line)
+    if raw[end:].strip():
+        raise state.error(f"unexpected text after {name}(...)", line, end + 1)
+    if prefix.strip():
+        state.inline.append(SourceLine(prefix, line))
+    call = _Call(name, args, line, column, Location(file=state.file, line=line,
+                                                    column=column))
+    alternative, old = _CALLS[name](state, call)
+    state.add(alternative, list(old), line)
+
+
 def expand(text: str, first_line: int, file: str | None = None) -> ExpandedText:
     """Expand every alternative macro in ``text`` (whose line 1 is file line ``first_line``).
 
     Raises :class:`BuildError` ``BUILD_MACRO`` for unbalanced or malformed macros.
     """
-    inline: list[InlineItem] = []
-    alternatives: list[Alternative] = []
-    block: _Block | None = None
-
-    def site(index: int, body: list[InlineItem], line: int) -> None:
-        inline.append(SourceLine(f"{MARKER_PREFIX}site_{index}:", line))
-        inline.extend(body)
-        inline.append(SourceLine(f"{MARKER_PREFIX}site_{index}_end:", line))
-
+    state = _Expansion(file)
     for offset, raw in enumerate(strip_comments(text)):
         line = first_line + offset
         if MARKER_PREFIX in raw:
-            raise _error("BUILD_MACRO", f"names starting with {MARKER_PREFIX} are reserved",
-                         file, line, raw.index(MARKER_PREFIX) + 1)
+            raise state.error(f"names starting with {MARKER_PREFIX} are reserved", line,
+                              raw.index(MARKER_PREFIX) + 1)
         directive = _DIRECTIVE.match(raw)
-        call = _CALL.search(raw)
         if directive is not None:
-            name, rest = directive.group(1), directive.group(2)
-            column = directive.start(1) + 1
-            arg_column = directive.start(2) + 1
-            if name in ("alternative_if", "alternative_if_not", "alternative_cb"):
-                if block is not None:
-                    raise _error("BUILD_MACRO", f"{name} inside an open block started at "
-                                 f"line {block.line} (alternatives do not nest)", file, line,
-                                 column)
-                if name == "alternative_cb":
-                    parts = rest.split(",")
-                    if len(parts) == 1:
-                        block = _Block("cb", None, _callback_name(parts[0], file, line,
-                                       arg_column), line, column, [])
-                    elif len(parts) == 2:
-                        block = _Block(
-                            "cb", _cap_value(parts[0], file, line, arg_column),
-                            _callback_name(parts[1], file, line, arg_column), line, column, [],
-                        )
-                    else:
-                        raise _error("BUILD_MACRO", "alternative_cb takes CAP, callback",
-                                     file, line, column)
-                else:
-                    form: Form = "if" if name == "alternative_if" else "if_not"
-                    block = _Block(form, _cap_value(rest, file, line, arg_column), None,
-                                   line, column, [])
-                continue
-            if block is None:
-                raise _error("BUILD_MACRO", f"{name} without an open alternative block", file,
-                             line, column)
-            if rest.strip():
-                raise _error("BUILD_MACRO", f"{name} takes no arguments", file, line,
-                             arg_column)
-            if name == "alternative_cb_end":
-                if block.form != "cb":
-                    raise _error("BUILD_MACRO", "alternative_cb_end closes an alternative_if "
-                                 f"block (line {block.line})", file, line, column)
-                index = len(alternatives)
-                alternatives.append(Alternative(
-                    index, "cb", block.cap, block.callback, None,
-                    Location(file=file, line=block.line, column=block.column), line,
-                ))
-                site(index, list(block.first), block.line)
-                block = None
-                continue
-            if block.form == "cb":
-                raise _error("BUILD_MACRO", f"{name} inside alternative_cb (line "
-                             f"{block.line}); close it with alternative_cb_end", file, line,
-                             column)
-            if name == "alternative_else":
-                if block.second is not None:
-                    raise _error("BUILD_MACRO", "second alternative_else in one block", file,
-                                 line, column)
-                block.second = []
-                continue
-            # alternative_endif or alternative_else_nop_endif closes an if/if_not block.
-            index = len(alternatives)
-            where = Location(file=file, line=block.line, column=block.column)
-            if name == "alternative_else_nop_endif":
-                if block.second is not None:
-                    raise _error("BUILD_MACRO", "alternative_else_nop_endif after "
-                                 "alternative_else", file, line, column)
-                if block.form == "if":
-                    # The if block is the replacement; the in-line default is NOPs.
-                    alternatives.append(Alternative(index, "if", block.cap, None,
-                                                    tuple(block.first), where, line))
-                    site(index, [NopFill(index)], block.line)
-                else:
-                    alternatives.append(Alternative(index, "if_not", block.cap, None,
-                                                    NopFill(index), where, line))
-                    site(index, list(block.first), block.line)
-            else:
-                if block.second is None:
-                    raise _error("BUILD_MACRO", f"alternative_endif without alternative_else "
-                                 f"(block opened at line {block.line})", file, line, column)
-                if block.form == "if":
-                    alternatives.append(Alternative(index, "if", block.cap, None,
-                                                    tuple(block.first), where, line))
-                    site(index, list(block.second), block.line)
-                else:
-                    alternatives.append(Alternative(index, "if_not", block.cap, None,
-                                                    tuple(block.second), where, line))
-                    site(index, list(block.first), block.line)
-            block = None
+            _directive(state, _At(directive.group(1), directive.group(2), line,
+                                  directive.start(1) + 1, directive.start(2) + 1))
             continue
+        call = _CALL.search(raw)
         if call is not None:
-            if block is not None:
-                raise _error("BUILD_MACRO", f"{call.group(1)} inside an open block started "
-                             f"at line {block.line}", file, line, call.start() + 1)
-            prefix = raw[:call.start()]
-            labels = _LABELS.fullmatch(prefix)
-            if labels is None:
-                raise _error("BUILD_MACRO", f"{call.group(1)} must start the statement (only "
-                             "labels may precede it)", file, line, call.start() + 1)
-            args, end = _parse_call_args(raw, call.end(), file, line)
-            if raw[end:].strip():
-                raise _error("BUILD_MACRO", f"unexpected text after {call.group(1)}(...)",
-                             file, line, end + 1)
-            where = Location(file=file, line=line, column=call.start() + 1)
-            index = len(alternatives)
-            if prefix.strip():
-                inline.append(SourceLine(prefix, line))
-            if call.group(1) == "ALTERNATIVE":
-                if len(args) != 3 or not (args[0][2] and args[1][2]):
-                    raise _error("BUILD_MACRO", 'ALTERNATIVE takes ("old", "new", CAP)', file,
-                                 line, call.start() + 1)
-                old = _instructions(args[0][0], line, args[0][1] + 1)
-                new = _instructions(args[1][0], line, args[1][1] + 1)
-                alternatives.append(Alternative(
-                    index, "ALTERNATIVE", _cap_value(args[2][0], file, line, args[2][1] + 1),
-                    None, new, where, line,
-                ))
-            else:
-                if len(args) not in (2, 3) or not args[0][2]:
-                    raise _error("BUILD_MACRO", 'ALTERNATIVE_CB takes ("old", CAP, callback)',
-                                 file, line, call.start() + 1)
-                old = _instructions(args[0][0], line, args[0][1] + 1)
-                cb_cap = None if len(args) == 2 else _cap_value(args[1][0], file, line,
-                                                                args[1][1] + 1)
-                callback = _callback_name(args[-1][0], file, line, args[-1][1] + 1)
-                alternatives.append(Alternative(index, "ALTERNATIVE_CB", cb_cap, callback,
-                                                None, where, line))
-            site(index, list(old), line)
+            _macro_call(state, raw, line, call)
             continue
-        if block is None:
-            inline.append(SourceLine(raw, line))
-        elif block.second is None:
-            block.first.append(SourceLine(raw, line))
-        else:
-            block.second.append(SourceLine(raw, line))
-    if block is not None:
-        raise _error("BUILD_MACRO", "alternative block opened here is never closed", file,
-                     block.line, block.column)
-    return ExpandedText(tuple(inline), tuple(alternatives))
+        state.append(SourceLine(raw, line))
+    if state.block is not None:
+        raise state.error("alternative block opened here is never closed", state.block.line,
+                          state.block.column)
+    return ExpandedText(tuple(state.inline), tuple(state.alternatives))
 
 
 __all__ = [

@@ -15,13 +15,12 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final, Literal
 
-from pytest_altpatch.cases.model import CapNumbering, Dialect
+from pytest_altpatch.cases.model import CapNumbering
+from pytest_altpatch.dialects import Dialect, ReplacementPlacement
 
 Perms = Literal["r-x", "r--", "rw-"]
 SectionKind = Literal["text", "replacement", "alt-table", "rodata", "data", "stack", "harness"]
-ReplacementPlacement = Literal["section", "subsection"]
 
-PAGE_SIZE: Final = 4096
 #: Every address the image builder hands out stays below this (the machine maps VAs
 #: below 2**47; keeping a margin leaves room for aliases above the image).
 ADDRESS_LIMIT: Final = 1 << 40
@@ -246,7 +245,6 @@ def symbolize(symbols: Mapping[str, int], address: int) -> str:
 
 __all__ = [
     "ADDRESS_LIMIT",
-    "PAGE_SIZE",
     "SECTION_NAMES",
     "SECTION_PERMS",
     "SYM_ALT_END",
@@ -266,7 +264,6 @@ __all__ = [
     "Image",
     "ImageLayout",
     "Perms",
-    "ReplacementPlacement",
     "Section",
     "SectionKind",
     "SourceMap",

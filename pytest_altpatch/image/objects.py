@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
-from pytest_altpatch.cases.model import CapNumbering, Dialect
+from pytest_altpatch.cases.model import CapNumbering
+from pytest_altpatch.dialects import Dialect
 from pytest_altpatch.image.alt_table import decode_alt_table
 from pytest_altpatch.image.model import AltEntry, Perms, SectionKind
 

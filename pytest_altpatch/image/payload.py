@@ -29,21 +29,28 @@ from pytest_altpatch.a64 import fields, pcrel
 from pytest_altpatch.a64.expr import evaluate, names_in
 from pytest_altpatch.a64.syntax import parse_statement
 from pytest_altpatch.cases.model import CapNumbering, PayloadSpec, RawAltEntry
+from pytest_altpatch.dialects import Dialect
 from pytest_altpatch.errors import AltpatchError, BuildError, ElfError, Location
-from pytest_altpatch.image.alt_table import CALLBACK_MARKING, CB_BIT, cap_field_for
-from pytest_altpatch.image.builder import (
-    _assemble_all,
-    _cap_number,
-    _column_base,
-    _lines_of,
-    _require_callback,
-    _site_bounds,
-    _Unit,
-    check_lengths,
+from pytest_altpatch.image.assembler import (
+    Assembled,
+    Unit,
+    assemble_units,
+    column_base,
     expand_block,
+    lines_of,
+    replacement_section,
+    replacement_units,
 )
 from pytest_altpatch.image.callbacks import CALLBACKS
-from pytest_altpatch.image.macros import MARKER_PREFIX, InlineItem, NopFill, SourceLine
+from pytest_altpatch.image.entries import entry_fields, raw_cap_field
+from pytest_altpatch.image.macros import (
+    MARKER_PREFIX,
+    Alternative,
+    ExpandedText,
+    InlineItem,
+    NopFill,
+    SourceLine,
+)
 from pytest_altpatch.image.model import Image, ImageLayout, SectionKind
 from pytest_altpatch.image.objects import (
     ObjectRelocation,
@@ -88,6 +95,9 @@ _DATA_RELOCS: Final[Mapping[str, tuple[int, str, str]]] = {
     ".hword": (2, "ABS16", "PREL16"), ".2byte": (2, "ABS16", "PREL16"),
     ".short": (2, "ABS16", "PREL16"),
 }
+#: A value given to the symbol to check it appears once with coefficient +1 (any
+#: non-zero value would do; this is not a page).
+_PROBE: Final = 0x1000
 _LO12: Final = re.compile(r":lo12:([^\],]+)")
 
 
@@ -126,9 +136,9 @@ def _reference(expression: str, relocatable: set[str], where: Location) -> _Refe
 
     addend = evaluate(expression, resolve, where.line or 0, 1)
     # Validate linearity: the symbol must appear with coefficient +1.
-    shifted = evaluate(expression, lambda n, _c: 0x1000 if n == symbol else 0,
+    shifted = evaluate(expression, lambda n, _c: _PROBE if n == symbol else 0,
                        where.line or 0, 1)
-    if shifted - addend != 0x1000:
+    if shifted - addend != _PROBE:
         raise BuildError("BUILD_MACRO", f"{expression!r} is not symbol + constant",
                          location=where)
     return _Reference(symbol, addend, uses_dot)
@@ -209,157 +219,159 @@ def _raw_entry(raw: RawAltEntry, entry: int, relocatable: set[str], numbering: C
                              location=where)
         relocations.append(ObjectRelocation(".altinstructions", offset, prel32, ref.symbol,
                                             ref.addend))
-    cap_field = _cap_number(raw.cap, numbering, where)
-    if raw.cb_bit:
-        cap_field |= CB_BIT
+    cap_field = raw_cap_field(raw, numbering, where)
     if cap_field > 0xFFFF:
         raise BuildError("BUILD_ALT_ENTRY", f"capability field {cap_field:#x} does not fit "
                          "16 bits", location=where)
     return struct.pack("<iiHBB", 0, 0, cap_field, raw.site_len, raw.repl_len)
 
 
+def _payload_units(payload: PayloadSpec, expanded: ExpandedText, layout: ImageLayout,
+                   file: str | None) -> list[Unit]:
+    """The payload's units, one statement per line, placed like the base image's."""
+    text_column = column_base(payload.text)
+    units = [Unit("text", "text", 4, _split_statements(expanded.inline), file, text_column)]
+    units += replacement_units(expanded.alternatives, replacement_section(layout), file,
+                               text_column, _split_statements)
+    if payload.data is not None:
+        units.append(Unit("data", "data", 16, _split_statements(lines_of(payload.data)),
+                          file, column_base(payload.data)))
+    return units
+
+
+@dataclass
+class _Linked:
+    """The object's section contents, relocations and symbols as they are collected."""
+
+    contents: dict[SectionKind, bytearray]
+    relocations: list[ObjectRelocation]
+    symbols: list[ObjectSymbol]
+
+
+def _relocate_line(unit: Unit, blob: bytearray, text: str, chunk: bytes, start: int,
+                   relocatable: set[str], own: set[str], where: Location,
+                   linked: _Linked) -> None:
+    """Turn one assembled line's relocatable references into zeroed fields and RELAs."""
+    try:
+        found = _statement_relocations(text, chunk, start, relocatable, own, where)
+    except AltpatchError as error:
+        if isinstance(error, BuildError):
+            raise
+        raise error.relocated(where) from None
+    for field_offset, rtype, ref in found:
+        recipe = BY_NAME[rtype]
+        old_field = bytes(blob[field_offset:field_offset + recipe.width])
+        # Zero the field: the addend carries the value (RELA).
+        zero_target = field_offset if recipe.value != "abs" else 0
+        try:
+            blob[field_offset:field_offset + recipe.width] = relocate(
+                recipe.rtype, old_field, field_offset, zero_target)
+        except ElfError as error:
+            raise BuildError("BUILD_LAYOUT", error.message, location=where) from None
+        linked.relocations.append(ObjectRelocation(
+            _SECTION_OF_KIND[unit.section], field_offset, recipe.rtype, ref.symbol,
+            ref.addend,
+        ))
+
+
+def _link_unit(unit: Unit, assembled: Assembled, relocatable: set[str], own: set[str],
+               file: str | None, linked: _Linked) -> None:
+    """Append one unit's code to its section, with its relocations and symbols."""
+    section_base = _PSEUDO[unit.section]
+    blob = linked.contents.setdefault(unit.section, bytearray())
+    blob += bytes(assembled.placed.bases[unit.key] - section_base - len(blob))
+    result = assembled.results[unit.key]
+    blob += result.code
+    rendered = assembled.rendered[unit.key]
+    source_lines = rendered.source.split("\n")
+    for asm_line in result.lines:
+        source_line = rendered.line_map[asm_line.line - 1]
+        where = Location(file=file, line=source_line.file_line if source_line else None)
+        start = asm_line.address - section_base
+        _relocate_line(unit, blob, source_lines[asm_line.line - 1],
+                       bytes(blob[start:start + asm_line.size]), start, relocatable, own,
+                       where, linked)
+    for name, address in result.labels.items():
+        if name.startswith(MARKER_PREFIX):
+            continue
+        linked.symbols.append(ObjectSymbol(
+            name, _SECTION_OF_KIND[unit.section], address - section_base, "global",
+            "func" if unit.section in ("text", "replacement") else "object",
+        ))
+
+
+def _prel32_entries(alternatives: Sequence[Alternative], assembled: Assembled,
+                    dialect: Dialect, numbering: CapNumbering, repl_section: SectionKind,
+                    relocations: list[ObjectRelocation]) -> bytearray:
+    """The payload's own entries: zero offsets, PREL32 against sections and callbacks."""
+    table = bytearray()
+    prel32 = BY_NAME["PREL32"].rtype
+    for alt in alternatives:
+        entry = len(table)
+        fields = entry_fields(alt, assembled, dialect, numbering)
+        relocations.append(ObjectRelocation(".altinstructions", entry, prel32, ".text",
+                                            fields.site - _PSEUDO["text"]))
+        if fields.callback is not None:
+            relocations.append(ObjectRelocation(".altinstructions", entry + 4, prel32,
+                                                fields.callback, 0))
+        else:
+            assert fields.replacement is not None  # an entry points at one or the other
+            relocations.append(ObjectRelocation(
+                ".altinstructions", entry + 4, prel32, _SECTION_OF_KIND[repl_section],
+                assembled.placed.bases[fields.replacement] - _PSEUDO[repl_section],
+            ))
+        table += struct.pack("<iiHBB", 0, 0, fields.cap_field, fields.site_len,
+                             fields.repl_len)
+    return table
+
+
 def build_payload(payload: PayloadSpec, image: Image, *, file: str | None = None
                   ) -> RelocatableObject:
     """The relocatable object of ``payload``, linked later against ``image``.
 
-    Capabilities and callbacks follow the image's dialect and numbering; every
-    base-image symbol the payload names becomes an undefined symbol.
+    Capabilities and callbacks follow the image's dialect and numbering (with the
+    image builder's refusals); every base-image symbol the payload names becomes an
+    undefined symbol.
     """
-    dialect, numbering = image.dialect, image.numbering
     file = file or payload.location.file or payload.text.location.file
-    text = payload.text
-    expanded = expand_block(text, file)
-    repl_section: SectionKind = (
-        "text" if image.layout.replacement_placement == "subsection" else "replacement"
-    )
-    units = [_Unit("text", "text", 4, _split_statements(expanded.inline), file,
-                   _column_base(text))]
-    for alt in expanded.alternatives:
-        if alt.replacement is None:
-            continue
-        items: tuple[InlineItem, ...] = (
-            (alt.replacement,) if isinstance(alt.replacement, NopFill)
-            else _split_statements(alt.replacement)
-        )
-        units.append(_Unit(f"repl:{alt.index}", repl_section, 4, items, file,
-                           _column_base(text)))
-    if payload.data is not None:
-        units.append(_Unit("data", "data", 16, _split_statements(_lines_of(payload.data)),
-                           file, _column_base(payload.data)))
-    externals = sorted(image.symbols)
-    assembled = _assemble_all(units, expanded.alternatives, _PSEUDO_LAYOUT, 1, 0, externals)
-    placed = assembled.placed
-    own_labels = {name: value for name, value in assembled.labels.items()
-                  if not name.startswith(MARKER_PREFIX)}
+    expanded = expand_block(payload.text, file)
+    units = _payload_units(payload, expanded, image.layout, file)
+    assembled = assemble_units(units, expanded.alternatives, _PSEUDO_LAYOUT, 1, 0,
+                               sorted(image.symbols))
+    own_labels = {name for name in assembled.labels if not name.startswith(MARKER_PREFIX)}
     unit_of = {name: key for key, result in assembled.results.items()
                for name in result.labels}
-    relocatable = set(own_labels) | set(image.symbols)
-
-    contents: dict[SectionKind, bytearray] = {}
-    relocations: list[ObjectRelocation] = []
-    symbols: list[ObjectSymbol] = []
+    relocatable = own_labels | set(image.symbols)
+    linked = _Linked({}, [], [])
     for unit in units:
-        section_base = _PSEUDO[unit.section]
-        blob = contents.setdefault(unit.section, bytearray())
-        unit_offset = placed.bases[unit.key] - section_base
-        blob += bytes(unit_offset - len(blob))
-        result = assembled.results[unit.key]
-        blob += result.code
-        rendered = assembled.rendered[unit.key]
         own = {name for name, key in unit_of.items() if key == unit.key}
-        for asm_line in result.lines:
-            source_line = rendered.line_map[asm_line.line - 1]
-            where = Location(file=file, line=source_line.file_line if source_line else None)
-            start = asm_line.address - section_base
-            chunk = bytes(blob[start:start + asm_line.size])
-            try:
-                found = _statement_relocations(
-                    rendered.source.split("\n")[asm_line.line - 1], chunk, start,
-                    relocatable, own, where,
-                )
-            except AltpatchError as error:
-                if isinstance(error, BuildError):
-                    raise
-                raise error.relocated(where) from None
-            for field_offset, rtype, ref in found:
-                recipe = BY_NAME[rtype]
-                place = field_offset
-                old_field = bytes(blob[field_offset:field_offset + recipe.width])
-                # Zero the field: the addend carries the value (RELA).
-                zero_target = place if recipe.value != "abs" else 0
-                try:
-                    blob[field_offset:field_offset + recipe.width] = relocate(
-                        recipe.rtype, old_field, place, zero_target)
-                except ElfError as error:
-                    raise BuildError("BUILD_LAYOUT", error.message, location=where) from None
-                relocations.append(ObjectRelocation(
-                    _SECTION_OF_KIND[unit.section], field_offset, recipe.rtype, ref.symbol,
-                    ref.addend,
-                ))
-        for name, address in result.labels.items():
-            if name.startswith(MARKER_PREFIX):
-                continue
-            symbols.append(ObjectSymbol(
-                name, _SECTION_OF_KIND[unit.section], address - section_base, "global",
-                "func" if unit.section in ("text", "replacement") else "object",
-            ))
-
-    # The payload's own .altinstructions, PREL32 against sections and callbacks.
-    table = bytearray()
-    text_base = _PSEUDO["text"]
-    for alt in expanded.alternatives:
-        entry = len(table)
-        where = alt.location
-        site, site_len = _site_bounds(alt, assembled.labels)
-        relocations.append(ObjectRelocation(".altinstructions", entry, BY_NAME["PREL32"].rtype,
-                                            ".text", site - text_base))
-        if alt.callback is not None:
-            _require_callback(alt.callback, dialect, where)
-            marking = CALLBACK_MARKING[dialect]
-            cap = 0 if alt.cap is None or marking == "ncaps" else _cap_number(
-                alt.cap, numbering, where)
-            if cap >= CB_BIT:
-                raise BuildError("BUILD_MACRO", f"capability {cap} collides with the "
-                                 "callback bit", location=where)
-            cap_field = cap_field_for(dialect, cap, is_callback=True, ncaps=numbering.ncaps)
-            relocations.append(ObjectRelocation(".altinstructions", entry + 4,
-                                                BY_NAME["PREL32"].rtype, alt.callback, 0))
-            repl_len = 0
-        else:
-            assert alt.cap is not None  # every replacement form carries a capability
-            cap_field = _cap_number(alt.cap, numbering, where)
-            key = f"repl:{alt.index}"
-            repl_len = len(assembled.results[key].code)
-            check_lengths(site_len, repl_len, where, alt.end_line)
-            repl_base = _PSEUDO[repl_section]
-            relocations.append(ObjectRelocation(
-                ".altinstructions", entry + 4, BY_NAME["PREL32"].rtype,
-                _SECTION_OF_KIND[repl_section], placed.bases[key] - repl_base,
-            ))
-        if site_len > 0xFF:
-            raise BuildError("BUILD_MACRO", f"site of {site_len} bytes does not fit the u8 "
-                             "length field", location=where)
-        table += struct.pack("<iiHBB", 0, 0, cap_field, site_len, repl_len)
+        _link_unit(unit, assembled, relocatable, own, file, linked)
+    relocations = linked.relocations
+    table = _prel32_entries(expanded.alternatives, assembled, image.dialect, image.numbering,
+                            replacement_section(image.layout), relocations)
     for raw in payload.alt_table or ():
-        entry = len(table)
-        table += _raw_entry(raw, entry, relocatable, numbering, relocations, file)
+        table += _raw_entry(raw, len(table), relocatable, image.numbering, relocations, file)
     # Negative cases: a table whose size is not a multiple of the 12-byte entry.
     table += bytes(payload.alt_table_trailing_bytes)
+    return _object(payload.name, linked, bytes(table))
 
-    referenced = {r.symbol for r in relocations}
+
+def _object(name: str, linked: _Linked, table: bytes) -> RelocatableObject:
+    """The object: sections in kind order, then undefined symbols for what is referenced."""
+    symbols = list(linked.symbols)
+    referenced = {r.symbol for r in linked.relocations}
     defined = {s.name for s in symbols}
-    section_names = {_SECTION_OF_KIND[kind] for kind in contents} | {".altinstructions"}
-    for name in sorted(referenced - defined - section_names):
-        symbols.append(ObjectSymbol(name, None))
+    section_names = {_SECTION_OF_KIND[kind] for kind in linked.contents} | {".altinstructions"}
+    for symbol in sorted(referenced - defined - section_names):
+        symbols.append(ObjectSymbol(symbol, None))
     sections = [
-        ObjectSection(_SECTION_OF_KIND[kind], kind, bytes(contents[kind]), 16 if kind ==
-                      "data" else 4)
-        for kind in ("text", "replacement", "rodata", "data") if kind in contents
+        ObjectSection(_SECTION_OF_KIND[kind], kind, bytes(linked.contents[kind]),
+                      16 if kind == "data" else 4)
+        for kind in ("text", "replacement", "rodata", "data") if kind in linked.contents
     ]
     if table:
-        sections.append(ObjectSection(".altinstructions", "alt-table", bytes(table), 4))
-    return RelocatableObject(payload.name, tuple(sections), tuple(symbols),
-                             tuple(relocations))
+        sections.append(ObjectSection(".altinstructions", "alt-table", table, 4))
+    return RelocatableObject(name, tuple(sections), tuple(symbols), tuple(linked.relocations))
 
 
 __all__ = ["build_payload"]

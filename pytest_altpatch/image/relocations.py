@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from pytest_altpatch.a64 import fields, pcrel
+from pytest_altpatch.a64.granule import PAGE_MASK, PAGE_SHIFT, page_base
 from pytest_altpatch.errors import ElfError, EncodingError
 
 ValueKind = Literal["abs", "prel", "page"]
-_PAGE_MASK: Final = ~0xFFF
 _U64: Final = (1 << 64) - 1
 
 #: Field codes from the a64 layer that mean "the word is not that instruction".
@@ -76,8 +76,8 @@ def _pc_relative(name: str, classes: frozenset[str], *, truncate_page: bool = Fa
             )
         if truncate_page:
             # _NC: keep the low 21 bits of the page delta, as the field does.
-            pages = (x >> 12) & ((1 << 21) - 1)
-            x = (pages - (1 << 21) if pages >> 20 else pages) << 12
+            pages = (x >> PAGE_SHIFT) & ((1 << 21) - 1)
+            x = (pages - (1 << 21) if pages >> 20 else pages) << PAGE_SHIFT
         return cls.encode_offset(word, x)
 
     return patch
@@ -87,7 +87,7 @@ def _lo12(name: str, access: int | None) -> Callable[[int, int], int]:
     """ADD or load/store ``:lo12:``: bits [11:0] of X (scaled by the access size)."""
 
     def patch(word: int, x: int) -> int:
-        low = x & 0xFFF
+        low = x & PAGE_MASK  # the offset in the 4 KiB page
         if access is None:
             return fields.set_add_imm12(word, low)
         size = fields.ldst_access_size(word)
@@ -179,7 +179,7 @@ def computed_value(recipe: Recipe, target: int, place: int) -> int:
         return target
     if recipe.value == "prel":
         return target - place
-    return (target & _PAGE_MASK) - (place & _PAGE_MASK)
+    return page_base(target) - page_base(place)
 
 
 def relocate(rtype: int, contents: bytes, place: int, target: int) -> bytes:

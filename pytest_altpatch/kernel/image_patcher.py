@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Final
 
 from pytest_altpatch import __version__
+from pytest_altpatch.a64.granule import PAGE_SIZE, page_base
 from pytest_altpatch.cases.yamlload import load_yaml_file
 from pytest_altpatch.errors import KernelError, Location, PatchError
 from pytest_altpatch.kernel.debian import image_for_profile
@@ -32,7 +33,6 @@ from pytest_altpatch.kernel.layout import KernelImage, page_perms, read_kernel_i
 from pytest_altpatch.kernel.profile import TargetProfile, check_symbols, load_profile
 from pytest_altpatch.kernel.runner import describe_address, symbol_names
 from pytest_altpatch.machine import CpuContext, Machine, TrapCall
-from pytest_altpatch.machine.config import PAGE_SIZE
 from pytest_altpatch.patchers.contract import PatchEnvironment
 
 #: How far above its link address the image is placed (a multiple of 2 MiB).
@@ -84,7 +84,7 @@ class KernelImagePatcher:
         if found is not None:
             return found
         delta = DISPLACEMENT
-        pa = (machine.memory_size - self.guest_memory) & -PAGE_SIZE
+        pa = page_base(machine.memory_size - self.guest_memory)
         for section in self.image.elf.sections:
             if section.content:
                 machine.load_phys(pa + section.va - self._low, section.content)

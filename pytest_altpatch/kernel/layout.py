@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from pytest_altpatch.a64.granule import PAGE_MASK, PAGE_SIZE, align_up, page_base
 from pytest_altpatch.errors import KernelError, Location
 from pytest_altpatch.image.elf_reader import ElfImage, read_image
 from pytest_altpatch.machine import Budget, CpuConfig, Machine
-from pytest_altpatch.machine.config import PAGE_SIZE
 
 #: Where the harness's own memory is mapped (outside the vmap window and the harness
 #: window of the machine).
@@ -78,7 +78,7 @@ def page_perms(image: ElfImage) -> tuple[tuple[int, int, str], ...]:
     pages: dict[int, set[str]] = {}
     for section in image.sections:
         size = max(len(section.content), 1)
-        for page in range(section.va & -PAGE_SIZE, section.va + size, PAGE_SIZE):
+        for page in range(page_base(section.va), section.va + size, PAGE_SIZE):
             pages.setdefault(page, set()).add(section.perms)
     runs: list[tuple[int, int, str]] = []
     for page in sorted(pages):
@@ -117,10 +117,6 @@ class HarnessLayout:
         return self.percpu_va + self.percpu_stride * (cpu - 1)
 
 
-def _align(value: int, to: int) -> int:
-    return -(-value // to) * to
-
-
 def build_machine(image: KernelImage, cpus: Sequence[CpuConfig], *, percpu_size: int,
                   schedule: str, seed: int, budget: Budget, clean_cache_erratum: bool,
                   trace_capacity: int = 1 << 16) -> tuple[Machine, HarnessLayout]:
@@ -130,8 +126,8 @@ def build_machine(image: KernelImage, cpus: Sequence[CpuConfig], *, percpu_size:
         raise KernelError("IMAGE_UNAVAILABLE", f"{image.name} has no allocated sections")
     image_end = runs[-1][0] + runs[-1][1]
     # A kernel may vmap a power-of-two number of pages from its start: room up to 2x.
-    harness_pa = _align(2 * image_end, _MIB)
-    stride = _align(max(percpu_size, 1), PAGE_SIZE)
+    harness_pa = align_up(2 * image_end, _MIB)
+    stride = align_up(max(percpu_size, 1))
     percpu_bytes = stride * max(len(cpus) - 1, 0)
     size = 2 * PAGE_SIZE + percpu_bytes + STACK_SIZE * len(cpus)
     layout = HarnessLayout(
@@ -164,7 +160,7 @@ def write_virtual(machine: Machine, va: int, data: bytes) -> None:
     while start < len(data):
         found = machine.translate(va + start)
         assert found is not None  # checked above
-        chunk = min(len(data) - start, PAGE_SIZE - ((va + start) & (PAGE_SIZE - 1)))
+        chunk = min(len(data) - start, PAGE_SIZE - ((va + start) & PAGE_MASK))
         machine.load_phys(found[0], data[start:start + chunk])
         start += chunk
 

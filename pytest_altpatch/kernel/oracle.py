@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from pytest_altpatch.a64.disasm import disassemble
 from pytest_altpatch.cases.model import Catalog
+from pytest_altpatch.dialects import traits
 from pytest_altpatch.errors import AltpatchError
 from pytest_altpatch.kernel.layout import KernelImage, build_machine, write_virtual
 from pytest_altpatch.kernel.profile import TargetProfile
@@ -107,7 +108,7 @@ def reference_text(image: KernelImage, profile: TargetProfile, catalog: Catalog,
     for entry in entries:
         if entry.index in masked:
             write_virtual(machine, entry.entry_address + 8, _NEVER)
-    numbering = catalog.numberings[profile.dialect]
+    numbering = catalog.numberings[traits(profile.dialect).numbering_in(catalog.numberings)]
     start = min(s.va for s in image.elf.sections if s.content)
     end = max(s.end for s in image.elf.sections if s.content)
     env = PatchEnvironment(

@@ -16,8 +16,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Final, Literal, cast
 
-from pytest_altpatch.cases.model import DIALECTS, Dialect
 from pytest_altpatch.cases.yamlload import LocatedDocument, load_yaml_file, load_yaml_text
+from pytest_altpatch.dialects import DIALECTS, Dialect
 from pytest_altpatch.errors import KernelError, Location, SpecError
 
 #: The profile format this code reads.

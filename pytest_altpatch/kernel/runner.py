@@ -25,8 +25,10 @@ from typing import Final
 
 from unicorn import arm64_const as arm64
 
+from pytest_altpatch.a64.granule import PAGE_SHIFT
 from pytest_altpatch.cases.model import Catalog, CpuInstance
 from pytest_altpatch.cases.platform import parse_platform
+from pytest_altpatch.dialects import traits
 from pytest_altpatch.errors import KernelError, Location
 from pytest_altpatch.findings import Finding
 from pytest_altpatch.image.alt_table import ENTRY_SIZE, decode_alt_table
@@ -155,7 +157,7 @@ def resolved_caps(catalog: Catalog, profile: TargetProfile,
                   cpus: Sequence[CpuInstance]) -> frozenset[int]:
     """Capability numbers the product's own resolution turns on for ``cpus`` under the
     profile's dialect (only those the dialect numbers)."""
-    numbering = catalog.numberings[profile.dialect]
+    numbering = catalog.numberings[traits(profile.dialect).numbering_in(catalog.numberings)]
     readings = [CpuReading(c.midr, c.revidr, c.ctr, dict(c.id_regs)) for c in cpus]
     resolved = resolve_capabilities(readings, catalog, profile.dialect)
     numbers = (numbering.number(name) for name in resolved.system)
@@ -369,10 +371,10 @@ class _Session:
                     and int.from_bytes(page, "little") == mfn + granularity * i
                     for i in range(1, count))
                 if kind == "vmap-identity":
-                    va = mfn << 12
+                    va = mfn << PAGE_SHIFT
                 elif contiguous:
                     try:
-                        va = self.machine.vmap(mfn << 12, pages << 12)
+                        va = self.machine.vmap(mfn << PAGE_SHIFT, pages << PAGE_SHIFT)
                     except MachineError as exc:
                         call.event("stub", f"{symbol} refused: {exc.message}")
             call.event("stub", f"{symbol}({call.x(0):#x}, {granularity}, {count}) -> {va:#x}")
@@ -471,7 +473,7 @@ def run_image(image: KernelImage, profile: TargetProfile, catalog: Catalog,
     text_after = tuple((start, machine.read_virtual(start, end - start) or b"")
                        for start, end in text_ranges)
     names = symbol_names(image)
-    numbering = catalog.numberings.get(profile.dialect)
+    numbering = catalog.numberings.get(traits(profile.dialect).numbering_in(catalog.numberings))
     results = tuple(
         EntryResult(
             index=e.index, entry=e, site_symbol=describe_address(names, e.site),

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final, Literal
 
+from pytest_altpatch.a64.granule import PAGE_SIZE
+
 ABI_VERSION: Final = 1
 
 #: SVC immediates of the native services (the machine's own: vmap 0x6, vunmap 0x7).
@@ -108,7 +110,7 @@ LIVEPATCH_FUNC_FIELDS: Final[tuple[EnvField, ...]] = (
     EnvField("opaque", 48, 16, "uint8_t[16]", "the patcher's own (kept from apply to revert)"),
 )
 LIVEPATCH_FUNC_SIZE: Final = 64
-MAX_LIVEPATCH_FUNCS: Final = (4096 - LIVEPATCH_HEADER_SIZE) // LIVEPATCH_FUNC_SIZE
+MAX_LIVEPATCH_FUNCS: Final = (PAGE_SIZE - LIVEPATCH_HEADER_SIZE) // LIVEPATCH_FUNC_SIZE
 
 CallStyle = Literal["stop-machine", "every-cpu", "table", "env", "livepatch"]
 

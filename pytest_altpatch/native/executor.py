@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from pytest_altpatch.a64 import assemble
+from pytest_altpatch.a64.granule import PAGE_SIZE, align_up, page_base
 from pytest_altpatch.errors import ERROR_CODES, Location, PatchError
-from pytest_altpatch.image.model import PAGE_SIZE
 from pytest_altpatch.machine import CpuContext, Machine
 from pytest_altpatch.machine.guest_services import ServiceCall
 from pytest_altpatch.native import abi
@@ -53,7 +53,7 @@ _MASK64: Final = (1 << 64) - 1
 
 def memory_needed(objects: Sequence[ObjectFile], cpus: int) -> int:
     """An upper bound of the physical memory :func:`install` takes."""
-    pages = 4 + LIVEPATCH_PAGES + sum(-(-len(o.data) // PAGE_SIZE) + 8 for o in objects)
+    pages = 4 + LIVEPATCH_PAGES + sum(align_up(len(o.data)) // PAGE_SIZE + 8 for o in objects)
     return pages * PAGE_SIZE + cpus * STACK_SIZE
 
 
@@ -302,7 +302,7 @@ def install(machine: Machine, objects: Sequence[ObjectFile], *, window: int,
     env_va = window
     runtime_base = window + PAGE_SIZE
     services, runtime_code = runtime_symbols(runtime_base, env_va)
-    objects_base = runtime_base + -(-len(runtime_code) // PAGE_SIZE) * PAGE_SIZE
+    objects_base = runtime_base + align_up(len(runtime_code))
     linked = _link(tuple(objects), objects_base, tuple(sorted({**services, **bindings}.items())),
                    tuple(roots), tuple(sorted((aliases or {}).items())))
     runtime = LinkedSection(RUNTIME_NAME, ".text", runtime_base, runtime_code, "r-x")
@@ -311,12 +311,12 @@ def install(machine: Machine, objects: Sequence[ObjectFile], *, window: int,
     livepatch_va = stacks_va + stacks_size + PAGE_SIZE  # after another guard page
     total = (linked.end - window) + stacks_size + LIVEPATCH_PAGES * PAGE_SIZE
     pa = machine.memory_size - total
-    pa -= pa % PAGE_SIZE
+    pa = page_base(pa)
     for section in (runtime, *linked.sections):
         if not section.content:
             continue
         offset = section.va - window
-        size = -(-len(section.content) // PAGE_SIZE) * PAGE_SIZE
+        size = align_up(len(section.content))
         machine.load_phys(pa + offset, section.content)
         machine.map(section.va, pa + offset, size, section.perms)
     machine.map(env_va, pa, PAGE_SIZE, "rw-")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from pytest_altpatch.a64 import assemble
+from pytest_altpatch.a64.granule import align_up
 from pytest_altpatch.errors import AltpatchError, Location, NativeError
 from pytest_altpatch.image.elf_reader import (
     SymbolEntry,
@@ -24,7 +25,7 @@ from pytest_altpatch.image.elf_reader import (
     packed_placement,
     relocatable_symbols,
 )
-from pytest_altpatch.image.model import PAGE_SIZE, Perms
+from pytest_altpatch.image.model import Perms
 from pytest_altpatch.native.manifest import ObjectFile
 
 #: How many distinct undefined symbols an assembly source may use.
@@ -71,7 +72,7 @@ class LinkedPatcher:
 
 
 def _page_end(address: int) -> int:
-    return -(-address // PAGE_SIZE) * PAGE_SIZE
+    return align_up(address)
 
 
 def _source_text(obj: ObjectFile) -> str:

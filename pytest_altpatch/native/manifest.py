@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, cast
 
-from pytest_altpatch.cases.model import DIALECTS
 from pytest_altpatch.cases.yamlload import LocatedDocument, load_yaml_file
+from pytest_altpatch.dialects import DIALECTS
 from pytest_altpatch.errors import ERROR_CODES, Location, NativeError
 from pytest_altpatch.native import abi
 

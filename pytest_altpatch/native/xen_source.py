@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from pytest_altpatch.dialects import Dialect
 from pytest_altpatch.errors import NativeError
 from pytest_altpatch.native.commands import cflags
 
@@ -28,11 +29,14 @@ DEBIAN_CACHE: Final = CACHE / "debian"
 SOURCE_FILES: Final = ("xen/arch/arm/alternative.c", "xen/arch/arm/arm64/insn.c")
 SOURCES_LINE: Final = "deb-src http://deb.debian.org/debian bookworm main\n"
 COMPILER: Final = "aarch64-linux-gnu-gcc"
+#: The dialect Debian bookworm's Xen (4.17) follows, and the shim its sources build with.
+DIALECT: Final[Dialect] = "xen-4.17"
+SHIM: Final = "xen-4.17"
 MANIFEST: Final = """\
-name: xen-4.17-alternative
+name: {dialect}-alternative
 version: {version}
-dialect: xen-4.17
-shim: xen-4.17
+dialect: {dialect}
+shim: {shim}
 objects: [alternative.o, insn.o]
 """
 
@@ -146,7 +150,7 @@ def build_xen_patcher(sources: Path, workdir: Path, *, mutation: str | None = No
         (workdir / file).write_text(text)
         try:
             done = subprocess.run(
-                [COMPILER, "-O2", "-g", "-std=gnu11", *cflags("xen-4.17"), "-c", file,
+                [COMPILER, "-O2", "-g", "-std=gnu11", *cflags(SHIM), "-c", file,
                  "-o", file.replace(".c", ".o")],
                 cwd=workdir, capture_output=True, text=True, timeout=1200, check=False)
         except subprocess.TimeoutExpired:
@@ -156,7 +160,7 @@ def build_xen_patcher(sources: Path, workdir: Path, *, mutation: str | None = No
             raise NativeError("NATIVE_OBJECT", f"compiling {file} failed: "
                               f"{done.stderr.strip()[-600:]}")
     manifest = workdir / "manifest.yaml"
-    manifest.write_text(MANIFEST.format(version=version))
+    manifest.write_text(MANIFEST.format(version=version, dialect=DIALECT, shim=SHIM))
     return manifest
 
 

@@ -18,20 +18,13 @@ from typing import Literal
 
 from pytest_altpatch.cases.model import (
     Catalog,
-    Dialect,
     Erratum,
     ExtraCap,
     Feature,
     ctr_dminline_bytes,
     ctr_iminline_bytes,
 )
-
-Semantics = Literal["linux", "xen"]
-
-
-def semantics_of(dialect: Dialect) -> Semantics:
-    """Detection semantics of a dialect (``strict`` follows Linux)."""
-    return "xen" if dialect.startswith("xen") else "linux"
+from pytest_altpatch.dialects import Dialect, Semantics, traits
 
 
 @dataclass(frozen=True)
@@ -126,38 +119,13 @@ def resolve_capabilities(
     """Decide the system's capabilities from the early CPUs' readings (CPU0 first)."""
     if not readings:
         raise ValueError("capability resolution needs at least the boot CPU")
-    semantics = semantics_of(dialect)
-    system: set[str] = set()
-    boot_cpu: set[str] = set()
-    sources: list[CapabilitySource] = []
-
-    for erratum in sorted(catalog.errata.values(), key=lambda e: e.id):
-        if not _erratum_applies(erratum, semantics):
-            continue
-        matching = tuple(
-            i for i, r in enumerate(readings) if erratum.affects(r.midr, r.revidr)
-        )
-        on = _decide(erratum.scope, matching, len(readings), semantics)
-        if on:
-            system.add(erratum.capability)
-            sources.append(CapabilitySource(erratum.capability, "erratum", erratum.id, matching))
-            if erratum.scope == "boot-cpu":
-                boot_cpu.add(erratum.capability)
-
-    for feature in sorted(catalog.features.values(), key=lambda f: f.id):
-        having = tuple(
-            i for i, r in enumerate(readings) if feature.present(r.register(feature.register))
-        )
-        if semantics == "linux" and feature.scope == "system-feature":
-            # Lower-safe: the sanitised field is the minimum over the early CPUs.
-            on = _feature_field_floor(feature, readings) >= feature.min_value
-        else:
-            on = _decide(feature.scope, having, len(readings), semantics)
-        if on:
-            system.add(feature.capability)
-            sources.append(CapabilitySource(feature.capability, "feature", feature.id, having))
-            if feature.scope == "boot-cpu":
-                boot_cpu.add(feature.capability)
+    semantics = traits(dialect).semantics
+    # (source, whether the capability is decided on the boot CPU alone), errata first.
+    found = [*_errata_found(readings, catalog, semantics),
+             *_features_found(readings, catalog, semantics)]
+    system = {source.capability for source, _ in found}
+    boot_cpu = {source.capability for source, on_boot_cpu in found if on_boot_cpu}
+    sources = [source for source, _ in found]
 
     for cap in extra:
         on, cpus = _extra_cap_state(cap, readings, catalog, semantics)
@@ -174,6 +142,41 @@ def resolve_capabilities(
         per_cpu=per_cpu,
         sources=tuple(sources),
     )
+
+
+def _errata_found(readings: Sequence[CpuReading], catalog: Catalog, semantics: Semantics
+                  ) -> list[tuple[CapabilitySource, bool]]:
+    """The errata that are on, in id order, each with whether it is boot-CPU scoped."""
+    found: list[tuple[CapabilitySource, bool]] = []
+    for erratum in sorted(catalog.errata.values(), key=lambda e: e.id):
+        if not _erratum_applies(erratum, semantics):
+            continue
+        matching = tuple(
+            i for i, r in enumerate(readings) if erratum.affects(r.midr, r.revidr)
+        )
+        if _decide(erratum.scope, matching, len(readings), semantics):
+            found.append((CapabilitySource(erratum.capability, "erratum", erratum.id, matching),
+                          erratum.scope == "boot-cpu"))
+    return found
+
+
+def _features_found(readings: Sequence[CpuReading], catalog: Catalog, semantics: Semantics
+                    ) -> list[tuple[CapabilitySource, bool]]:
+    """The features that are on, in id order, each with whether it is boot-CPU scoped."""
+    found: list[tuple[CapabilitySource, bool]] = []
+    for feature in sorted(catalog.features.values(), key=lambda f: f.id):
+        having = tuple(
+            i for i, r in enumerate(readings) if feature.present(r.register(feature.register))
+        )
+        if semantics == "linux" and feature.scope == "system-feature":
+            # Lower-safe: the sanitised field is the minimum over the early CPUs.
+            on = _feature_field_floor(feature, readings) >= feature.min_value
+        else:
+            on = _decide(feature.scope, having, len(readings), semantics)
+        if on:
+            found.append((CapabilitySource(feature.capability, "feature", feature.id, having),
+                          feature.scope == "boot-cpu"))
+    return found
 
 
 def _decide(scope: str, matching: tuple[int, ...], ncpus: int, semantics: Semantics) -> bool:
@@ -229,7 +232,7 @@ def late_cpu_verdict(
     park_dcache_mismatch: bool = True,
 ) -> LateCpuVerdict:
     """Decide whether a CPU brought up after boot is accepted (Linux or Xen policy)."""
-    if semantics_of(dialect) == "xen":
+    if traits(dialect).is_xen:
         if not hmp_unsafe and reading.midr != boot_reading.midr:
             return LateCpuVerdict(
                 False, "LATE_CPU_MIDR_MISMATCH", None,
@@ -272,5 +275,4 @@ __all__ = [
     "cpu_capabilities",
     "late_cpu_verdict",
     "resolve_capabilities",
-    "semantics_of",
 ]

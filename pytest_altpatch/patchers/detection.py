@@ -22,6 +22,7 @@ from pytest_altpatch.cases.model import (
     MidrRange,
     ctr_dminline_bytes,
 )
+from pytest_altpatch.dialects import traits
 from pytest_altpatch.machine.sysregs import ID_REGISTERS
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ class ReferenceDetection:
 
     @property
     def _xen(self) -> bool:
-        return self.dialect.startswith("xen")
+        return traits(self.dialect).is_xen
 
     # ------------------------------------------------------------------ reading
 

@@ -14,14 +14,14 @@ real kernel would use may be among the code being patched.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Literal, cast
+from typing import TYPE_CHECKING, Final, cast
 
 from pytest_altpatch import __version__
 from pytest_altpatch.a64.classify import is_branch_imm, is_simd_fp_literal, uses_literal
+from pytest_altpatch.a64.granule import page_base
 from pytest_altpatch.a64.pcrel import PcRelClass, decode_target, pc_relative_class, retarget
-from pytest_altpatch.cases.model import Dialect, ctr_dminline_bytes, ctr_iminline_bytes
+from pytest_altpatch.cases.model import ctr_dminline_bytes, ctr_iminline_bytes
+from pytest_altpatch.dialects import CB_BIT, DIALECTS, Dialect, is_dialect, traits
 from pytest_altpatch.errors import EncodingError, Location, PatchError
 from pytest_altpatch.image.alt_table import decode_alt_table
 from pytest_altpatch.image.model import AltEntry
@@ -38,73 +38,8 @@ if TYPE_CHECKING:
 
 NOP: Final = 0xD503201F
 B_OPCODE: Final = 0x14000000
-CB_BIT: Final = 1 << 15
+#: Capability whose errata make DC CVAU insufficient (Cortex-A53 826319 and friends).
 CLEAN_CACHE_CAP: Final = "ARM64_WORKAROUND_CLEAN_CACHE"
-
-CallbackMarking = Literal["none", "ncaps", "bit15"]
-Maintenance = Literal["civac-then-ialluis", "flush-icache-range", "xen"]
-
-
-@dataclass(frozen=True)
-class DialectRules:
-    """How one dialect patches (a row of :data:`DIALECT_RULES`)."""
-
-    name: str
-    adrp_reloc: bool
-    refuse_literals: bool
-    callbacks: CallbackMarking
-    conditional_callbacks: bool
-    two_pass: bool
-    maintenance: Maintenance
-    #: Where D/I line sizes come from: the sanitised system minimum, or CPU0's own CTR_EL0.
-    line_source: Literal["sanitised", "own"]
-    out_of_range: Literal["truncate", "error"]
-    features: frozenset[str]
-    #: With ``refuse_literals``: whether SIMD&FP literal loads (V = 1) are refused too.
-    #: Linux's literal check does not match them, so its dialects copy them unchanged.
-    refuse_simd_fp_literals: bool = False
-
-
-#: Features (corpus/catalog/patcher-features.yaml) every dialect supports.
-_COMMON = frozenset({"boot-alternatives", "branch-reloc", "length-check", "write-alias",
-                     "smp-rendezvous", "late-alternatives", "hotplug", "cpu-detection",
-                     "late-cpu-check"})
-_LINUX_4_9 = _COMMON | {"adrp-reloc", "literal-refusal", "callbacks", "ncaps-callbacks"}
-_LINUX_6_1 = _COMMON | {"adrp-reloc", "literal-refusal", "callbacks", "cap-callbacks",
-                        "two-pass"}
-
-DIALECT_RULES: Final[Mapping[str, DialectRules]] = {
-    "linux-4.6": DialectRules(
-        "linux-4.6", adrp_reloc=False, refuse_literals=False, callbacks="none",
-        conditional_callbacks=False, two_pass=False, maintenance="flush-icache-range",
-        line_source="own", out_of_range="truncate", features=_COMMON,
-    ),
-    "linux-4.9": DialectRules(
-        "linux-4.9", adrp_reloc=True, refuse_literals=True, callbacks="ncaps",
-        conditional_callbacks=False, two_pass=False, maintenance="flush-icache-range",
-        line_source="sanitised", out_of_range="truncate",
-        features=_LINUX_4_9,
-    ),
-    "linux-6.1": DialectRules(
-        "linux-6.1", adrp_reloc=True, refuse_literals=True, callbacks="bit15",
-        conditional_callbacks=True, two_pass=True, maintenance="civac-then-ialluis",
-        line_source="sanitised", out_of_range="truncate",
-        features=_LINUX_6_1,
-    ),
-    "xen-4.17": DialectRules(
-        "xen-4.17", adrp_reloc=False, refuse_literals=False, callbacks="ncaps",
-        conditional_callbacks=False, two_pass=False, maintenance="xen",
-        line_source="own", out_of_range="truncate",
-        features=_COMMON | {"callbacks", "ncaps-callbacks", "livepatch",
-                            "payload-validation"},
-    ),
-    "strict": DialectRules(
-        "strict", adrp_reloc=True, refuse_literals=True, callbacks="bit15",
-        conditional_callbacks=True, two_pass=True, maintenance="civac-then-ialluis",
-        line_source="sanitised", out_of_range="error",
-        features=_LINUX_6_1 | {"strict-ranges"}, refuse_simd_fp_literals=True,
-    ),
-}
 
 
 def read_entries(ctx: CpuContext, env: PatchEnvironment) -> tuple[AltEntry, ...]:
@@ -128,10 +63,11 @@ class ReferencePatcher(ReferenceDetection):
     """The reference patcher for one dialect (detection and late-CPU check included)."""
 
     def __init__(self, dialect: str) -> None:
-        if dialect not in DIALECT_RULES:
+        if not is_dialect(dialect):
             raise PatchError("PATCHER_UNKNOWN", f"no reference dialect {dialect!r}",
-                             hint=f"known: {', '.join(DIALECT_RULES)}")
-        self.rules = DIALECT_RULES[dialect]
+                             hint=f"known: {', '.join(DIALECTS)}")
+        #: The dialect's row of the dialect table: every rule this patcher follows.
+        self.rules = traits(dialect)
         self.name = f"reference:{dialect}"
         self.version = __version__
         self.dialect = dialect
@@ -263,8 +199,8 @@ class ReferencePatcher(ReferenceDetection):
                 return retarget(word, site_pc, target)
             except EncodingError as exc:  # same code, located at the site
                 raise PatchError(exc.code, exc.message, location=where) from None
-        base = site_pc & ~0xFFF if cls.is_page else site_pc
-        goal = target & ~0xFFF if cls.is_page else target
+        base = page_base(site_pc) if cls.is_page else site_pc
+        goal = page_base(target) if cls.is_page else target
         return cls.encode_offset(word, _wrapped(cls, (goal - base) & ((1 << 64) - 1)))
 
     # ------------------------------------------------------------------ livepatch
@@ -386,4 +322,4 @@ class ReferencePatcher(ReferenceDetection):
         ctx.isb()
 
 
-__all__ = ["DIALECT_RULES", "DialectRules", "ReferencePatcher", "read_entries"]
+__all__ = ["ReferencePatcher", "read_entries"]

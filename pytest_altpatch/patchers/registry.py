@@ -13,11 +13,11 @@ import inspect
 from collections.abc import Callable
 from typing import cast
 
-from pytest_altpatch.cases.model import DEFAULT_DIALECT, DIALECTS
 from pytest_altpatch.cases.suggestions import did_you_mean
+from pytest_altpatch.dialects import DEFAULT_DIALECT, DIALECTS, is_dialect
 from pytest_altpatch.errors import PatchError
 from pytest_altpatch.patchers.contract import Patcher
-from pytest_altpatch.patchers.reference import DIALECT_RULES, ReferencePatcher
+from pytest_altpatch.patchers.reference import ReferencePatcher
 
 #: The ``--altpatch-dialect`` word for every dialect.
 ALL_DIALECTS = "all"
@@ -94,54 +94,18 @@ def resolve_patcher(name: str, *, dialect: str | None = None) -> Patcher:
         parse_dialects(dialect)  # an unknown name is a dialect error, with a suggestion
     kind, _, rest = name.partition(":")
     if kind == "reference":
-        chosen = rest or dialect or DEFAULT_DIALECT
-        if chosen not in DIALECT_RULES:
-            hint = did_you_mean(chosen, DIALECT_RULES)
-            raise PatchError("PATCHER_DIALECT", f"no reference dialect {chosen!r}",
-                             phase="load", hint=hint or f"known: {', '.join(DIALECT_RULES)}")
-        if rest and dialect is not None and dialect != rest:
-            raise PatchError("PATCHER_DIALECT", f"{name!r} implements {rest}, not {dialect}",
-                             phase="load")
-        return ReferencePatcher(chosen)
+        return _reference(name, rest, dialect)
     if kind == "native":
-        # Imported here: only native runs need the linker and executor.
-        from pytest_altpatch.native.patcher import load_native_patcher  # noqa: PLC0415
-
-        if not rest:
-            raise PatchError("PATCHER_UNKNOWN", "native: needs a manifest path",
-                             phase="load", hint="native:PATH/TO/manifest.yaml")
-        native = load_native_patcher(rest)
-        if dialect is not None and native.dialect != dialect:
-            raise PatchError("PATCHER_DIALECT", f"{name!r} implements {native.dialect!r} "
-                             f"(its manifest's dialect), not {dialect!r}", phase="load")
-        return native
+        return _native(rest, name, dialect)
     if not rest:
         raise PatchError("PATCHER_UNKNOWN", f"cannot resolve patcher {name!r}", phase="load",
                          hint="use reference[:DIALECT] or package.module:attribute")
-    try:
-        module = importlib.import_module(kind)
-    except ImportError as exc:
-        raise PatchError("PATCHER_UNKNOWN", f"cannot import {kind!r}: {exc}",
-                         phase="load") from None
-    try:
-        target: object = module
-        for part in rest.split("."):
-            target = getattr(target, part)
-    except AttributeError:
-        raise PatchError("PATCHER_UNKNOWN", f"{kind!r} has no attribute {rest!r}",
-                         phase="load") from None
+    target = _imported(kind, rest)
     made = False
     # A class is instantiated even when its class attributes already look like the
     # protocol (its methods are unbound until then); an instance is used as it is.
     if inspect.isclass(target) or (not isinstance(target, Patcher) and callable(target)):
-        make = cast("Callable[..., object]", target)
-        try:
-            target = make(dialect=dialect) if dialect and _takes_dialect(make) else make()
-        except Exception as exc:
-            raise PatchError("PATCHER_UNKNOWN", f"creating {name!r} failed: "
-                             f"{type(exc).__name__}: {exc}", phase="load",
-                             hint="a class or factory is called with no arguments, or with "
-                                  "dialect=NAME when a dialect is asked for") from None
+        target = _made(cast("Callable[..., object]", target), name, dialect)
         made = True
     if not isinstance(target, Patcher):
         raise PatchError("PATCHER_UNKNOWN",
@@ -154,6 +118,62 @@ def resolve_patcher(name: str, *, dialect: str | None = None) -> Patcher:
                          hint="drop --altpatch-dialect, or give a class or factory taking "
                               "dialect=")
     return target
+
+
+def _reference(name: str, rest: str, dialect: str | None) -> Patcher:
+    """``reference[:DIALECT]``: the reference patcher of the named (or asked) dialect."""
+    chosen = rest or dialect or DEFAULT_DIALECT
+    if not is_dialect(chosen):
+        hint = did_you_mean(chosen, DIALECTS)
+        raise PatchError("PATCHER_DIALECT", f"no reference dialect {chosen!r}",
+                         phase="load", hint=hint or f"known: {', '.join(DIALECTS)}")
+    if rest and dialect is not None and dialect != rest:
+        raise PatchError("PATCHER_DIALECT", f"{name!r} implements {rest}, not {dialect}",
+                         phase="load")
+    return ReferencePatcher(chosen)
+
+
+def _native(manifest: str, name: str, dialect: str | None) -> Patcher:
+    """``native:PATH``: the native patcher a manifest describes."""
+    # Imported here: only native runs need the linker and executor.
+    from pytest_altpatch.native.patcher import load_native_patcher  # noqa: PLC0415
+
+    if not manifest:
+        raise PatchError("PATCHER_UNKNOWN", "native: needs a manifest path",
+                         phase="load", hint="native:PATH/TO/manifest.yaml")
+    native = load_native_patcher(manifest)
+    if dialect is not None and native.dialect != dialect:
+        raise PatchError("PATCHER_DIALECT", f"{name!r} implements {native.dialect!r} "
+                         f"(its manifest's dialect), not {dialect!r}", phase="load")
+    return native
+
+
+def _imported(module_name: str, attribute: str) -> object:
+    """``module:attr``: the attribute (dotted) of the imported module."""
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise PatchError("PATCHER_UNKNOWN", f"cannot import {module_name!r}: {exc}",
+                         phase="load") from None
+    try:
+        target: object = module
+        for part in attribute.split("."):
+            target = getattr(target, part)
+    except AttributeError:
+        raise PatchError("PATCHER_UNKNOWN", f"{module_name!r} has no attribute {attribute!r}",
+                         phase="load") from None
+    return target
+
+
+def _made(make: Callable[..., object], name: str, dialect: str | None) -> object:
+    """What a patcher class or factory returns (given ``dialect=`` when it takes one)."""
+    try:
+        return make(dialect=dialect) if dialect and _takes_dialect(make) else make()
+    except Exception as exc:
+        raise PatchError("PATCHER_UNKNOWN", f"creating {name!r} failed: "
+                         f"{type(exc).__name__}: {exc}", phase="load",
+                         hint="a class or factory is called with no arguments, or with "
+                              "dialect=NAME when a dialect is asked for") from None
 
 
 __all__ = ["ALL_DIALECTS", "DEFAULT_DIALECT", "dialect_free_reference", "parse_dialects",

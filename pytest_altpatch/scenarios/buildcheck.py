@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pytest_altpatch.cases.model import Case, Catalog, Dialect
+from pytest_altpatch.cases.model import Case, Catalog
+from pytest_altpatch.dialects import Dialect
 from pytest_altpatch.errors import AltpatchError
-from pytest_altpatch.image.builder import build_image
-from pytest_altpatch.scenarios.harness import harness_source
-from pytest_altpatch.scenarios.runner import numbering_for
+from pytest_altpatch.scenarios.session import build_for
 
 
 def expects_build_error(case: Case) -> bool:
@@ -30,10 +29,8 @@ def build_problems(case: Case, catalog: Catalog,
     failing: dict[tuple[str, str, int | None, int | None], list[str]] = {}
     chosen = [d for d in (dialects or case.dialects) if d in case.dialects] or list(dialects or ())
     for dialect in chosen:
-        numbering = catalog.numberings[numbering_for(catalog, dialect)]
         try:
-            build_image(case, dialect=dialect, numbering=numbering,
-                        harness_text=harness_source())
+            build_for(case, catalog, dialect)
         except AltpatchError as exc:
             where = exc.location
             key = (exc.code, exc.message, where.line, where.column)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from pytest_altpatch.a64.granule import PAGE_SIZE
 from pytest_altpatch.cases.model import ID_REGISTERS as CATALOG_ID_REGISTERS
 from pytest_altpatch.machine.services import HostService
 from pytest_altpatch.machine.sysregs import ID_REGISTERS, IDENTITY_REGISTERS, SysregKey
@@ -28,6 +29,13 @@ DETECTED_REGISTERS: Final[tuple[tuple[str, SysregKey], ...]] = (
 #: Bytes per CPU detection record (one 64-bit slot per register, padded).
 RECORD_SIZE: Final = 128
 assert 8 * len(DETECTED_REGISTERS) <= RECORD_SIZE  # a layout invariant, not input checking
+
+#: Harness data (detection records, the patcher's rendezvous word), outside any image.
+HARNESS_DATA_VA: Final = 0x0100_0000_0000
+RECORDS_SIZE: Final = 256 * RECORD_SIZE
+#: The patcher's rendezvous word (``PatchEnvironment.sync_va``), on the page after the records.
+SYNC_VA: Final = HARNESS_DATA_VA + RECORDS_SIZE
+HARNESS_DATA_SIZE: Final = RECORDS_SIZE + PAGE_SIZE
 
 
 def mrs_word(rt: int, op0: int, op1: int, crn: int, crm: int, op2: int) -> int:
@@ -64,7 +72,11 @@ __all__ = [
     "BRINGUP_SYMBOL",
     "DETECTED_REGISTERS",
     "DETECT_SYMBOL",
+    "HARNESS_DATA_SIZE",
+    "HARNESS_DATA_VA",
+    "RECORDS_SIZE",
     "RECORD_SIZE",
+    "SYNC_VA",
     "bringup_source",
     "detect_source",
     "harness_source",

@@ -24,20 +24,20 @@ from pytest_altpatch.image.model import Image
 from pytest_altpatch.image.objects import LoadedObject, LoadedSection, RelocatableObject
 from pytest_altpatch.image.payload import build_payload
 from pytest_altpatch.machine import CpuContext
-from pytest_altpatch.patchers.capabilities import semantics_of
 from pytest_altpatch.patchers.contract import (
     AltRegion,
     LivepatchEnvironment,
     LivepatchFunction,
     LivepatchPatcher,
 )
+from pytest_altpatch.scenarios.harness import HARNESS_DATA_VA, SYNC_VA
 from pytest_altpatch.scenarios.outcome import (
     Outcome,
     PhaseOutcome,
     ProbeOutcome,
     SectionSnapshot,
 )
-from pytest_altpatch.scenarios.runner import HARNESS_DATA_VA, SYNC_VA, BootSession, page_span
+from pytest_altpatch.scenarios.session import Booted, Session, page_span
 
 
 @dataclass(frozen=True)
@@ -104,9 +104,8 @@ def validate_payload_alternatives(loaded: LoadedObject, name: str, image: Image)
                                  name, site=entry.index, address=entry.site)
 
 
-def _payload_window(session: BootSession, index: int) -> int:
+def _payload_window(session: Session, index: int) -> int:
     image = session.image
-    assert image is not None
     # Stacked payloads sit one after another, 1 MiB apart, in the window.
     return image.text_start + session.case.options.payload_offset + index * 0x10_0000
 
@@ -115,7 +114,7 @@ def _iter_sections(loaded: LoadedObject) -> Iterator[LoadedSection]:
     return (section for section in loaded.sections if section.content)
 
 
-def load_payload(session: BootSession, spec: PayloadSpec, index: int, *,
+def load_payload(booted: Booted, spec: PayloadSpec, index: int, *,
                  alternatives_before_relocations: bool = False,
                  object_bytes: bytes | None = None) -> LoadedPayload:
     """Build, link, map (RW), validate and patch one payload; then make it executable.
@@ -126,8 +125,8 @@ def load_payload(session: BootSession, spec: PayloadSpec, index: int, *,
     reproduces the historical loader bug (x86 livepatch, 2016) for tests that show a
     case catches it.
     """
+    session = booted.session
     image, machine = session.image, session.machine
-    assert image is not None and machine is not None and session.capabilities is not None
     if object_bytes is None:
         obj = build_payload(spec, image)
         data = write_relocatable(obj)
@@ -155,7 +154,7 @@ def load_payload(session: BootSession, spec: PayloadSpec, index: int, *,
         if section.perms == "r-x":
             machine.declare_code(pa, size)  # writes from here on are tracked by the fetch model
     payload = LoadedPayload(spec.name, spec, loaded, section_pa)
-    _apply_payload_alternatives(session, payload)
+    _apply_payload_alternatives(booted, payload)
     if alternatives_before_relocations:
         # ... and relocation afterwards rewrites every relocated word, patched or not.
         text = loaded.section(".text")
@@ -193,27 +192,28 @@ def _raw_section(obj: RelocatableObject, name: str) -> bytes | None:
     return None
 
 
-def _apply_payload_alternatives(session: BootSession, payload: LoadedPayload) -> None:
+def _apply_payload_alternatives(booted: Booted, payload: LoadedPayload) -> None:
+    session = booted.session
     table = payload.loaded.section(".altinstructions")
     if table is None or not table.content:
         return
     text = payload.loaded.section(".text")
-    assert text is not None and session.capabilities is not None
+    assert text is not None  # a table without text is refused by the validation
     region = AltRegion(table_start=table.va, table_end=table.end, text_start=text.va,
                        text_end=text.end, alias_offset=0,
                        text_phys=payload.section_pa[".text"], live=False)
-    env = session.environment(session.capabilities, region)
+    env = session.environment(booted.capabilities, region)
     # Applied on one CPU, without a rendezvous: nothing runs the payload yet.
     _, error = session.run_patcher([0], lambda ctx: session.patcher.apply_alternatives_region(
         ctx, env))
     if error is not None:
         raise LateFlowError(error.code, error.message, location=error.location, hint=error.hint)
-    if semantics_of(session.dialect) == "linux":
+    if not session.traits.is_xen:
         # Linux leaves cache maintenance of module text to the module loader.
         _loader_maintenance(session, text.va, text.end, env.dcache_line)
 
 
-def _loader_maintenance(session: BootSession, start: int, end: int, line: int) -> None:
+def _loader_maintenance(session: Session, start: int, end: int, line: int) -> None:
     """The Linux module loader's ``flush_icache_range()`` over the module text."""
     def flush(ctx: CpuContext) -> None:
         for va in range(start & -line, end, line):
@@ -231,14 +231,13 @@ def _loader_maintenance(session: BootSession, start: int, end: int, line: int) -
         session.run_patcher(others, lambda ctx: ctx.isb())
 
 
-def _secure(session: BootSession, payload: LoadedPayload) -> None:
+def _secure(session: Session, payload: LoadedPayload) -> None:
     """Xen ``arch_livepatch_secure``: text R-X, read-only data R--, data stays RW-.
 
     Like Xen's ``move_payload``, a section's kind comes from its ELF flags (executable,
     writable, else read-only), so ``.altinstructions`` and ``.rodata*`` become R--.
     """
     machine = session.machine
-    assert machine is not None
     for section in payload.loaded.sections:
         if not section.content:
             continue
@@ -249,10 +248,10 @@ def _secure(session: BootSession, payload: LoadedPayload) -> None:
 # --------------------------------------------------------------------------- apply/revert
 
 
-def livepatch_environment(session: BootSession, payload: LoadedPayload) -> LivepatchEnvironment:
+def livepatch_environment(booted: Booted, payload: LoadedPayload) -> LivepatchEnvironment:
     """The functions a payload replaces, resolved against the base image and payload."""
+    session = booted.session
     image = session.image
-    assert image is not None and session.env is not None
     functions: list[LivepatchFunction] = []
     for replacement in payload.spec.replaces:
         old = image.symbols.get(replacement.old)
@@ -273,7 +272,7 @@ def livepatch_environment(session: BootSession, payload: LoadedPayload) -> Livep
             expect = assemble(payload.spec.expect_old[replacement.old], base=old,
                               symbols=image.symbols).code
         functions.append(LivepatchFunction(replacement.old, old, 4, new, 4, expect))
-    env = session.env
+    env = booted.env
     return LivepatchEnvironment(
         payload=payload.name, functions=tuple(functions),
         text_start=image.text_start, text_end=image.text_end,
@@ -283,19 +282,19 @@ def livepatch_environment(session: BootSession, payload: LoadedPayload) -> Livep
     )
 
 
-def switch(session: BootSession, payloads: Sequence[LoadedPayload], *, revert: bool
+def switch(booted: Booted, payloads: Sequence[LoadedPayload], *, revert: bool
            ) -> ErrorInfo | None:
     """Apply (or revert, in reverse order) payloads at a quiescent point on every CPU."""
+    session = booted.session
     machine = session.machine
     patcher = session.patcher
-    assert machine is not None
     if not isinstance(patcher, LivepatchPatcher):
         return ErrorInfo("PATCHER_UNSUPPORTED", f"{patcher.name} cannot apply livepatches",
                          "late")
     order = list(reversed(payloads)) if revert else list(payloads)
     for payload in order:
-        env = livepatch_environment(session, payload)
-        machine.load_phys(session.section_pa["<harness-data>"] + (SYNC_VA - HARNESS_DATA_VA),
+        env = livepatch_environment(booted, payload)
+        machine.load_phys(session.harness_pa + (SYNC_VA - HARNESS_DATA_VA),
                           bytes(4))  # a fresh rendezvous word
 
         def body(ctx: CpuContext, env: LivepatchEnvironment = env) -> None:
@@ -315,10 +314,9 @@ def switch(session: BootSession, payloads: Sequence[LoadedPayload], *, revert: b
 # --------------------------------------------------------------------------- the flow
 
 
-def _snapshots(session: BootSession, payloads: Sequence[LoadedPayload]
+def _snapshots(session: Session, payloads: Sequence[LoadedPayload]
                ) -> tuple[SectionSnapshot, ...]:
     machine = session.machine
-    assert machine is not None
     snaps = list(session.snapshots())
     for payload in payloads:
         for section in _iter_sections(payload.loaded):
@@ -328,63 +326,60 @@ def _snapshots(session: BootSession, payloads: Sequence[LoadedPayload]
     return tuple(snaps)
 
 
-def _phase(session: BootSession, name: str, payloads: Sequence[LoadedPayload],
+def _phase(booted: Booted, name: str, payloads: Sequence[LoadedPayload],
            expectation: PhaseExpectation | None, patchable: Sequence[tuple[int, int]],
            error: ErrorInfo | None = None) -> PhaseOutcome:
     probes: tuple[ProbeOutcome, ...] = ()
+    session = booted.session
     machine = session.machine
-    assert machine is not None
     findings = session.new_findings()
     healthy = error is None and all(machine.cpu_state(c) == "done" for c in session.online)
     if expectation is not None and healthy:
-        assert session.image is not None
         symbols = dict(session.image.symbols)
         for payload in payloads:
             symbols.update(payload.loaded.symbols)  # a module's own functions may be probed
         probes = session.run_probes(expectation.probes, session.online, symbols)
-    return PhaseOutcome(phase=name, caps=tuple(sorted(session.capabilities.system))
-                        if session.capabilities else (),
+    return PhaseOutcome(phase=name, caps=tuple(sorted(booted.capabilities.system)),
                         sections=_snapshots(session, payloads), probes=probes,
                         findings=findings, error=error, patchable=tuple(patchable))
 
 
-def run_late(session: BootSession, boot: Outcome, *,
+def run_late(booted: Booted, boot: Outcome, *,
              alternatives_before_relocations: bool = False) -> Outcome:
     """Continue a booted session with the case's payloads: load, apply, revert."""
+    session = booted.session
     case = session.case
     late = case.expect.late
     phases = list(boot.phases)
     payloads: list[LoadedPayload] = []
     image = session.image
-    assert image is not None
     symbols = dict(image.symbols)
 
     def finish(error: ErrorInfo | None = None) -> Outcome:
         entries = tuple((p.name, e) for p in payloads
                         for e in p.loaded.alt_entries(image.dialect, image.numbering.ncaps,
                                                       image.numbering))
-        return replace(session._outcome(phases=phases, error=error, hotplug=boot.hotplug),
+        return replace(session.outcome(phases=phases, error=error, hotplug=boot.hotplug),
                        mode="late", symbols=symbols, payload_entries=entries)
 
     machine = session.machine
-    assert machine is not None
     if any(machine.cpu_state(c) != "done" for c in session.online):
         return finish(boot.error)
     base_sites = session.patchable()
     try:
         for index, spec in enumerate(case.payloads):
-            payload = load_payload(session, spec, index,
+            payload = load_payload(booted, spec, index,
                                    alternatives_before_relocations=alternatives_before_relocations)
             payloads.append(payload)
             symbols.update(payload.loaded.symbols)
     except AltpatchError as exc:
         error = exc.with_phase("late").info()
-        phases.append(_phase(session, "load", payloads, None, base_sites, error))
+        phases.append(_phase(booted, "load", payloads, None, base_sites, error))
         return finish(error)
     payload_sites = tuple((e.site, e.site + e.site_len) for p in payloads
                           for e in p.loaded.alt_entries(image.dialect, image.numbering.ncaps,
                                                         image.numbering))
-    phases.append(_phase(session, "load", payloads, late.load if late else None,
+    phases.append(_phase(booted, "load", payloads, late.load if late else None,
                          base_sites + payload_sites))
     function_sites = tuple(
         (image.symbols[r.old], image.symbols[r.old] + 4)
@@ -397,8 +392,8 @@ def run_late(session: BootSession, boot: Outcome, *,
             expectation = getattr(late, name) if late else None
             if expectation is None and name == "revert":
                 break
-            switch_error = switch(session, payloads, revert=revert)
-            phases.append(_phase(session, name, payloads, expectation, allowed, switch_error))
+            switch_error = switch(booted, payloads, revert=revert)
+            phases.append(_phase(booted, name, payloads, expectation, allowed, switch_error))
             if switch_error is not None:
                 return finish(switch_error)
             if any(machine.cpu_state(c) != "done" for c in session.online):

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from pytest_altpatch.errors import ErrorInfo, Location
-from pytest_altpatch.patchers.capabilities import semantics_of
+from pytest_altpatch.machine import CpuContext
 from pytest_altpatch.patchers.contract import (
     DetectingPatcher,
     DetectionEnvironment,
@@ -21,24 +21,20 @@ from pytest_altpatch.patchers.contract import (
     LateCpuChecker,
     LateCpuEnvironment,
 )
-
-if TYPE_CHECKING:
-    from pytest_altpatch.machine import CpuContext
-    from pytest_altpatch.scenarios.runner import BootSession
+from pytest_altpatch.scenarios.session import Booted, Session
 
 DETECTION_FEATURE: Final = "cpu-detection"
 LATE_CPU_FEATURE: Final = "late-cpu-check"
 
 
-def detection_tables(session: BootSession) -> DetectionTables:
+def detection_tables(session: Session) -> DetectionTables:
     """The catalog's tables as the dialect under test is built with them.
 
     Capabilities are named as the catalog names them (a dialect's own spelling, such
     as Xen's ``ARM64_WORKAROUND_AT_SPECULATE``, is an alias of the same number).
     """
-    assert session.image is not None
     numbering = session.image.numbering
-    semantics = semantics_of(session.dialect)
+    semantics = session.traits.semantics
     catalog = session.catalog
     errata = tuple(e for _, e in sorted(catalog.errata.items()) if semantics in e.tables)
     features = tuple(f for _, f in sorted(catalog.features.items()))
@@ -53,18 +49,18 @@ def detection_tables(session: BootSession) -> DetectionTables:
     )
 
 
-def declares(session: BootSession, feature: str) -> bool:
+def declares(session: Session, feature: str) -> bool:
     """Whether the patcher under test declares ``feature``."""
     return feature in session.patcher.features
 
 
-def _unsupported(session: BootSession, entry: str, feature: str) -> ErrorInfo:
+def _unsupported(session: Session, entry: str, feature: str) -> ErrorInfo:
     return ErrorInfo("PATCHER_UNSUPPORTED",
                      f"{session.patcher.name} declares {feature} but has no {entry} entry",
                      "boot", Location())
 
 
-def run_detection(session: BootSession, cpus: Sequence[int]) -> ErrorInfo | None:
+def run_detection(session: Session, cpus: Sequence[int]) -> ErrorInfo | None:
     """``detect_capabilities`` on each of ``cpus`` in turn; updates ``session.detected``."""
     if not declares(session, DETECTION_FEATURE):
         return None
@@ -102,9 +98,8 @@ def _numbers(value: object) -> frozenset[int] | None:
     return frozenset(value)
 
 
-def cap_names(session: BootSession, numbers: Collection[int]) -> tuple[str, ...]:
+def cap_names(session: Session, numbers: Collection[int]) -> tuple[str, ...]:
     """Capability names for ``numbers`` (``#N`` for a number the dialect does not use)."""
-    assert session.image is not None
     numbering = session.image.numbering
     by_number = {n: name for name, n in detection_tables(session).numbers.items()}
     return tuple(sorted(by_number.get(n) or numbering.name(n) or f"#{n}" for n in numbers))
@@ -119,18 +114,18 @@ class PatcherVerdict:
     error: ErrorInfo | None = None
 
 
-def late_cpu_check(session: BootSession, cpu: int) -> PatcherVerdict:
+def late_cpu_check(booted: Booted, cpu: int) -> PatcherVerdict:
     """``verify_late_cpu`` on the hot-plugged CPU ``cpu``, before it joins."""
+    session = booted.session
     if not declares(session, LATE_CPU_FEATURE):
         return PatcherVerdict(None)
     patcher = session.patcher
     if not isinstance(patcher, LateCpuChecker):
         return PatcherVerdict(None, error=_unsupported(session, "verify_late_cpu",
                                                        LATE_CPU_FEATURE))
-    assert session.env is not None
     boot = session.readings[0]
     options = session.case.options
-    env = LateCpuEnvironment(tables=detection_tables(session), caps=session.env.caps,
+    env = LateCpuEnvironment(tables=detection_tables(session), caps=booted.env.caps,
                              boot_midr=boot.midr, boot_ctr=boot.ctr,
                              hmp_unsafe=options.hmp_unsafe,
                              park_dcache_mismatch=options.park_dcache_mismatch)

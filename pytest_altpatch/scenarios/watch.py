@@ -13,12 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
-from pytest_altpatch.scenarios.harness import RECORD_SIZE
-
-if TYPE_CHECKING:
-    from pytest_altpatch.scenarios.runner import BootSession
+from pytest_altpatch.machine import Machine
+from pytest_altpatch.scenarios.harness import (
+    HARNESS_DATA_SIZE,
+    HARNESS_DATA_VA,
+    RECORD_SIZE,
+    RECORDS_SIZE,
+)
 
 #: Bytes of the rendezvous word at ``PatchEnvironment.sync_va`` (the patcher's own).
 SYNC_WORD_SIZE: Final = 4
@@ -28,36 +31,24 @@ SYNC_WORD_SIZE: Final = 4
 class WatchPoint:
     """The watched state when a patcher entry started."""
 
+    harness_pa: int  # where the harness data lies in physical memory
     vmaps: frozenset[int]
     owned: bytes  # the harness data, with the rendezvous word zeroed
 
 
-def _owned_bytes(session: BootSession) -> bytes:
-    from pytest_altpatch.scenarios.runner import (  # noqa: PLC0415 (runner imports us)
-        HARNESS_DATA_SIZE,
-        RECORDS_SIZE,
-    )
-    assert session.machine is not None
-    raw = bytearray(session.machine.read_phys(session.section_pa["<harness-data>"],
-                                              HARNESS_DATA_SIZE))
+def _owned_bytes(machine: Machine, harness_pa: int) -> bytes:
+    raw = bytearray(machine.read_phys(harness_pa, HARNESS_DATA_SIZE))
     raw[RECORDS_SIZE:RECORDS_SIZE + SYNC_WORD_SIZE] = bytes(SYNC_WORD_SIZE)
     return bytes(raw)
 
 
-def watch(session: BootSession) -> WatchPoint:
-    """Note the state before a patcher entry runs."""
-    assert session.machine is not None
-    return WatchPoint(frozenset(session.machine.vmaps), _owned_bytes(session))
+def watch(machine: Machine, harness_pa: int) -> WatchPoint:
+    """Note the state before a patcher entry runs (the harness data is at ``harness_pa``)."""
+    return WatchPoint(harness_pa, frozenset(machine.vmaps), _owned_bytes(machine, harness_pa))
 
 
-def check(session: BootSession, before: WatchPoint, cpus: Sequence[int]) -> None:
+def check(machine: Machine, before: WatchPoint, cpus: Sequence[int]) -> None:
     """Record a finding for each watched thing the entry left changed."""
-    from pytest_altpatch.scenarios.runner import (  # noqa: PLC0415
-        HARNESS_DATA_VA,
-        RECORDS_SIZE,
-    )
-    machine = session.machine
-    assert machine is not None
     who = cpus[0] if cpus else 0
     # A run cut short (a refusal or fault elsewhere) may stop a CPU inside its patching.
     returned = all(machine.cpu_state(cpu) != "running" for cpu in cpus)
@@ -67,7 +58,7 @@ def check(session: BootSession, before: WatchPoint, cpus: Sequence[int]) -> None
                          f"vmap alias [{va:#x}, {va + length:#x}) was still mapped when the "
                          f"patcher returned (cpus {', '.join(map(str, cpus))})", cpu=who,
                          address=va, detail={"size": length})
-    after = _owned_bytes(session)
+    after = _owned_bytes(machine, before.harness_pa)
     if after == before.owned:
         return
     offset = next(i for i, (a, b) in enumerate(zip(before.owned, after, strict=True)) if a != b)

@@ -57,12 +57,12 @@ def measure_one(sites: int, cpus: int) -> dict[str, float]:
     from pytest_altpatch.cases import load_case, load_catalog  # noqa: PLC0415
     from pytest_altpatch.judge import judge  # noqa: PLC0415
     from pytest_altpatch.patchers.reference import ReferencePatcher  # noqa: PLC0415
-    from pytest_altpatch.scenarios import runner  # noqa: PLC0415
+    from pytest_altpatch.scenarios import runner, session  # noqa: PLC0415
 
     spent = dict.fromkeys(PHASES, 0.0)
 
-    def timed(name: str, method: str) -> None:
-        original = getattr(runner.BootSession, method)
+    def timed(name: str, owner: object, attribute: str) -> None:
+        original = getattr(owner, attribute)
 
         def wrapper(*args: object, **kwargs: object) -> object:
             start = time.perf_counter()
@@ -71,11 +71,13 @@ def measure_one(sites: int, cpus: int) -> dict[str, float]:
             finally:
                 spent[name] += time.perf_counter() - start
 
-        setattr(runner.BootSession, method, wrapper)
+        setattr(owner, attribute, wrapper)
 
-    for name, method in (("build", "_build"), ("machine", "_make_machine"),
-                         ("patcher", "run_patcher"), ("probes", "run_probes")):
-        timed(name, method)
+    for name, owner, attribute in (("build", runner, "build_for"),
+                                   ("machine", session, "_make_machine"),
+                                   ("patcher", session.Session, "run_patcher"),
+                                   ("probes", session.Session, "run_probes")):
+        timed(name, owner, attribute)
     start = time.perf_counter()
     catalog = load_catalog()
     with tempfile.TemporaryDirectory() as tmp:

@@ -11,9 +11,9 @@ import pytest
 from conftest import CASE_FILE, TEXT_LINE, make_case, numbering_for
 
 from pytest_altpatch.cases.model import Dialect, RawAltEntry
+from pytest_altpatch.dialects import traits
 from pytest_altpatch.errors import AltpatchError, AsmError, BuildError
 from pytest_altpatch.image.builder import build_image
-from pytest_altpatch.image.layout import TEXT_BASES
 from pytest_altpatch.image.model import Image
 
 NOP = 0xD503201F
@@ -205,7 +205,7 @@ def test_assembler_errors_in_blocks_keep_their_own_line() -> None:
 
 
 def test_raw_table_entries_encode_labels_offsets_raw_caps_and_lengths_as_given() -> None:
-    far = TEXT_BASES["linux-6.1"] + 0x1234  # an absolute address, outside any section
+    far = traits("linux-6.1").text_base + 0x1234  # an absolute address, outside any section
     raw = (
         RawAltEntry(site="fn+4", replacement="data_word", cap=77, site_len=6, repl_len=2),
         RawAltEntry(site=far, replacement=None, cap="CAP_B", site_len=4, repl_len=0,

@@ -7,7 +7,7 @@ import types
 
 import pytest
 
-from pytest_altpatch.cases.model import DIALECTS
+from pytest_altpatch.dialects import DIALECTS
 from pytest_altpatch.errors import PatchError
 from pytest_altpatch.patchers.reference import ReferencePatcher
 from pytest_altpatch.patchers.registry import parse_dialects, resolve_patcher, resolve_patchers

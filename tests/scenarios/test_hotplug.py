@@ -22,7 +22,7 @@ from pytest_altpatch.patchers.registry import resolve_patcher
 from pytest_altpatch.pipeline import not_applicable
 from pytest_altpatch.resources import bundled_corpus
 from pytest_altpatch.scenarios.outcome import Outcome
-from pytest_altpatch.scenarios.runner import BootSession, run_case
+from pytest_altpatch.scenarios.runner import boot, run_case
 
 HOTPLUG: Final = bundled_corpus() / "cases" / "hotplug"
 
@@ -89,8 +89,10 @@ def test_linux_refuses_a_late_cpu_lacking_lse_and_accepts_one_lacking_hw_dbm(
 
 def test_the_optional_late_cpu_really_lacks_the_capability(catalog: Catalog) -> None:
     case = load_case(HOTPLUG / "linux-late-cpu-missing-feature.yaml", catalog)
-    session = BootSession(case, catalog, resolve_patcher("reference", dialect="linux-6.1"))
-    session.boot(hotplug=True)
+    _, booted = boot(case, catalog, resolve_patcher("reference", dialect="linux-6.1"),
+                     hotplug=True)
+    assert booted is not None
+    session = booted.session
     # What each late CPU's detection stub read, not what the case says.
     lacking_lse = cpu_capabilities(session.readings[2], catalog, "linux")
     lacking_dbm = cpu_capabilities(session.readings[3], catalog, "linux")

@@ -1,6 +1,6 @@
 """Late patching: livepatch payloads loaded after boot, switched in and out.
 
-These tests drive :class:`BootSession` and the late flow's pieces directly
+These tests drive a booted session (:func:`.runner.boot`) and the late flow's pieces directly
 (``load_payload``, ``switch``) where a corpus case cannot express the scenario
 (cycles, stacking, a deliberately wrong patcher), and run every late corpus case
 under every dialect it lists.  Every expected word is derived by hand in a comment.
@@ -27,7 +27,8 @@ from pytest_altpatch.pipeline import not_applicable
 from pytest_altpatch.resources import bundled_corpus
 from pytest_altpatch.scenarios.late import LoadedPayload, load_payload, run_late, switch
 from pytest_altpatch.scenarios.outcome import Outcome
-from pytest_altpatch.scenarios.runner import BootSession, run_case
+from pytest_altpatch.scenarios.runner import boot, run_case
+from pytest_altpatch.scenarios.session import Booted, RunSettings, Session
 
 CASES: Final = bundled_corpus() / "cases"
 LATE_CASES: Final = sorted([*(CASES / "late").glob("*.yaml"), *(CASES / "payload").glob("*.yaml")])
@@ -48,7 +49,7 @@ def _case(name: str, catalog: Catalog) -> Case:
     return load_case(CASES / name, catalog)
 
 
-def _word(session: BootSession, va: int) -> int:
+def _word(session: Session, va: int) -> int:
     """The word at ``va`` of the base text as memory holds it now."""
     assert session.machine is not None and session.image is not None
     pa = session.section_pa[".text"] + (va - session.image.text_start)
@@ -57,16 +58,16 @@ def _word(session: BootSession, va: int) -> int:
 
 
 def _booted(case: Case, catalog: Catalog, patcher: ReferencePatcher | None = None,
-            schedule: str = "rr:100", seed: int = 0) -> tuple[BootSession, Outcome]:
-    session = BootSession(case, catalog, patcher or ReferencePatcher(XEN),
-                          schedule=schedule, seed=seed)
-    outcome = session.boot(hotplug=False)
+            schedule: str = "rr:100", seed: int = 0) -> tuple[Booted, Outcome]:
+    outcome, booted = boot(case, catalog, patcher or ReferencePatcher(XEN),
+                           RunSettings(schedule=schedule, seed=seed), hotplug=False)
     assert outcome.error is None, outcome.error
-    session.new_findings()  # boot is judged elsewhere
-    return session, outcome
+    assert booted is not None
+    booted.session.new_findings()  # boot is judged elsewhere
+    return booted, outcome
 
 
-def _probe_all(session: BootSession, call: str, expected: int) -> None:
+def _probe_all(session: Session, call: str, expected: int) -> None:
     """Run ``call`` on every online CPU: each returns ``expected`` without findings."""
     probe = ProbeSpec(call=call, cpus="all", args={}, result={"x0": expected})
     runs = session.run_probes([probe], session.online)
@@ -108,18 +109,19 @@ def test_late_corpus_case_passes_with_the_reference_patcher(path: Path, dialect:
 def test_apply_revert_cycles_leave_every_cpu_running_the_right_function(
         catalog: Catalog) -> None:
     case = _case("late/payload-biglittle-boot-caps.yaml", catalog)
-    session, _ = _booted(case, catalog)
+    booted, _ = _booted(case, catalog)
+    session = booted.session
     assert len(session.online) == 4  # two big, two LITTLE
-    payload = load_payload(session, case.payloads[0], 0)
+    payload = load_payload(booted, case.payloads[0], 0)
     compute = session.image.symbols["compute"] if session.image else 0
     assert compute == TEXT
     # compute = 0x200000 -> new_compute = 0x200000 + 0x800000: imm26 = 0x800000 / 4
     # = 0x200000, B = 0x14000000 | 0x200000.  mov x0, #0 = MOVZ 0xd2800000.
     for _ in range(3):
-        assert switch(session, [payload], revert=False) is None
+        assert switch(booted, [payload], revert=False) is None
         assert _word(session, compute) == 0x14200000
         _probe_all(session, "compute", 38)  # 0 + 2 (CLEAN_CACHE) + 4 + 32 (LIVEPATCH)
-        assert switch(session, [payload], revert=True) is None
+        assert switch(booted, [payload], revert=True) is None
         assert _word(session, compute) == 0xD2800000
         _probe_all(session, "compute", 0)
 
@@ -127,12 +129,13 @@ def test_apply_revert_cycles_leave_every_cpu_running_the_right_function(
 def test_cycles_stay_clean_under_adversarial_and_random_schedules(catalog: Catalog) -> None:
     case = _case("late/payload-branch-to-base.yaml", catalog)
     for schedule, seed in (("adversarial", 0), ("random:3", 3), ("random:11", 11)):
-        session, _ = _booted(case, catalog, schedule=schedule, seed=seed)
-        payload = load_payload(session, case.payloads[0], 0)
+        booted, _ = _booted(case, catalog, schedule=schedule, seed=seed)
+        session = booted.session
+        payload = load_payload(booted, case.payloads[0], 0)
         for _ in range(2):
-            assert switch(session, [payload], revert=False) is None
+            assert switch(booted, [payload], revert=False) is None
             _probe_all(session, "greet", 15)
-            assert switch(session, [payload], revert=True) is None
+            assert switch(booted, [payload], revert=True) is None
             _probe_all(session, "greet", 5)
 
 
@@ -184,9 +187,10 @@ def _stacked(tmp_path: Path, catalog: Catalog) -> Case:
 def test_stacked_payloads_apply_in_order_and_revert_in_reverse(tmp_path: Path,
                                                                catalog: Catalog) -> None:
     case = _stacked(tmp_path, catalog)
-    session, _ = _booted(case, catalog)
-    first = load_payload(session, case.payloads[0], 0)
-    second = load_payload(session, case.payloads[1], 1)
+    booted, _ = _booted(case, catalog)
+    session = booted.session
+    first = load_payload(booted, case.payloads[0], 0)
+    second = load_payload(booted, case.payloads[1], 1)
     assert first.loaded.symbols["greet_v1"] == WINDOW
     assert second.loaded.symbols["greet_v2"] == STACKED_WINDOW
     # greet = 0x200000.  B to 0xa00000: imm26 = 0x800000 / 4 = 0x200000 -> 0x14200000.
@@ -198,7 +202,7 @@ def test_stacked_payloads_apply_in_order_and_revert_in_reverse(tmp_path: Path,
         ([first], True, 0xD2800000, 0),  # mov x0, #0
     ]
     for payloads, revert, word, value in steps:
-        assert switch(session, payloads, revert=revert) is None
+        assert switch(booted, payloads, revert=revert) is None
         assert _word(session, TEXT) == word
         _probe_all(session, "greet", value)
 
@@ -251,8 +255,8 @@ def test_the_reference_patcher_passes_the_case_the_isb_mutant_fails(catalog: Cat
 @pytest.mark.parametrize("buggy", [False, True])
 def test_alternatives_before_relocations_is_caught(buggy: bool, catalog: Catalog) -> None:
     case = _case("late/payload-relocate-then-patch.yaml", catalog)
-    session, boot = _booted(case, catalog)
-    outcome = run_late(session, boot, alternatives_before_relocations=buggy)
+    booted, boot = _booted(case, catalog)
+    outcome = run_late(booted, boot, alternatives_before_relocations=buggy)
     verdict = judge(case, outcome)
     assert verdict.passed is not buggy
     site = outcome.symbols["site_reloc"]
@@ -269,11 +273,12 @@ def test_alternatives_before_relocations_is_caught(buggy: bool, catalog: Catalog
 def test_payload_caps_come_from_boot_not_from_the_loading_cpu(catalog: Catalog) -> None:
     # CPU0 (a Cortex-A57) loads the payload; only the LITTLE cores need CLEAN_CACHE.
     case = _case("late/payload-biglittle-boot-caps.yaml", catalog)
-    session, _ = _booted(case, catalog)
-    assert session.capabilities is not None and session.image is not None
-    assert "ARM64_WORKAROUND_CLEAN_CACHE" in session.capabilities.system
-    assert "ARM64_WORKAROUND_CLEAN_CACHE" not in session.capabilities.per_cpu[0]
-    payload = load_payload(session, case.payloads[0], 0)
+    booted, _ = _booted(case, catalog)
+    session = booted.session
+    assert booted.capabilities is not None and session.image is not None
+    assert "ARM64_WORKAROUND_CLEAN_CACHE" in booted.capabilities.system
+    assert "ARM64_WORKAROUND_CLEAN_CACHE" not in booted.capabilities.per_cpu[0]
+    payload = load_payload(booted, case.payloads[0], 0)
     site = payload.loaded.symbols["site_little"]
     text_pa = payload.section_pa[".text"] + site - WINDOW
     assert session.machine is not None
@@ -383,8 +388,9 @@ def test_a_payload_window_over_the_base_image_is_a_located_error(
 
 def test_a_loaded_payload_is_secured_text_rx_table_read_only(catalog: Catalog) -> None:
     case = _case("late/payload-branch-to-base.yaml", catalog)
-    session, _ = _booted(case, catalog)
-    payload = load_payload(session, case.payloads[0], 0)
+    booted, _ = _booted(case, catalog)
+    session = booted.session
+    payload = load_payload(booted, case.payloads[0], 0)
     assert session.machine is not None
     mappings = session.machine.mappings()
     # Runs of pages are coalesced: find the run holding each section's first byte.

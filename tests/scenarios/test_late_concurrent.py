@@ -16,7 +16,8 @@ from pytest_altpatch.cases import load_case, load_catalog
 from pytest_altpatch.cases.model import Catalog
 from pytest_altpatch.patchers.reference import ReferencePatcher
 from pytest_altpatch.scenarios.late import livepatch_environment, load_payload
-from pytest_altpatch.scenarios.runner import BootSession
+from pytest_altpatch.scenarios.runner import boot
+from pytest_altpatch.scenarios.session import RunSettings
 
 CASE = """\
 format: 1
@@ -61,13 +62,15 @@ def _switch_under_a_running_caller(tmp_path: Path, catalog: Catalog, first: str)
     path.write_text(CASE.replace("FIRST", first))
     case = load_case(path, catalog)
     patcher = ReferencePatcher("xen-4.17")
-    session = BootSession(case, catalog, patcher, schedule="adversarial")
-    assert session.boot(hotplug=False).error is None
-    payload = load_payload(session, case.payloads[0], 0)
+    outcome, booted = boot(case, catalog, patcher, RunSettings(schedule="adversarial"),
+                           hotplug=False)
+    assert outcome.error is None and booted is not None
+    session = booted.session
+    payload = load_payload(booted, case.payloads[0], 0)
     session.new_findings()
     machine, image = session.machine, session.image
     assert machine is not None and image is not None
-    env = livepatch_environment(session, payload)
+    env = livepatch_environment(booted, payload)
     machine.start_cpu(1, image.symbols["caller"], sp=image.stacks[1].top)
     # CPU0 alone applies: nobody asked CPU1 to stop calling greet.
     machine.start_python(0, lambda ctx: patcher.apply_livepatch(ctx, env))

@@ -21,7 +21,8 @@ from pytest_altpatch.cases.model import Case, ProbeSpec
 from pytest_altpatch.patchers.reference import ReferencePatcher
 from pytest_altpatch.resources import bundled_corpus
 from pytest_altpatch.scenarios.late import LateFlowError, LoadedPayload, load_payload, switch
-from pytest_altpatch.scenarios.runner import BootSession
+from pytest_altpatch.scenarios.runner import boot
+from pytest_altpatch.scenarios.session import Booted, Session
 
 AS: Final = shutil.which("aarch64-linux-gnu-as")
 pytestmark = pytest.mark.skipif(AS is None, reason="aarch64-linux-gnu-as is not installed")
@@ -83,14 +84,14 @@ def _assemble(source: str, tmp_path: Path) -> bytes:
     return obj.read_bytes()
 
 
-def _session(case: Case) -> BootSession:
-    session = BootSession(case, load_catalog(), ReferencePatcher("xen-4.17"))
-    assert session.boot(hotplug=False).error is None
-    session.new_findings()
-    return session
+def _session(case: Case) -> Booted:
+    outcome, booted = boot(case, load_catalog(), ReferencePatcher("xen-4.17"), hotplug=False)
+    assert outcome.error is None and booted is not None
+    booted.session.new_findings()
+    return booted
 
 
-def _text_now(session: BootSession, payload: LoadedPayload) -> bytes:
+def _text_now(session: Session, payload: LoadedPayload) -> bytes:
     assert session.machine is not None
     text = payload.loaded.section(".text")
     assert text is not None
@@ -106,15 +107,16 @@ def test_gnu_as_payload_is_patched_like_our_own(tmp_path: Path) -> None:
     assert gnu.loaded.symbols["new_greet"] == ours.loaded.symbols["new_greet"]
     # GNU as places its empty .data/.bss in between, so the replacement section lands
     # elsewhere; the patched .text must not depend on that.
-    assert _text_now(gnu_session, gnu) == _text_now(ours_session, ours)
+    assert _text_now(gnu_session.session, gnu) == _text_now(ours_session.session, ours)
     site = gnu.loaded.symbols["site_call"]
     offset = site - gnu.loaded.symbols["new_greet"]
     # site_call = 0xa00008, add_ten = 0x200008: offset -0x800000, imm26 = 0x3e00000,
     # BL = 0x94000000 | 0x3e00000 = 0x97e00000.
-    assert _text_now(gnu_session, gnu)[offset:offset + 4] == struct.pack("<I", 0x97E00000)
+    assert _text_now(gnu_session.session, gnu)[offset:offset + 4] == struct.pack("<I", 0x97E00000)
     probe = ProbeSpec(call="greet", cpus="all", args={}, result={"x0": 15})
-    for session, payload in ((ours_session, ours), (gnu_session, gnu)):
-        assert switch(session, [payload], revert=False) is None
+    for booted, payload in ((ours_session, ours), (gnu_session, gnu)):
+        assert switch(booted, [payload], revert=False) is None
+        session = booted.session
         runs = session.run_probes([probe], session.online)
         assert [r.registers[0] for r in runs] == [15] * len(session.online)
         assert session.new_findings() == ()

@@ -15,7 +15,8 @@ from pytest_altpatch.machine import CpuContext
 from pytest_altpatch.patchers.reference import ReferencePatcher
 from pytest_altpatch.resources import bundled_corpus
 from pytest_altpatch.scenarios import late
-from pytest_altpatch.scenarios.runner import BootSession, run_case
+from pytest_altpatch.scenarios.runner import run_case
+from pytest_altpatch.scenarios.session import Session
 
 MODULES: Final = bundled_corpus() / "cases" / "modules"
 
@@ -43,7 +44,7 @@ def test_module_case_passes_with_the_reference_patcher(path: Path, dialect: str,
 
 
 def _stale_with(monkeypatch: pytest.MonkeyPatch, catalog: Catalog, name: str,
-                loader: Callable[[BootSession, int, int, int], None]) -> list[str]:
+                loader: Callable[[Session, int, int, int], None]) -> list[str]:
     monkeypatch.setattr(late, "_loader_maintenance", loader)
     case = load_case(MODULES / name, catalog)
     outcome = run_case(case, catalog, mode="late", patcher=ReferencePatcher("linux-6.1"))
@@ -55,7 +56,7 @@ def test_a_loader_striding_by_the_bigger_line_leaves_a_line_stale(
         monkeypatch: pytest.MonkeyPatch, catalog: Catalog) -> None:
     right = late._loader_maintenance
 
-    def by_64(session: BootSession, start: int, end: int, line: int) -> None:
+    def by_64(session: Session, start: int, end: int, line: int) -> None:
         right(session, start, end, 64)
 
     assert "stale-fetch" in _stale_with(monkeypatch, catalog,
@@ -64,7 +65,7 @@ def test_a_loader_striding_by_the_bigger_line_leaves_a_line_stale(
 
 def test_a_loader_without_the_ipi_leaves_other_cpus_unsynchronised(
         monkeypatch: pytest.MonkeyPatch, catalog: Catalog) -> None:
-    def cpu0_only(session: BootSession, start: int, end: int, line: int) -> None:
+    def cpu0_only(session: Session, start: int, end: int, line: int) -> None:
         def flush(ctx: CpuContext) -> None:
             for va in range(start & -line, end, line):
                 ctx.dc("civac", va)

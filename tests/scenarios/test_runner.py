@@ -11,11 +11,12 @@ from pytest_altpatch.cases.model import Case, Catalog
 from pytest_altpatch.cases.modes import has_mode
 from pytest_altpatch.errors import AltpatchError
 from pytest_altpatch.judge import judge
-from pytest_altpatch.machine import CpuContext
+from pytest_altpatch.machine import CpuContext, Schedule
 from pytest_altpatch.patchers.contract import PatchEnvironment
 from pytest_altpatch.patchers.reference import ReferencePatcher
 from pytest_altpatch.pipeline import not_applicable, parse_schedules
-from pytest_altpatch.scenarios.runner import run_case
+from pytest_altpatch.scenarios.runner import boot, run_case
+from pytest_altpatch.scenarios.session import RunSettings
 
 CASE = """\
 format: 1
@@ -136,6 +137,21 @@ def test_a_dialect_only_turns_on_capabilities_it_numbers(case: Case,
     assert "ARM64_HAS_CRC32" in linux_boot.caps
     assert "ARM64_HAS_CRC32" not in xen_boot.caps
     assert "ALT_TEST_ON" in xen_boot.caps  # the case's own capability is always numbered
+
+
+@pytest.mark.parametrize("schedule", [Schedule.parse("random:7"), "random:7"])
+def test_a_schedule_object_reaches_the_machine_as_given(schedule: Schedule | str, case: Case,
+                                                        catalog: Catalog) -> None:
+    outcome, booted = boot(case, catalog, ReferencePatcher("linux-6.1"),
+                           RunSettings(schedule=schedule), hotplug=True)
+    assert booted is not None and judge(case, outcome).passed
+    assert outcome.schedule == "random:7"
+    machine_schedule = booted.session.machine.schedule
+    assert machine_schedule == Schedule.parse("random:7")
+    if isinstance(schedule, Schedule):
+        assert machine_schedule is schedule  # kept, not re-parsed from its text
+    assert run_case(case, catalog, mode="boot", patcher=ReferencePatcher("linux-6.1"),
+                    schedule=schedule) == outcome
 
 
 def test_parse_schedules_expands_random_ranges() -> None:

@@ -13,8 +13,8 @@ from pytest_altpatch.machine import CpuContext
 from pytest_altpatch.patchers.contract import PatchEnvironment
 from pytest_altpatch.patchers.reference import ReferencePatcher
 from pytest_altpatch.resources import bundled_corpus
-from pytest_altpatch.scenarios.harness import RECORD_SIZE
-from pytest_altpatch.scenarios.runner import RECORDS_SIZE, run_case
+from pytest_altpatch.scenarios.harness import RECORD_SIZE, RECORDS_SIZE
+from pytest_altpatch.scenarios.runner import run_case
 
 CASES: Final = bundled_corpus() / "cases"
 
