@@ -12,11 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from pytest_altpatch.a64.granule import PAGE_SIZE
 from pytest_altpatch.errors import AltpatchError, Location
 from pytest_altpatch.machine.sysregs import ID_REGISTERS
 
-# PAGE_SIZE is the granule's, re-exported for the modules that import it from here.
 #: Every virtual address the machine accepts is below this bound.
 VA_LIMIT: Final = 1 << 47
 MAX_CPUS: Final = 256
@@ -240,7 +238,6 @@ __all__ = [
     "MAX_CODE_BUFFER",
     "MAX_CPUS",
     "MIN_CODE_BUFFER",
-    "PAGE_SIZE",
     "PCT_STEP_QUANTUM",
     "RANDOM_QUANTUM",
     "VA_LIMIT",
