@@ -16,6 +16,7 @@ pytest loads the plugin.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import textwrap
 from collections.abc import Callable
@@ -30,13 +31,14 @@ from pytest_altpatch.scenarios.default_schedule import DEFAULT_SCHEDULES
 if TYPE_CHECKING:
     from pytest_altpatch.cases.model import Case, Catalog, CpuInstance
     from pytest_altpatch.judge import Verdict
+    from pytest_altpatch.machine import Schedule
     from pytest_altpatch.patchers.contract import Patcher
     from pytest_altpatch.scenarios.outcome import Outcome
 
 
 def _corpus_root(config: pytest.Config) -> Path:
     """The first corpus the plugin was pointed at, else the bundled one."""
-    from pytest_altpatch.plugin import plugin_state  # noqa: PLC0415
+    from pytest_altpatch.plugin.state import plugin_state  # noqa: PLC0415
     from pytest_altpatch.resources import bundled_corpus  # noqa: PLC0415
 
     state = plugin_state(config)
@@ -80,16 +82,17 @@ class ScenarioRun:
     catalog: Catalog
 
     def __call__(self, case: Case, *, mode: str = "boot", patcher: str | Patcher = "reference",
-                 dialect: str | None = None, schedule: str = DEFAULT_SCHEDULES,
+                 dialect: str | None = None, schedule: str | Schedule = DEFAULT_SCHEDULES,
                  seed: int | None = None, timeout: float | None = None) -> Outcome:
-        """Return the :class:`Outcome`; ``schedule`` is one label (``random:3``).
+        """Return the :class:`Outcome`; ``schedule`` is one label (``random:3``) or a
+        :class:`~pytest_altpatch.machine.Schedule`.
 
         ``seed`` overrides the seed the label carries.  ``patcher`` is a name for the
-        registry (``reference:xen-4.17``, ``package.module:attr``) or a patcher object.
+        registry (``reference:xen-4.17``, ``package.module:attr``) or a patcher object;
+        either runs in this process.
         """
         from pytest_altpatch.patchers.registry import resolve_patcher  # noqa: PLC0415
-        from pytest_altpatch.pipeline import parse_schedules  # noqa: PLC0415
-        from pytest_altpatch.scenarios.runner import run_case  # noqa: PLC0415
+        from pytest_altpatch.pipeline import parse_schedules, run_in_process  # noqa: PLC0415
 
         chosen = resolve_patcher(patcher, dialect=dialect) if isinstance(patcher, str) \
             else patcher
@@ -97,9 +100,8 @@ class ScenarioRun:
         if len(choices) != 1:
             raise ValueError(f"altpatch_run takes one schedule, {schedule!r} names "
                              f"{len(choices)}")
-        choice = choices[0]
-        return run_case(case, self.catalog, mode=mode, patcher=chosen, schedule=choice.name,
-                        seed=choice.seed if seed is None else seed, timeout=timeout)
+        choice = choices[0] if seed is None else dataclasses.replace(choices[0], seed=seed)
+        return run_in_process(case, self.catalog, chosen, mode, choice, timeout=timeout)
 
 
 def judge_outcome(case: Case, outcome: Outcome) -> Verdict:
@@ -111,14 +113,15 @@ def judge_outcome(case: Case, outcome: Outcome) -> Verdict:
 
 def assert_conforms(case: Case, outcome: Outcome) -> None:
     """Fail the calling test with the full conformance report unless the case passes."""
-    from pytest_altpatch.report import render_failure, reproduce_command  # noqa: PLC0415
+    from pytest_altpatch.pipeline import judged  # noqa: PLC0415
+    from pytest_altpatch.report import render_failure  # noqa: PLC0415
 
-    verdict = judge_outcome(case, outcome)
-    if verdict.passed:
+    checked = judged(case, outcome, mode=outcome.mode, patcher=outcome.patcher,
+                     schedule=outcome.schedule, seed=outcome.seed)
+    if checked.passed:
         return
-    command = reproduce_command(case.path, mode=outcome.mode, patcher=outcome.patcher,
-                                schedule=outcome.schedule, seed=outcome.seed)
-    pytest.fail(render_failure(case, outcome, verdict, reproduce=command), pytrace=False)
+    pytest.fail(render_failure(case, outcome, checked.verdict, reproduce=checked.reproduce),
+                pytrace=False)
 
 
 @pytest.fixture(scope="session")

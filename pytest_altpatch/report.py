@@ -434,9 +434,7 @@ def _patched_streams(image: Image, phase: PhaseOutcome, style: Style) -> list[st
     return out or ["  (no sites)"]
 
 
-def render_show(case: Case, outcome: Outcome, verdict: Verdict, *, style: Style = PLAIN,
-                trace_lines: int = 80) -> str:
-    """Everything ``altpatch show`` prints about one run of one case."""
+def _show_case(case: Case, outcome: Outcome, style: Style) -> list[str]:
     out = [style.heading(f"case {case.id}: {case.title}"), f"  file: {case.path}"]
     out += [f"  ref: {ref}" for ref in case.refs]
     out.append(f"  run: mode {outcome.mode}, schedule {outcome.schedule} seed {outcome.seed}, "
@@ -444,30 +442,39 @@ def render_show(case: Case, outcome: Outcome, verdict: Verdict, *, style: Style 
     out.append(style.heading("platform"))
     out += [f"  cpu{index}: {cpu.label}  midr={cpu.midr:#010x} revidr={cpu.revidr:#x} "
             f"ctr={cpu.ctr:#010x}" for index, cpu in enumerate(case.platform)]
+    return out
+
+
+def _show_image(outcome: Outcome, style: Style) -> list[str]:
     image = outcome.image
     if image is None:
-        out.append(style.heading("image"))
-        out.append("  (not built)")
+        out = [style.heading("image"), "  (not built)"]
     else:
-        out.append(style.heading(f"image ({image.dialect})"))
-        out += _section_table(image)
-        out.append(style.heading("alternatives"))
-        out += _site_table(image, style)
+        out = [style.heading(f"image ({image.dialect})"), *_section_table(image),
+               style.heading("alternatives"), *_site_table(image, style)]
     if outcome.payload_entries:
         out.append(style.heading("payload alternatives"))
         out += _payload_site_table(outcome, style)
-    for phase in outcome.phases:
-        out.append(style.heading(f"after {phase.phase}"))
-        out.append(f"  capabilities: {', '.join(phase.caps) or '(none)'}")
-        out += [f"  cpu{index} detected: {', '.join(caps) or '(none)'}"
-                for index, caps in enumerate(phase.caps_per_cpu)]
-        if image is not None:
-            out += _patched_streams(image, phase, style)
-        for probe in phase.probes:
-            registers = " ".join(f"x{n}={value:#x}" for n, value in enumerate(probe.registers))
-            state = "returned" if probe.completed else style.bad("did not return")
-            out.append(f"  probe {probe.call} on cpu{probe.cpu}: {state} {registers}")
-    out.append(style.heading("findings"))
+    return out
+
+
+def _show_phase(image: Image | None, phase: PhaseOutcome, style: Style) -> list[str]:
+    out = [style.heading(f"after {phase.phase}"),
+           f"  capabilities: {', '.join(phase.caps) or '(none)'}"]
+    out += [f"  cpu{index} detected: {', '.join(caps) or '(none)'}"
+            for index, caps in enumerate(phase.caps_per_cpu)]
+    if image is not None:
+        out += _patched_streams(image, phase, style)
+    for probe in phase.probes:
+        registers = " ".join(f"x{n}={value:#x}" for n, value in enumerate(probe.registers))
+        state = "returned" if probe.completed else style.bad("did not return")
+        out.append(f"  probe {probe.call} on cpu{probe.cpu}: {state} {registers}")
+    return out
+
+
+def _show_problems(case: Case, outcome: Outcome, style: Style) -> list[str]:
+    """The findings, then the run's error (if any)."""
+    out = [style.heading("findings")]
     if outcome.findings:
         for finding in outcome.findings:
             out += ["  " + line for line in finding_lines(outcome, finding, style, case.path)]
@@ -479,19 +486,39 @@ def render_show(case: Case, outcome: Outcome, verdict: Verdict, *, style: Style 
         out.append(style.bad(f"  {error.code} ({error.phase}): {error.message}"))
         if str(error.location):
             out.append(f"  at {error.location}")
-    if outcome.trace:
-        shown = outcome.trace[-trace_lines:] if trace_lines else outcome.trace
-        earlier = len(outcome.trace) - len(shown) + outcome.trace_dropped
-        out.append(style.heading("timeline" + (f" (last {len(shown)} events, {earlier} "
-                                               "earlier)" if earlier else "")))
-        out += ["  " + event.render() for event in shown]
-    out.append(style.heading("verdict"))
+    return out
+
+
+def _show_timeline(outcome: Outcome, style: Style, trace_lines: int) -> list[str]:
+    if not outcome.trace:
+        return []
+    shown = outcome.trace[-trace_lines:] if trace_lines else outcome.trace
+    earlier = len(outcome.trace) - len(shown) + outcome.trace_dropped
+    return [style.heading("timeline" + (f" (last {len(shown)} events, {earlier} "
+                                        "earlier)" if earlier else "")),
+            *("  " + event.render() for event in shown)]
+
+
+def _show_verdict(case: Case, outcome: Outcome, verdict: Verdict, style: Style) -> list[str]:
+    out = [style.heading("verdict")]
     if verdict.passed:
         out.append(style.good("  PASS"))
     else:
         out.append(style.bad(f"  FAIL: {len(verdict.discrepancies)} expectation(s) failed"))
         for discrepancy in verdict.discrepancies:
             out += ["  " + line for line in discrepancy_lines(case, outcome, discrepancy, style)]
+    return out
+
+
+def render_show(case: Case, outcome: Outcome, verdict: Verdict, *, style: Style = PLAIN,
+                trace_lines: int = 80) -> str:
+    """Everything ``altpatch show`` prints about one run of one case."""
+    out = _show_case(case, outcome, style) + _show_image(outcome, style)
+    for phase in outcome.phases:
+        out += _show_phase(outcome.image, phase, style)
+    out += _show_problems(case, outcome, style)
+    out += _show_timeline(outcome, style, trace_lines)
+    out += _show_verdict(case, outcome, verdict, style)
     return "\n".join(out)
 
 

@@ -3,7 +3,8 @@ not applicable, by what the patcher lacks.
 
 A patcher that declares little would otherwise come out green with most of the corpus
 skipped.  Items carry their applicability in ``user_properties`` (which xdist ships to
-the controller with every report), so the count is right with or without workers.
+the controller with every report; :func:`pytest_altpatch.pipeline.missing_parts` names
+it), so the count is right with or without workers.
 """
 
 from __future__ import annotations
@@ -11,31 +12,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
-
-if TYPE_CHECKING:
-    from pytest_altpatch.cases.model import Case
-    from pytest_altpatch.patchers.contract import Patcher
-    from pytest_altpatch.patchers.facts import PatcherFacts
+from typing import Final
 
 #: The ``user_properties`` key holding why an item is not applicable ("" when it is).
 NOT_APPLICABLE_PROPERTY: Final = "altpatch_not_applicable"
 CASE_PROPERTY: Final = "altpatch_case"
-
-
-def missing_parts(case: Case, patcher: Patcher | PatcherFacts, mode: str) -> tuple[str, ...]:
-    """What keeps ``patcher`` from running ``case`` in ``mode``, one word each:
-    ``feature:NAME`` per missing feature, else ``dialect``, else ``mode``."""
-    from pytest_altpatch.cases.modes import has_mode  # noqa: PLC0415
-
-    missing = tuple(f"feature:{name}" for name in case.requires if name not in patcher.features)
-    if missing:
-        return missing
-    if patcher.dialect not in case.dialects:
-        return ("dialect",)
-    if not has_mode(case, mode):
-        return ("mode",)
-    return ()
 
 
 @dataclass
@@ -90,4 +71,4 @@ def _describe(reason: str) -> str:
     return "without expectations in that mode"
 
 
-__all__ = ["CASE_PROPERTY", "NOT_APPLICABLE_PROPERTY", "Tally", "missing_parts"]
+__all__ = ["CASE_PROPERTY", "NOT_APPLICABLE_PROPERTY", "Tally"]

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
+import pytest_altpatch
 from pytest_altpatch import __version__
 from pytest_altpatch.cli import main
+from pytest_altpatch.resources import bundled_corpus
 
 
 def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
@@ -23,3 +30,60 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_no_command_is_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
+
+
+# --------------------------------------------------------------------------- without pytest
+
+#: A ``sitecustomize`` after which ``import pytest`` raises ModuleNotFoundError.
+_NO_PYTEST = 'import sys\nsys.modules["pytest"] = None\n'
+
+
+def _without_pytest(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``altpatch ARGS`` in a fresh interpreter (and worker server) where ``import
+    pytest`` fails: a ``sitecustomize`` on PYTHONPATH blocks it in every process."""
+    site = tmp_path / "site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(_NO_PYTEST, encoding="utf-8")
+    package_root = Path(pytest_altpatch.__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(package_root)]),
+           "NO_COLOR": "1"}
+    return subprocess.run([sys.executable, "-m", "pytest_altpatch.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_the_no_pytest_wrapper_really_blocks_pytest(tmp_path: Path) -> None:
+    done = _without_pytest(tmp_path, "--version")
+    assert done.returncode == 0
+    blocked = subprocess.run(
+        [sys.executable, "-c", "import pytest"], capture_output=True, text=True, check=False,
+        env={**os.environ, "PYTHONPATH": str(tmp_path / "site")})
+    assert blocked.returncode != 0
+    assert "import of pytest halted" in blocked.stderr
+
+
+def test_run_passes_a_bundled_case_where_pytest_cannot_be_imported(tmp_path: Path) -> None:
+    case = bundled_corpus() / "cases" / "branch" / "b-external.yaml"
+    done = _without_pytest(tmp_path, "run", str(case), "--dialect", "linux-6.1",
+                           "--schedule", "rr:100,random:2")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "PASS  branch/b-external boot rr:100 seed 0 reference:linux-6.1 (linux-6.1)",
+        "PASS  branch/b-external boot random:2 seed 2 reference:linux-6.1 (linux-6.1)",
+    ]
+
+
+def test_run_reports_a_failing_case_where_pytest_cannot_be_imported(tmp_path: Path) -> None:
+    text = (bundled_corpus() / "cases" / "branch" / "b-external.yaml").read_text("utf-8")
+    wrong = tmp_path / "b-external-wrong.yaml"
+    # An expectation the reference patcher cannot meet: the probe returns 2, not 3.
+    wrong.write_text(text.replace("{call: entry_b, cpus: all, result: {x0: 2}}",
+                                  "{call: entry_b, cpus: all, result: {x0: 3}}"), "utf-8")
+    done = _without_pytest(tmp_path, "run", str(wrong), "--dialect", "linux-6.1",
+                           "--schedule", "rr:100")
+    assert done.returncode == 1, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "FAIL  branch/b-external boot rr:100 seed 0 reference:linux-6.1 " \
+                       "(linux-6.1)"
+    assert any("x0" in line and "3" in line for line in lines[1:])
+    assert any(line.strip().startswith("altpatch show ") or "reproduce" in line
+               for line in lines[1:])

@@ -21,7 +21,7 @@ from typing import Final
 
 from pytest_altpatch.dialects import Dialect
 from pytest_altpatch.errors import NativeError
-from pytest_altpatch.native.commands import cflags
+from pytest_altpatch.native.cflags import cflags
 
 CACHE: Final = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / \
     "pytest-altpatch"

@@ -17,8 +17,7 @@ import time
 from pathlib import Path
 
 from pytest_altpatch.errors import AltpatchError
-from pytest_altpatch.native.commands import cflags
-from pytest_altpatch.native.conformance import run_corpus
+from pytest_altpatch.native.cflags import cflags
 from pytest_altpatch.native.patcher import load_native_patcher
 from pytest_altpatch.native.xen_source import (
     build_xen_patcher,
@@ -27,6 +26,7 @@ from pytest_altpatch.native.xen_source import (
 )
 from pytest_altpatch.patchers.contract import Patcher
 from pytest_altpatch.patchers.registry import resolve_patcher
+from pytest_altpatch.pipeline import run_corpus
 
 ROOT = Path(__file__).resolve().parents[2]
 

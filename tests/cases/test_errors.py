@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from pytest_altpatch.cases import lint_paths, load_case, load_catalog, load_corpus
-from pytest_altpatch.cases.commands import format_problem
 from pytest_altpatch.cases.model import Catalog
+from pytest_altpatch.cli.cases import format_problem
 from pytest_altpatch.errors import SpecError
 from pytest_altpatch.resources import bundled_corpus
 

@@ -14,11 +14,11 @@ from pytest_altpatch.cli import main
 from pytest_altpatch.errors import AltpatchError
 from pytest_altpatch.judge import judge
 from pytest_altpatch.native import abi
-from pytest_altpatch.native.commands import ABI_FLAGS
-from pytest_altpatch.native.conformance import run_corpus
+from pytest_altpatch.native.cflags import ABI_FLAGS
 from pytest_altpatch.native.manifest import INCLUDE_DIR, load_manifest
 from pytest_altpatch.native.patcher import load_native_patcher
 from pytest_altpatch.patchers.registry import resolve_patcher
+from pytest_altpatch.pipeline import run_corpus
 from pytest_altpatch.scenarios.runner import run_case
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from pytest_altpatch.errors import AltpatchError
-from pytest_altpatch.native.conformance import CaseResult, run_corpus
 from pytest_altpatch.native.patcher import load_native_patcher
 from pytest_altpatch.native.xen_source import (
     MUTATIONS,
@@ -23,6 +22,7 @@ from pytest_altpatch.native.xen_source import (
     extract_sources,
     fetch_orig_tarball,
 )
+from pytest_altpatch.pipeline import CaseResult, run_corpus
 
 pytestmark = pytest.mark.skipif(shutil.which("aarch64-linux-gnu-gcc") is None,
                                 reason="aarch64-linux-gnu-gcc is not installed")

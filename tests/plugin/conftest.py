@@ -14,9 +14,10 @@ from altpatch_cases import CASE_APPLIED, CASE_NEEDS_ADRP, CaseWriter, write_corp
 import pytest_altpatch.cases.case
 import pytest_altpatch.cases.catalog
 import pytest_altpatch.cases.corpus
+import pytest_altpatch.cli.run
 import pytest_altpatch.judge
+import pytest_altpatch.pipeline
 import pytest_altpatch.report
-import pytest_altpatch.scenarios.commands
 import pytest_altpatch.scenarios.runner
 import pytest_altpatch.supervisor  # noqa: F401
 

@@ -11,7 +11,9 @@ from hostile_patchers import EXPECTED_CODES, HOSTILE_PATCHERS, NEED_THE_KILL
 
 from pytest_altpatch import supervisor
 from pytest_altpatch.cases import load_corpus
+from pytest_altpatch.machine import Schedule
 from pytest_altpatch.patchers.reference import ReferencePatcher
+from pytest_altpatch.pipeline import parse_schedules
 
 
 @pytest.fixture
@@ -98,6 +100,22 @@ def test_outcomes_and_requests_cross_the_boundary_as_plain_data() -> None:
     for value in (request, outcome):
         assert supervisor.loads(supervisor.dumps(value)) == value
     assert supervisor.run_item(request) == outcome  # the worker's outcome is the same
+
+
+def test_a_schedule_object_passes_through_to_the_request_unparsed() -> None:
+    corpus = load_corpus()
+    case = next(c for c in corpus.cases if c.id == "branch/b-external")
+    schedule = Schedule("random", 256, 5)
+    (choice,) = parse_schedules(schedule)
+    assert choice.schedule is schedule
+    assert (choice.name, choice.label, choice.seed) == ("random:5", "random:5", 5)
+    request = supervisor.item_request(case, corpus.catalog, mode="boot", patcher="reference",
+                                      dialect=None, schedule=choice.schedule, seed=choice.seed,
+                                      timeout=None)
+    assert request.schedule is schedule
+    # A label is parsed once, into the same value the machine would parse it to.
+    (parsed,) = parse_schedules("random:5")
+    assert parsed.schedule == Schedule.parse("random:5")
 
 
 def test_a_reply_naming_other_globals_is_refused() -> None:

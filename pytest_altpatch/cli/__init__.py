@@ -1,8 +1,10 @@
 """The ``altpatch`` command: a second face over the same pipeline as the plugin.
 
-Subcommands live next to the layer they belong to; each command module exposes
-``register(subparsers)`` which adds its parsers and sets ``run`` (a function taking
-the parsed namespace and returning the exit status).  Exit status: 0 clean, 1
+Subcommands live in this package, one module per layer they face (``cases``: lint,
+schema, catalog, export; ``image``: build, inspect; ``run``: run, show; ``native``;
+``kernel``: image run, image fetch); each exposes ``register(subparsers)`` which adds its
+parsers and sets ``run`` (a function taking the parsed namespace and returning the exit
+status).  Nothing here needs pytest.  Exit status: 0 clean, 1
 problems found, 2 usage or unreadable input.  A user error never prints a traceback.
 """
 
@@ -21,11 +23,11 @@ from pytest_altpatch.errors import AltpatchError
 
 #: Modules that contribute subcommands, in help order.
 COMMAND_MODULES: tuple[str, ...] = (
-    "pytest_altpatch.cases.commands",  # lint, catalog, export
-    "pytest_altpatch.image.commands",  # build, inspect
-    "pytest_altpatch.scenarios.commands",  # run, show
-    "pytest_altpatch.native.commands",  # native cflags
-    "pytest_altpatch.kernel.commands",  # image run, image fetch
+    "pytest_altpatch.cli.cases",  # lint, schema, catalog, export
+    "pytest_altpatch.cli.image",  # build, inspect
+    "pytest_altpatch.cli.run",  # run, show
+    "pytest_altpatch.cli.native",  # native cflags
+    "pytest_altpatch.cli.kernel",  # image run, image fetch
 )
 
 EXIT_OK = 0
@@ -95,5 +97,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout, sys.stderr = stdout, stderr
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+__all__ = ["COMMAND_MODULES", "EXIT_INTERNAL", "EXIT_OK", "EXIT_PROBLEMS", "EXIT_USAGE",
+           "build_parser", "main"]

@@ -1,4 +1,4 @@
-"""Run the bundled corpus against one patcher in-process (tests and benchmarks).
+"""Run the bundled corpus against one patcher in this process (tests and benchmarks).
 
 The plugin is the way users run the corpus; this is the same pipeline without pytest,
 so a test can ask which cases a native build fails and why.
@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 from pytest_altpatch.cases import load_corpus
 from pytest_altpatch.cases.modes import MODES, has_mode
-from pytest_altpatch.judge import judge
 from pytest_altpatch.patchers.contract import Patcher
-from pytest_altpatch.pipeline import not_applicable, parse_schedules
+from pytest_altpatch.pipeline.applicability import not_applicable
+from pytest_altpatch.pipeline.check import Checked, judged, run_in_process
+from pytest_altpatch.pipeline.schedules import parse_schedules
 from pytest_altpatch.scenarios.outcome import Outcome
-from pytest_altpatch.scenarios.runner import run_case
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,19 @@ class CaseResult:
     passed: bool
     outcome: Outcome
     report: str  # the discrepancies, one per line (empty when passed)
+
+
+def _report(checked: Checked) -> str:
+    """Discrepancies, the error and every finding, one per line (empty when passed)."""
+    if checked.passed:
+        return ""
+    outcome = checked.outcome
+    lines = [f"{d.code}: {d.message}" for d in checked.verdict.discrepancies]
+    if outcome.error is not None:
+        lines.append(f"error {outcome.error.code}: {outcome.error.message}")
+    for phase in outcome.phases:
+        lines += [f"finding {f.render()}" for f in phase.findings]
+    return "\n".join(lines)
 
 
 def run_corpus(patcher: Patcher, schedules: str = "rr:100",
@@ -44,17 +57,11 @@ def run_corpus(patcher: Patcher, schedules: str = "rr:100",
                 skipped += 1
                 continue
             for choice in parse_schedules(schedules):
-                outcome = run_case(case, corpus.catalog, mode=mode, patcher=patcher,
-                                   schedule=choice.name, seed=choice.seed)
-                verdict = judge(case, outcome)
-                lines = [f"{d.code}: {d.message}" for d in verdict.discrepancies]
-                if outcome.error is not None:
-                    lines.append(f"error {outcome.error.code}: {outcome.error.message}")
-                for phase in outcome.phases:
-                    lines += [f"finding {f.render()}" for f in phase.findings]
+                outcome = run_in_process(case, corpus.catalog, patcher, mode, choice)
+                checked = judged(case, outcome, mode=mode, patcher=str(patcher.name),
+                                 schedule=choice.label, seed=choice.seed)
                 results.append(CaseResult(f"{case.id}::{mode}[{choice.label}]",
-                                          verdict.passed, outcome,
-                                          "" if verdict.passed else "\n".join(lines)))
+                                          checked.passed, checked.outcome, _report(checked)))
     return results, skipped
 
 

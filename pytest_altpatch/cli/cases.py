@@ -151,7 +151,7 @@ def _guarded(run: Any) -> Any:
 
 
 def register(subparsers: Any) -> None:
-    """Add the spec layer's subcommands to the ``altpatch`` parser."""
+    """Add the case-format layer's subcommands to the ``altpatch`` parser."""
     lint = subparsers.add_parser(
         "lint", help="check corpus files (default: the bundled corpus)",
         description="Validate case and catalog files and build every case for every dialect "

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from pytest_altpatch.cases import load_case, load_catalog
-from pytest_altpatch.cases.model import DIALECTS, CapNumbering, Dialect, preferred_dialect
+from pytest_altpatch.cases.model import CapNumbering
+from pytest_altpatch.dialects import DIALECTS, Dialect, preferred_dialect
 from pytest_altpatch.errors import AltpatchError, ElfError
 from pytest_altpatch.image.builder import build_image
 from pytest_altpatch.image.elf_writer import write_image, write_relocatable

@@ -13,8 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
@@ -23,11 +22,9 @@ from pytest_altpatch.errors import AltpatchError
 from pytest_altpatch.scenarios.default_schedule import DEFAULT_SCHEDULES
 
 if TYPE_CHECKING:
-    from pytest_altpatch.cases.model import Case, Catalog, Dialect
-    from pytest_altpatch.patchers.contract import Patcher
-    from pytest_altpatch.patchers.facts import PatcherFacts
-    from pytest_altpatch.pipeline import ScheduleChoice
-    from pytest_altpatch.scenarios.outcome import Outcome
+    from pytest_altpatch.cases.model import Case, Catalog
+    from pytest_altpatch.dialects import Dialect
+    from pytest_altpatch.pipeline import PatcherUnderTest, ScheduleChoice
 
 EXIT_PASS = 0
 EXIT_FAIL = 1
@@ -36,31 +33,18 @@ EXIT_UNREADABLE = 2
 
 @dataclass(frozen=True)
 class _Loaded:
-    """A case ready to run: the case, its catalog, the patcher and the schedules."""
+    """A case ready to run: the case, its catalog, the patchers and the schedules."""
 
     case: Case
     catalog: Catalog
     #: One per dialect to run: those the case lists among the ones asked for (the
-    #: reference patcher's default: every dialect the case lists).
-    patchers: tuple[PatcherFacts, ...]
+    #: reference patcher's default: every dialect the case lists), preferred first.
+    patchers: tuple[PatcherUnderTest, ...]
     schedules: tuple[ScheduleChoice, ...]
     modes: tuple[str, ...]
-    #: The patcher objects by dialect, only with ``--inprocess``; otherwise they live in
-    #: the supervised worker.
-    inprocess_patchers: Mapping[str, Patcher] = field(default_factory=dict)
-
-    def outcome(self, args: argparse.Namespace, mode: str, choice: ScheduleChoice,
-                patcher: PatcherFacts) -> Outcome:
-        """Run one mode under one schedule against ``patcher`` through the supervisor."""
-        from pytest_altpatch.supervisor import item_request, run_item  # noqa: PLC0415
-
-        request = item_request(self.case, self.catalog, mode=mode, patcher=args.patcher,
-                               dialect=patcher.asked_dialect, schedule=choice.name,
-                               seed=choice.seed, timeout=args.timeout, facts=patcher)
-        return run_item(request, patcher=self.inprocess_patchers.get(patcher.dialect))
 
     @property
-    def patcher(self) -> PatcherFacts:
+    def patcher(self) -> PatcherUnderTest:
         """The first patcher to run (``show`` runs only this one)."""
         return self.patchers[0]
 
@@ -118,49 +102,37 @@ def _complain(error: AltpatchError, stream: TextIO) -> None:
 
 
 def _load(args: argparse.Namespace, err: TextIO) -> _Loaded | None:
-    """Load case, catalog, patcher and schedules; print the problem and return None."""
-    from pytest_altpatch.cases.case import read_case  # noqa: PLC0415
-    from pytest_altpatch.cases.catalog import read_catalog  # noqa: PLC0415
-    from pytest_altpatch.cases.corpus import find_corpus_root  # noqa: PLC0415
-    from pytest_altpatch.cases.model import DIALECTS, preferred_dialect  # noqa: PLC0415
-    from pytest_altpatch.cases.modes import case_modes  # noqa: PLC0415
-    from pytest_altpatch.patchers.facts import PatcherFacts  # noqa: PLC0415
+    """Load case, catalog, patchers and schedules; print the problem and return None."""
+    from pytest_altpatch.dialects import DIALECTS  # noqa: PLC0415
     from pytest_altpatch.patchers.registry import (  # noqa: PLC0415
         dialect_free_reference,
         parse_dialects,
-        resolve_patchers,
     )
-    from pytest_altpatch.pipeline import parse_schedules  # noqa: PLC0415
-    from pytest_altpatch.resources import bundled_corpus  # noqa: PLC0415
+    from pytest_altpatch.pipeline import (  # noqa: PLC0415
+        case_modes,
+        parse_schedules,
+        patchers_for,
+        patchers_under_test,
+        read_case_file,
+    )
     from pytest_altpatch.scenarios.buildcheck import build_problems  # noqa: PLC0415
-    from pytest_altpatch.supervisor import patchers_facts  # noqa: PLC0415
 
     path: Path = args.case
     if not path.is_file():
         err.write(f"altpatch: {path}: no such case file\n")
         return None
-    root = args.corpus or find_corpus_root(path.resolve().parent) or bundled_corpus()
-    catalog, problems = read_catalog(root)
-    if catalog is None or problems:
-        for problem in problems:
-            _complain(problem, err)
+    loaded, problems = read_case_file(path, args.corpus)
+    for problem in problems:
+        _complain(problem, err)
+    if loaded is None:
         return None
-    case, problems = read_case(path, catalog, corpus_root=root)
-    if case is None:
-        for problem in problems:
-            _complain(problem, err)
-        return None
+    case = loaded.case
     try:
         # The reference patcher runs a case under every dialect it lists, unless told.
         dialects = parse_dialects(args.dialect) or (
             DIALECTS if dialect_free_reference(args.patcher) else None)
-        inprocess_patchers: dict[str, Patcher] = {}
-        if args.inprocess:
-            resolved = resolve_patchers(args.patcher, dialects)
-            inprocess_patchers = {patcher.dialect: patcher for patcher in resolved}
-            patchers = PatcherFacts.of_all(resolved, dialects)
-        else:  # even creating a patcher runs its code: that happens in a worker too
-            patchers = patchers_facts(args.patcher, dialects, timeout=args.timeout)
+        patchers = patchers_under_test(args.patcher, dialects, inprocess=args.inprocess,
+                                       timeout=args.timeout)
         schedules = tuple(parse_schedules(args.schedule))
     except AltpatchError as exc:
         err.write(f"altpatch: {exc.render()}\n")
@@ -172,31 +144,19 @@ def _load(args: argparse.Namespace, err: TextIO) -> _Loaded | None:
         schedules = tuple(dataclasses.replace(choice, seed=args.seed) for choice in schedules)
     modes = (args.mode,) if args.mode else case_modes(case)
     # A case that does not build is unreadable, like one that does not load (exit 2).
-    unbuildable = build_problems(case, catalog, [cast("Dialect", p.dialect) for p in patchers])
+    unbuildable = build_problems(case, loaded.catalog,
+                                 [cast("Dialect", p.dialect) for p in patchers])
     for build_error in unbuildable:
         _complain(build_error, err)
     if unbuildable:
         return None
-    # The preferred dialect first: the one `show` (and `build`) default to.
-    first = preferred_dialect(case.dialects)
-    listed = tuple(sorted((p for p in patchers if p.dialect in case.dialects),
-                          key=lambda p: (p.dialect != first, case.dialects.index(p.dialect))))
-    return _Loaded(case, catalog, listed or patchers[:1], schedules, modes, inprocess_patchers)
-
-
-def _reproduce(args: argparse.Namespace, case: Case, mode: str, choice: ScheduleChoice,
-               patcher: PatcherFacts) -> str:
-    from pytest_altpatch.report import reproduce_command  # noqa: PLC0415
-
-    return reproduce_command(case.path, mode=mode, patcher=args.patcher,
-                             dialect=patcher.dialect, schedule=choice.label, seed=choice.seed)
+    return _Loaded(case, loaded.catalog, patchers_for(case, patchers), schedules, modes)
 
 
 def run_command(args: argparse.Namespace, out: TextIO | None = None,
                 err: TextIO | None = None) -> int:
     """``altpatch run``: every mode x schedule, a verdict line each, then discrepancies."""
-    from pytest_altpatch.judge import judge  # noqa: PLC0415
-    from pytest_altpatch.pipeline import not_applicable  # noqa: PLC0415
+    from pytest_altpatch.pipeline import check, not_applicable  # noqa: PLC0415
     from pytest_altpatch.report import render_failure, style_for  # noqa: PLC0415
 
     out = sys.stdout if out is None else out
@@ -209,40 +169,35 @@ def run_command(args: argparse.Namespace, out: TextIO | None = None,
     for patcher in loaded.patchers:
         _describe_patcher(patcher, out)
         for mode in loaded.modes:
-            reason = not_applicable(case, patcher, mode)
+            reason = not_applicable(case, patcher.facts, mode)
             if reason is not None:
                 out.write(f"N/A   {case.id} {mode}: {reason}\n")
                 continue
             for choice in loaded.schedules:
-                outcome = loaded.outcome(args, mode, choice, patcher)
-                verdict = judge(case, outcome)
+                checked = check(case, loaded.catalog, patcher, mode, choice,
+                                timeout=args.timeout)
                 heading = (f"{case.id} {mode} {choice.label} seed {choice.seed} "
-                           f"{patcher.name} ({patcher.dialect})")
-                if verdict.passed:
+                           f"{patcher.facts.name} ({patcher.dialect})")
+                if checked.passed:
                     out.write(f"{style.good('PASS')}  {heading}\n")
                     continue
                 status = EXIT_FAIL
                 out.write(f"{style.bad('FAIL')}  {heading}\n")
-                report = render_failure(case, outcome, verdict, style=style,
-                                        reproduce=_reproduce(args, case, mode, choice, patcher))
+                report = render_failure(case, checked.outcome, checked.verdict, style=style,
+                                        reproduce=checked.reproduce)
                 out.write("".join(f"      {line}\n" for line in report.splitlines()))
     return status
 
 
-def _describe_patcher(patcher: Patcher | PatcherFacts, out: TextIO) -> None:
+def _describe_patcher(patcher: PatcherUnderTest, out: TextIO) -> None:
     """What a patcher says about itself (a native one: its objects and their hashes)."""
-    lines = getattr(patcher, "description", None)
-    if lines is None:
-        describe = getattr(patcher, "describe", None)
-        lines = describe() if callable(describe) else ()
-    out.write("".join(f"{line}\n" for line in lines))
+    out.write("".join(f"{line}\n" for line in patcher.facts.description))
 
 
 def show_command(args: argparse.Namespace, out: TextIO | None = None,
                  err: TextIO | None = None) -> int:
     """``altpatch show``: one run, everything about it; exit 1 if the verdict fails."""
-    from pytest_altpatch.judge import judge  # noqa: PLC0415
-    from pytest_altpatch.pipeline import not_applicable  # noqa: PLC0415
+    from pytest_altpatch.pipeline import check, not_applicable  # noqa: PLC0415
     from pytest_altpatch.report import render_show, style_for  # noqa: PLC0415
 
     out = sys.stdout if out is None else out
@@ -256,18 +211,18 @@ def show_command(args: argparse.Namespace, out: TextIO | None = None,
         return EXIT_UNREADABLE
     choice = loaded.schedules[0]
     mode = loaded.modes[0]
-    reason = not_applicable(loaded.case, loaded.patcher, mode)
+    patcher = loaded.patcher
+    reason = not_applicable(loaded.case, patcher.facts, mode)
     if reason is not None:
-        out.write(f"{loaded.case.id} {mode}: not applicable to {loaded.patcher.name}: "
+        out.write(f"{loaded.case.id} {mode}: not applicable to {patcher.facts.name}: "
                   f"{reason}\n")
         return EXIT_PASS
-    outcome = loaded.outcome(args, mode, choice, loaded.patcher)
-    verdict = judge(loaded.case, outcome)
-    _describe_patcher(loaded.patcher, out)
-    out.write(render_show(loaded.case, outcome, verdict, style=style_for(out),
+    checked = check(loaded.case, loaded.catalog, patcher, mode, choice, timeout=args.timeout)
+    _describe_patcher(patcher, out)
+    out.write(render_show(loaded.case, checked.outcome, checked.verdict, style=style_for(out),
                           trace_lines=max(args.trace_lines, 0)) + "\n")
-    out.write(f"reproduce: {_reproduce(args, loaded.case, mode, choice, loaded.patcher)}\n")
-    return EXIT_PASS if verdict.passed else EXIT_FAIL
+    out.write(f"reproduce: {checked.reproduce}\n")
+    return EXIT_PASS if checked.passed else EXIT_FAIL
 
 
 __all__ = ["register", "run_command", "show_command"]

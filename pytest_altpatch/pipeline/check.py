@@ -1,0 +1,69 @@
+"""One item through the pipeline: run it, judge its outcome, say how to reproduce it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pytest_altpatch.cases.model import Case, Catalog
+from pytest_altpatch.judge import Verdict, judge
+from pytest_altpatch.patchers.contract import Patcher
+from pytest_altpatch.pipeline.loading import PatcherUnderTest
+from pytest_altpatch.pipeline.schedules import ScheduleChoice
+from pytest_altpatch.report import reproduce_command
+from pytest_altpatch.scenarios.outcome import Outcome
+from pytest_altpatch.scenarios.runner import run_case
+from pytest_altpatch.supervisor import item_request, run_item
+
+
+@dataclass(frozen=True)
+class Checked:
+    """An item's outcome, the judge's verdict on it, and the command that replays it."""
+
+    outcome: Outcome
+    verdict: Verdict
+    reproduce: str
+
+    @property
+    def passed(self) -> bool:
+        """Whether every expectation held."""
+        return self.verdict.passed
+
+
+def run(case: Case, catalog: Catalog, patcher: PatcherUnderTest, mode: str,
+        schedule: ScheduleChoice, *, timeout: float | None = None) -> Outcome:
+    """Run one item: in a supervised worker, or in this process when the patcher object
+    is at hand (``--inprocess``); a worker that ends badly is the outcome's error."""
+    request = item_request(case, catalog, mode=mode, patcher=patcher.spec,
+                           dialect=patcher.facts.asked_dialect, schedule=schedule.schedule,
+                           seed=schedule.seed, timeout=timeout, facts=patcher.facts)
+    return run_item(request, patcher=patcher.instance)
+
+
+def run_in_process(case: Case, catalog: Catalog, patcher: Patcher, mode: str,
+                   schedule: ScheduleChoice, *, timeout: float | None = None) -> Outcome:
+    """Run one item in this process against a patcher object (the fixtures' and
+    :func:`run_corpus`'s way: no worker, no kill, the machine's cooperative budget)."""
+    return run_case(case, catalog, mode=mode, patcher=patcher,
+                    schedule=schedule.schedule, seed=schedule.seed, timeout=timeout)
+
+
+def judged(case: Case, outcome: Outcome, *, mode: str, patcher: str, schedule: str,
+           seed: int, dialect: str | None = None, cwd: Path | None = None) -> Checked:
+    """The verdict on ``outcome``, with the ``altpatch show`` line that replays it
+    (paths relative to ``cwd``)."""
+    command = reproduce_command(case.path, mode=mode, patcher=patcher,
+                                dialect=dialect, schedule=schedule, seed=seed, cwd=cwd)
+    return Checked(outcome, judge(case, outcome), command)
+
+
+def check(case: Case, catalog: Catalog, patcher: PatcherUnderTest, mode: str,
+          schedule: ScheduleChoice, *, timeout: float | None = None,
+          cwd: Path | None = None) -> Checked:
+    """Run one item and judge it."""
+    outcome = run(case, catalog, patcher, mode, schedule, timeout=timeout)
+    return judged(case, outcome, mode=mode, patcher=patcher.spec, dialect=patcher.dialect,
+                  schedule=schedule.label, seed=schedule.seed, cwd=cwd)
+
+
+__all__ = ["Checked", "check", "judged", "run", "run_in_process"]

@@ -1,0 +1,280 @@
+"""The worker server: one warm process per session that forks a child per request.
+
+The server imports the pipeline once (and runs a bundled case per mode), so each forked
+child starts warm; a spare child is forked ahead of its request, so no fork sits on an
+item's path.  The child resolves the patcher, runs the case and writes its reply; it
+never returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import io
+import os
+import pickle
+import resource
+import signal
+import socket
+import struct
+import sys
+import tempfile
+import traceback
+from dataclasses import dataclass
+from typing import Final
+
+from pytest_altpatch.errors import AltpatchError, ErrorInfo
+from pytest_altpatch.patchers.facts import PatcherFacts
+from pytest_altpatch.supervisor.wire import (
+    FactsRequest,
+    ItemRequest,
+    Reply,
+    dumps,
+    read_frame,
+    receive,
+    send,
+    write_frame,
+)
+
+#: Bytes of a child's stdout/stderr kept for the report.
+OUTPUT_LIMIT: Final = 64 * 1024
+#: Bytes of an outcome a child may send (a 200-site case sends a few MiB).
+REPLY_LIMIT: Final = 256 * 1024 * 1024
+#: Address space a child may grow by, beyond what the warm server already maps.
+MEMORY_HEADROOM: Final = 4 * 1024 * 1024 * 1024
+#: Modules the worker server imports once, so each forked child starts warm.
+_WARM_MODULES: Final = (
+    "pytest_altpatch.scenarios.runner",
+    "pytest_altpatch.scenarios.late",
+    "pytest_altpatch.patchers.registry",
+)
+
+
+# --------------------------------------------------------------------------- the child
+
+
+def _perform(request: ItemRequest | FactsRequest) -> Reply:
+    """Resolve the patcher and do the request (in the child)."""
+    from pytest_altpatch.patchers.registry import (  # noqa: PLC0415
+        resolve_patcher,
+        resolve_patchers,
+    )
+    from pytest_altpatch.scenarios.runner import run_case  # noqa: PLC0415
+
+    try:
+        if isinstance(request, FactsRequest):
+            patchers = resolve_patchers(request.patcher, request.dialects)
+            return Reply("value", PatcherFacts.of_all(patchers, request.dialects))
+        patcher = resolve_patcher(request.patcher, dialect=request.dialect)
+    except AltpatchError as exc:
+        return Reply("error", error=exc.info())
+    except Exception as exc:  # the patcher's module failed while being imported
+        return Reply("error", error=ErrorInfo(
+            "PATCHER_UNKNOWN", f"loading {request.patcher!r} failed: {type(exc).__name__}: "
+            f"{exc}", "load"))
+    outcome = run_case(request.case, request.catalog, mode=request.mode, patcher=patcher,
+                       schedule=request.schedule, seed=request.seed, timeout=request.timeout)
+    return Reply("value", outcome)
+
+
+def _limit_memory() -> None:
+    """Bound the child's address space, so a huge allocation fails as MemoryError."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            mapped = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    wanted = mapped + MEMORY_HEADROOM
+    if hard != resource.RLIM_INFINITY:
+        wanted = min(wanted, hard)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_AS, (wanted, hard))
+
+
+def _child(frame: bytes, reply_fd: int, output_fd: int) -> None:
+    """Run one request and write the reply; never returns."""
+    data = b""
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.dup2(output_fd, 1)
+        os.dup2(output_fd, 2)
+        _limit_memory()
+        with contextlib.suppress(ValueError, OSError):  # a crash leaves no core to write
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        request = pickle.loads(frame)
+        sys.path[:] = list(request.search_path) or sys.path
+        if request.workdir:
+            os.chdir(request.workdir)
+        if request.environment:
+            os.environ.clear()
+            os.environ.update(dict(request.environment))
+        reply = _perform(request)
+    except (SystemExit, KeyboardInterrupt, GeneratorExit) as exc:
+        reply = Reply("exited", text=f"{type(exc).__name__}({exc})" if str(exc)
+                       else type(exc).__name__)
+    except BaseException:
+        reply = Reply("internal", text=traceback.format_exc())
+    try:
+        data = dumps(reply)
+    except BaseException:
+        data = dumps(Reply("internal", text=traceback.format_exc()))
+    with contextlib.suppress(BaseException):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    with contextlib.suppress(OSError):
+        write_frame(reply_fd, data)
+    os._exit(0)
+
+
+@dataclass
+class _Spare:
+    """A child forked ahead of its request, so no fork sits on an item's path."""
+
+    pid: int
+    request_fd: int
+    reply_fd: int
+    output: io.BufferedRandom
+
+    @classmethod
+    def fork(cls, channel: socket.socket) -> _Spare:
+        """Fork a child that waits for one request frame, runs it and replies."""
+        output = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the server
+        request_read, request_write = os.pipe()
+        reply_read, reply_write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            channel.close()
+            os.close(request_write)
+            os.close(reply_read)
+            with contextlib.suppress(OSError):
+                os.setpgid(0, 0)
+            frame = read_frame(request_read, REPLY_LIMIT)
+            if frame is None:
+                os._exit(0)  # the server went away
+            _child(frame, reply_write, output.fileno())
+        os.close(request_read)
+        os.close(reply_write)
+        with contextlib.suppress(OSError):
+            os.setpgid(pid, pid)  # both sides set it: no window for the kill
+        return cls(pid, request_write, reply_read, output)
+
+    def finish(self) -> tuple[int | None, bytes, bytes]:
+        """The reply (read first: the child sends it before it exits), then the status
+        if the reply is missing, and the captured output."""
+        reply = read_frame(self.reply_fd, REPLY_LIMIT)
+        status: int | None = None
+        if reply is None:
+            _, status = os.waitpid(self.pid, 0)
+        self.output.seek(0)
+        captured = self.output.read(OUTPUT_LIMIT)
+        return status, reply or b"", captured
+
+    def retire(self) -> None:
+        """End a spare that will not be used (it exits when its request pipe closes)."""
+        with contextlib.suppress(OSError):
+            os.close(self.request_fd)
+        self.reap()
+
+    def reap(self) -> None:
+        """Kill the child's group (it has replied or ended), reap it, close our ends.
+
+        Killing before reaping: until the child is reaped its pid cannot be reused."""
+        with contextlib.suppress(OSError):
+            os.killpg(self.pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+        for fd in (self.request_fd, self.reply_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.output.close()
+
+
+def _warm_up() -> None:
+    """Import the pipeline and run a bundled case per mode with the reference patcher,
+    so every forked child finds lazy imports, compiled patterns and engines ready."""
+    for name in _WARM_MODULES:
+        __import__(name)
+    try:
+        from pytest_altpatch.cases.case import read_case  # noqa: PLC0415
+        from pytest_altpatch.cases.catalog import read_catalog  # noqa: PLC0415
+        from pytest_altpatch.cases.modes import MODES, has_mode  # noqa: PLC0415
+        from pytest_altpatch.patchers.reference import ReferencePatcher  # noqa: PLC0415
+        from pytest_altpatch.resources import bundled_corpus  # noqa: PLC0415
+        from pytest_altpatch.scenarios.runner import run_case  # noqa: PLC0415
+
+        root = bundled_corpus()
+        catalog, _ = read_catalog(root)
+        wanted = set(MODES)
+        for path in sorted((root / "cases").rglob("*.yaml")):
+            if not wanted or catalog is None:
+                break
+            case, _ = read_case(path, catalog, corpus_root=root)
+            for mode in [m for m in sorted(wanted) if case is not None and has_mode(case, m)]:
+                assert case is not None
+                run_case(case, catalog, mode=mode, patcher=ReferencePatcher(case.dialects[0]))
+                wanted.discard(mode)
+    except Exception:  # warming is an optimisation only
+        pass
+    # Children never collect the server's objects, so they never copy its pages.
+    gc.collect()
+    gc.freeze()
+
+
+def _warm_native(frame: bytes, warmed: set[tuple[object, ...]]) -> bool:
+    """Load a native patcher in the server once, so its children start with it loaded.
+
+    A native patcher is objects the machine runs, not Python code, so the server may
+    load it (assembling and linking cost a few hundred milliseconds, per child
+    otherwise).  Whether it loads is the child's to report; True when this warmed it."""
+    try:
+        request = pickle.loads(frame)
+        spec = request.patcher
+        if not isinstance(spec, str) or not spec.startswith("native:"):
+            return False
+        asked = request.dialects if isinstance(request, FactsRequest) else (request.dialect,)
+        key = (spec, asked, request.workdir)
+        if key in warmed:
+            return False
+        warmed.add(key)
+        from pytest_altpatch.patchers.registry import resolve_patcher  # noqa: PLC0415
+
+        if request.workdir:
+            os.chdir(request.workdir)
+        for dialect in asked or (None,):
+            resolve_patcher(spec, dialect=dialect)
+    except Exception:  # the child resolves it again and reports why
+        return True
+    return True
+
+
+def serve(channel_fd: int) -> None:
+    """The worker server's loop: a forked child per request, until the session goes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the session's to handle
+    _warm_up()
+    channel = socket.socket(fileno=channel_fd)
+    spare = _Spare.fork(channel)
+    warmed: set[tuple[object, ...]] = set()
+    while True:
+        try:
+            frame = receive(channel)
+        except (EOFError, OSError):
+            return
+        if _warm_native(frame, warmed):
+            spare.retire()  # forked before the warm-up: a fresh one inherits it
+            spare = _Spare.fork(channel)
+        child = spare
+        with contextlib.suppress(OSError):  # if the child is gone, its status says how
+            write_frame(child.request_fd, frame)
+        try:
+            send(channel, struct.pack("<q", child.pid))
+            status, reply, captured = child.finish()
+            send(channel, dumps((status, reply, captured)))
+        except OSError:
+            return
+        finally:
+            child.reap()
+        spare = _Spare.fork(channel)
+
+
+__all__ = ["MEMORY_HEADROOM", "OUTPUT_LIMIT", "REPLY_LIMIT", "serve"]

@@ -1,0 +1,265 @@
+"""The session's side: its worker server, the kill at the deadline, and the outcome.
+
+The session enforces the host timeout with a kill of the child's process group, and
+turns every way a child can end without an outcome into a coded error for the item.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import pickle
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+from pytest_altpatch.errors import ErrorInfo, Location, PatchError
+from pytest_altpatch.machine import Schedule
+from pytest_altpatch.patchers.facts import PatcherFacts
+from pytest_altpatch.supervisor.wire import (
+    DEFAULT_HOST_SECONDS,
+    KILL_GRACE,
+    FactsRequest,
+    ItemRequest,
+    Reply,
+    dumps,
+    loads,
+    receive,
+    send,
+    session_context,
+)
+
+if TYPE_CHECKING:
+    from pytest_altpatch.cases.model import Case, Catalog
+    from pytest_altpatch.patchers.contract import Patcher
+    from pytest_altpatch.scenarios.outcome import Outcome
+
+#: Seconds to wait for the worker server's own answers (start, status after a kill).
+_SERVER_SECONDS: Final = 60.0
+
+
+@dataclass(frozen=True)
+class _Ending:
+    """How one child ended, as the session saw it."""
+
+    reply: Reply | None
+    status: int | None  # waitpid status; None if the worker server went away
+    timed_out: bool
+    output: bytes
+
+
+class _WorkerServer:
+    """The session's handle on its warm worker server process."""
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair()
+        environment = dict(os.environ)
+        environment["PYTHONPATH"] = os.pathsep.join(session_context()[0])
+        self.process = subprocess.Popen(
+            [sys.executable, "-c",
+             "import sys; from pytest_altpatch.supervisor.server import serve; "
+             "serve(int(sys.argv[1]))",
+             str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=environment,
+            start_new_session=True)  # the terminal's Ctrl-C goes to the session only
+        theirs.close()
+        self.channel = ours
+
+    def alive(self) -> bool:
+        """Whether the server process is still running."""
+        return self.process.poll() is None
+
+    def close(self) -> None:
+        """Stop the server (it exits when its channel closes)."""
+        self.channel.close()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def execute(self, request: ItemRequest | FactsRequest, seconds: float) -> _Ending:
+        """Send ``request``; kill the child if it runs past ``seconds``."""
+        send(self.channel, dumps(request))
+        (pid,) = struct.unpack("<q", receive(self.channel, time.monotonic() + _SERVER_SECONDS))
+        timed_out = False
+        try:
+            try:
+                frame = receive(self.channel, time.monotonic() + seconds)
+            except TimeoutError:
+                timed_out = True
+                _kill(pid)
+                frame = receive(self.channel, time.monotonic() + _SERVER_SECONDS)
+        except BaseException:
+            _kill(pid)  # Ctrl-C or a lost server: never leave the child running
+            raise
+        ended = loads(frame)
+        assert isinstance(ended, tuple)  # the server's own message: (status, reply, output)
+        status: int | None = ended[0]
+        raw: bytes = ended[1]
+        output: bytes = ended[2]
+        reply = None
+        if raw:
+            try:
+                candidate = loads(raw)
+            except Exception as exc:
+                candidate = Reply("internal", text=f"unreadable reply: {exc}")
+            reply = candidate if isinstance(candidate, Reply) else None
+        return _Ending(reply, status, timed_out, output)
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(OSError):
+        os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)
+
+
+_SERVER: _WorkerServer | None = None
+
+
+def _server() -> _WorkerServer:
+    global _SERVER
+    if _SERVER is None or not _SERVER.alive():
+        if _SERVER is not None:
+            _SERVER.channel.close()
+        _SERVER = _WorkerServer()
+    return _SERVER
+
+
+@atexit.register
+def shutdown() -> None:
+    """Stop this process's worker server, if one was started."""
+    global _SERVER
+    if _SERVER is not None:
+        _SERVER.close()
+        _SERVER = None
+
+
+def _supervise(request: ItemRequest | FactsRequest, seconds: float) -> _Ending:
+    server = _server()
+    try:
+        return server.execute(request, seconds)
+    except (EOFError, OSError, TimeoutError, pickle.UnpicklingError, ValueError, TypeError):
+        # The server itself went away (a child may kill its parent): start afresh.
+        global _SERVER
+        _SERVER = None
+        with contextlib.suppress(OSError):
+            server.process.kill()
+        server.channel.close()
+        return _Ending(None, None, False, b"")
+
+
+def _describe(ending: _Ending, seconds: float) -> tuple[str, str] | None:
+    """The code and message for a child that ended without a value, or None."""
+    reply = ending.reply
+    if ending.timed_out:
+        return "PATCHER_TIMEOUT", (f"no outcome within the {seconds:g} s host timeout; the "
+                                   f"worker was killed {KILL_GRACE:g} s after it")
+    if reply is not None and reply.kind == "exited":
+        return "PATCHER_EXITED", f"the patcher ended its worker: {reply.text}"
+    if reply is not None:
+        return None
+    status = ending.status
+    if status is None:
+        return "PATCHER_DIED", "the worker server went away before the item ended"
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = f"signal {number}"
+        return "PATCHER_DIED", f"the worker died from {name} ({number})"
+    code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else status
+    return "PATCHER_EXITED", f"the worker exited with status {code} before an outcome was sent"
+
+
+def _output_hint(output: bytes) -> str | None:
+    from pytest_altpatch.terminal import escape_text  # noqa: PLC0415
+
+    text = output.decode("utf-8", "replace").strip()
+    if not text:
+        return None
+    last = text.splitlines()[-1]
+    return "worker output: " + escape_text(last[-300:])
+
+
+class WorkerInternalError(RuntimeError):
+    """A bug of ours inside the worker; carries the child's traceback."""
+
+
+def run_item(request: ItemRequest, *, patcher: Patcher | None = None) -> Outcome:
+    """Run one item and return its outcome; a child that ends badly is a coded error.
+
+    With ``patcher`` the item runs in this process (no isolation, no kill).
+    """
+    from pytest_altpatch.scenarios.outcome import Outcome  # noqa: PLC0415
+    from pytest_altpatch.scenarios.runner import run_case  # noqa: PLC0415
+
+    if patcher is not None:
+        return run_case(request.case, request.catalog, mode=request.mode, patcher=patcher,
+                        schedule=request.schedule, seed=request.seed, timeout=request.timeout)
+    ending = _supervise(request, request.host_seconds)
+    found = _describe(ending, request.timeout or DEFAULT_HOST_SECONDS)
+    reply = ending.reply
+    if found is None and reply is not None:
+        if reply.kind == "value" and isinstance(reply.value, Outcome):
+            if ending.output:
+                sys.stdout.write(ending.output.decode("utf-8", "replace"))
+            return reply.value
+        if reply.kind == "internal":
+            raise WorkerInternalError(f"internal error in the worker:\n{reply.text}")
+        error = reply.error or ErrorInfo("PATCHER_UNKNOWN", "the worker sent no outcome",
+                                         "load")
+    else:
+        code, message = found or ("PATCHER_DIED", "no outcome")
+        error = ErrorInfo(code, message, "late" if request.mode == "late" else "boot",
+                          Location(file=str(request.case.path)), _output_hint(ending.output))
+    facts = request.facts
+    return Outcome(case_id=request.case.id, mode=request.mode, schedule=str(request.schedule),
+                   seed=request.seed, patcher=facts.name if facts else request.patcher,
+                   dialect=facts.dialect if facts else request.dialect or "", error=error)
+
+
+def patchers_facts(spec: str, dialects: tuple[str, ...] | None = None, *,
+                   timeout: float | None = None) -> tuple[PatcherFacts, ...]:
+    """Resolve ``spec`` (one patcher per dialect asked) in a child and return each one's
+    facts; raises a coded ``PatchError`` (``PATCHER_*``) if that fails."""
+    search_path, workdir, environment = session_context()
+    seconds = timeout or DEFAULT_HOST_SECONDS
+    ending = _supervise(FactsRequest(spec, dialects, search_path, workdir, environment,
+                                     seconds), seconds + KILL_GRACE)
+    found = _describe(ending, seconds)
+    reply = ending.reply
+    if found is not None:
+        code, message = found
+        raise PatchError(code, f"resolving {spec!r}: {message}", phase="load",
+                         hint=_output_hint(ending.output))
+    assert reply is not None  # _describe returns None only when a reply came
+    if reply.kind == "value" and isinstance(reply.value, tuple) and reply.value \
+            and all(isinstance(facts, PatcherFacts) for facts in reply.value):
+        return reply.value
+    if reply.kind == "internal":
+        raise WorkerInternalError(f"internal error in the worker:\n{reply.text}")
+    error = reply.error or ErrorInfo("PATCHER_UNKNOWN", f"cannot resolve {spec!r}", "load")
+    raise PatchError(error.code, error.message, phase="load", hint=error.hint)
+
+
+def item_request(case: Case, catalog: Catalog, *, mode: str, patcher: str,
+                 dialect: str | None, schedule: Schedule | str, seed: int,
+                 timeout: float | None, facts: PatcherFacts | None = None) -> ItemRequest:
+    """An :class:`ItemRequest` carrying this session's import path and directory (a
+    schedule object passes through; a label is parsed)."""
+    search_path, workdir, environment = session_context()
+    return ItemRequest(case, catalog, mode, patcher, dialect, Schedule.parse(schedule), seed,
+                       timeout,
+                       search_path, workdir, environment, facts)
+
+
+__all__ = ["WorkerInternalError", "item_request", "patchers_facts", "run_item", "shutdown"]
