@@ -15,7 +15,6 @@ from typing import Final, Literal
 from pytest_altpatch.errors import AltpatchError, Location
 from pytest_altpatch.machine.sysregs import ID_REGISTERS
 
-PAGE_SIZE: Final = 4096
 #: Every virtual address the machine accepts is below this bound.
 VA_LIMIT: Final = 1 << 47
 MAX_CPUS: Final = 256
@@ -239,7 +238,6 @@ __all__ = [
     "MAX_CODE_BUFFER",
     "MAX_CPUS",
     "MIN_CODE_BUFFER",
-    "PAGE_SIZE",
     "PCT_STEP_QUANTUM",
     "RANDOM_QUANTUM",
     "VA_LIMIT",

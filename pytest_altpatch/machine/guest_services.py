@@ -10,14 +10,12 @@ slice, exactly like the built-in services.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
-from unicorn import arm64_const as arm64
+from pytest_altpatch.a64.granule import PAGE_MASK
+from pytest_altpatch.machine.cpu import MASK64, X_REGS
+from pytest_altpatch.machine.port import MachinePort
 
-if TYPE_CHECKING:
-    from pytest_altpatch.machine.core import Machine
-
-_X_REGS: Final = tuple(getattr(arm64, f"UC_ARM64_REG_X{i}") for i in range(31))
 #: Longest string a service reads from guest memory.
 MAX_GUEST_STRING: Final = 512
 
@@ -25,8 +23,8 @@ MAX_GUEST_STRING: Final = 512
 class ServiceCall:
     """One ``svc #imm`` being served: the calling CPU's registers and what to do next."""
 
-    def __init__(self, machine: Machine, cpu: int, uc: Any, pc: int) -> None:
-        self._machine = machine
+    def __init__(self, port: MachinePort, cpu: int, uc: Any, pc: int) -> None:
+        self._port = port
         self._uc = uc
         self.cpu = cpu
         self.pc = pc
@@ -34,28 +32,28 @@ class ServiceCall:
         self.progress = True
 
     @property
-    def machine(self) -> Machine:
-        """The machine the call runs on."""
-        return self._machine
+    def machine(self) -> Any:
+        """The Machine the call runs on (typed Any: this module sits below it)."""
+        return self._port.owner
 
     def x(self, index: int) -> int:
         """The value of register x``index``."""
-        return int(self._uc.reg_read(_X_REGS[index]))
+        return int(self._uc.reg_read(X_REGS[index]))
 
     def set_x(self, index: int, value: int) -> None:
         """Set register x``index`` (the result of a service goes in x0)."""
-        self._uc.reg_write(_X_REGS[index], value & (2**64 - 1))
+        self._uc.reg_write(X_REGS[index], value & MASK64)
 
     def read(self, va: int, size: int) -> bytes | None:
         """``size`` bytes at ``va`` through the mappings (None when a page is unmapped)."""
         chunks: list[bytes] = []
         cursor, end = va, va + size
         while cursor < end:
-            found = self._machine.translate(cursor)
+            found = self._port.translate(cursor)
             if found is None:
                 return None
-            length = min(end, (cursor | 0xFFF) + 1) - cursor
-            chunks.append(self._machine.read_phys(found[0], length))
+            length = min(end, (cursor | PAGE_MASK) + 1) - cursor
+            chunks.append(self._port.read_phys(found[0], length))
             cursor += length
         return b"".join(chunks)
 
@@ -73,19 +71,19 @@ class ServiceCall:
 
     def log(self, detail: str) -> None:
         """Put a ``log`` event in the trace."""
-        self._machine._event(self.cpu, "log", self.pc, detail)
+        self._port.event(self.cpu, "log", self.pc, detail)
 
     def end_call(self, result: int) -> None:
         """End the CPU's guest call as if its function returned ``result``."""
-        target = self._machine._cpus[self.cpu]
+        target = self._port.cpus[self.cpu]
         target.guest_call = False
         target.result = result
 
     def fault(self, code: str, message: str, detail: Mapping[str, object] | None = None,
               *, pc: int | None = None) -> None:
         """Record finding ``code`` at ``pc`` (default: the SVC) and stop the CPU."""
-        machine = self._machine
-        machine._fault(machine._cpus[self.cpu], code, message,
+        port = self._port
+        port.fault(port.cpus[self.cpu], code, message,
                        pc=self.pc if pc is None else pc, detail=detail)
 
 

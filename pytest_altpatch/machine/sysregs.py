@@ -7,8 +7,8 @@ Arm ARM system register index.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Final
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
 
 SysregKey = tuple[int, int, int, int, int]
 
@@ -49,4 +49,31 @@ def in_id_space(key: SysregKey) -> bool:
     return op0 == 3 and op1 == 0 and crn == 0 and 1 <= crm <= 7
 
 
-__all__ = ["IDENTITY_REGISTERS", "ID_REGISTERS", "SysregKey", "in_id_space"]
+def register_key(name: str) -> SysregKey | None:
+    """The encoding of the served register ``name`` (lower case), or None."""
+    key = ID_REGISTERS.get(name)
+    if key is None and name in IDENTITY_REGISTERS:
+        key = IDENTITY_REGISTERS[name][1]
+    return key
+
+
+class MrsHook:
+    """Answers guest MRS from each CPU's own table (UC_HOOK_INSN for MRS)."""
+
+    def __init__(self, tables: Sequence[Mapping[SysregKey, int]]) -> None:
+        self._tables = tables
+
+    def on_mrs(self, uc: Any, reg: int, cp: Any, cpu: int) -> int:
+        """Write the register's value for ``cpu``; 0 lets unicorn serve it."""
+        key = (cp.op0, cp.op1, cp.crn, cp.crm, cp.op2)
+        value = self._tables[cpu].get(key)
+        if value is None:
+            if not in_id_space(key):
+                return 0
+            value = 0
+        uc.reg_write(reg, value)
+        return 1
+
+
+__all__ = ["IDENTITY_REGISTERS", "ID_REGISTERS", "MrsHook", "SysregKey", "in_id_space",
+           "register_key"]

@@ -17,10 +17,10 @@ patched into something else).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
-if TYPE_CHECKING:
-    from pytest_altpatch.machine.core import Machine
+from pytest_altpatch.machine.cpu import MASK64, x_register
+from pytest_altpatch.machine.port import MachinePort
 
 #: x30 is the link register.
 LR: Final = 30
@@ -29,9 +29,9 @@ LR: Final = 30
 class TrapCall:
     """One CPU stopped at a trap address (valid only during the handler call)."""
 
-    def __init__(self, machine: Machine, cpu: int, address: int) -> None:
-        self._machine = machine
-        self._target = machine._cpus[cpu]
+    def __init__(self, port: MachinePort, cpu: int, address: int) -> None:
+        self._port = port
+        self._target = port.cpus[cpu]
         self.cpu = cpu
         self.address = address
         self.progressed = True
@@ -39,15 +39,15 @@ class TrapCall:
     # --- registers --------------------------------------------------------------------
     def x(self, index: int) -> int:
         """General register ``x<index>`` (0-30) of the stopped CPU."""
-        return int(self._target.uc.reg_read(self._machine.x_register(index)))
+        return int(self._target.uc.reg_read(x_register(index)))
 
     def set_x(self, index: int, value: int) -> None:
         """Set ``x<index>`` of the stopped CPU."""
-        self._target.uc.reg_write(self._machine.x_register(index), value & (2**64 - 1))
+        self._target.uc.reg_write(x_register(index), value & MASK64)
 
     def set_sysreg(self, register: int, value: int) -> None:
         """Set a unicorn system register (``unicorn.arm64_const.UC_ARM64_REG_*``)."""
-        self._target.uc.reg_write(register, value & (2**64 - 1))
+        self._target.uc.reg_write(register, value & MASK64)
 
     def jump(self, pc: int) -> None:
         """Resume the CPU at ``pc``."""
@@ -75,7 +75,7 @@ class TrapCall:
         """End the CPU as the ``done`` host service would, with ``result``."""
         self._target.state = "done"
         self._target.result = result
-        self._machine.record(self.cpu, "done", self.address, f"x0={result:#x}")
+        self._port.event(self.cpu, "done", self.address, f"x0={result:#x}")
 
     @property
     def settled(self) -> bool:
@@ -88,11 +88,11 @@ class TrapCall:
     # --- memory and trace ---------------------------------------------------------------
     def read(self, va: int, size: int) -> bytes | None:
         """``size`` bytes at ``va`` through the mapping table, or None if unmapped."""
-        return self._machine.read_virtual(va, size)
+        return self._port.read_virtual(va, size)
 
     def event(self, kind: str, detail: str = "") -> int:
         """Record a trace event at the trap address; returns its step."""
-        return self._machine.record(self.cpu, kind, self.address, detail)
+        return self._port.event(self.cpu, kind, self.address, detail)
 
 
 TrapHandler = Callable[[TrapCall], None]

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from pytest_altpatch.a64.granule import PAGE_SIZE
 from pytest_altpatch.machine import Machine
 
 from . import rig
 from .a64words import Program
 
 FULL = ("dc", "dsb", "ic", "dsb", "isb")
-PATCHER = rig.TEXT_VA + 0x1000
-WAITER = rig.TEXT_VA + 0x2000
+PATCHER = rig.TEXT_VA + PAGE_SIZE
+WAITER = rig.TEXT_VA + 2 * PAGE_SIZE
 
 
 def run_patch(built: Machine, steps: tuple[str, ...], *, isb_on_waiter: bool = True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pytest_altpatch.a64.granule import PAGE_SIZE
 from pytest_altpatch.machine import Budget, CpuConfig, HostService, Machine
 
 from . import rig
@@ -32,7 +33,7 @@ from .a64words import (
     udf,
 )
 
-CODE = rig.TEXT_VA + 0x1000
+CODE = rig.TEXT_VA + PAGE_SIZE
 
 
 def single(program: Program, *, cpus: int = 1, **options: object) -> Machine:

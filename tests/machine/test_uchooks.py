@@ -9,6 +9,7 @@ import unicorn
 from unicorn import UC_ARCH_ARM64, UC_MODE_ARM
 from unicorn import arm64_const as arm64
 
+from pytest_altpatch.a64.granule import PAGE_SIZE
 from pytest_altpatch.machine.uchooks import CodeHooks
 
 BASE = 0x10000
@@ -19,7 +20,7 @@ RETURN_TO = 0x20000  # outside the mapping: emu_start stops there (until address
 
 def _engine() -> Any:
     uc = unicorn.__dict__["Uc"](UC_ARCH_ARM64, UC_MODE_ARM, arm64.UC_CPU_ARM64_MAX)
-    uc.mem_map(BASE, 0x1000)
+    uc.mem_map(BASE, PAGE_SIZE)
     words = [NOP, NOP, NOP, RET]
     uc.mem_write(BASE, b"".join(w.to_bytes(4, "little") for w in words))
     uc.reg_write(arm64.UC_ARM64_REG_X30, RETURN_TO)

@@ -1,0 +1,389 @@
+"""The scheduler: who runs next, for how long, and when a run ends.
+
+Guest CPUs run unicorn slices of a quantum; Python CPUs run in greenlets, one context
+operation per schedule step (:meth:`Scheduler.python_step` is their gate).  A priority
+schedule (``pct``) runs one step of the CPU its policy picks.  The run ends when no CPU
+runs, ``until()`` holds, the budget is spent, or every CPU spins (hang detection).
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+import time
+import traceback
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Final
+
+import greenlet
+from unicorn import arm64_const as arm64
+
+from pytest_altpatch.findings import Finding
+from pytest_altpatch.machine.config import Budget, MachineError, Schedule
+from pytest_altpatch.machine.context import CpuContext, GuestFault
+from pytest_altpatch.machine.cpu import MASK64, PC, SP_SLOT, STATE_REGS, X_REGS, CpuRuntime, UcError
+from pytest_altpatch.machine.events import EventLog
+from pytest_altpatch.machine.hooks import HookBook
+from pytest_altpatch.machine.memory import GUEST_RETURN_VA, PROBE_STACK_TOP, PROBE_TRAP_VA
+from pytest_altpatch.machine.port import MachinePort
+from pytest_altpatch.machine.priority import PriorityPolicy
+from pytest_altpatch.machine.results import (
+    CpuOutcome,
+    ProbeResult,
+    PythonException,
+    RunReason,
+    RunResult,
+)
+from pytest_altpatch.machine.traps import TrapCall, TrapHandler
+
+#: Exit address of every slice: never reachable (all VAs are below 2**47).
+_UNTIL: Final = 1 << 48
+#: Register snapshots a hang check remembers per CPU before it starts afresh.
+_HANG_MEMORY: Final = 4096
+
+
+class _HangWatch:
+    """Whether every running CPU keeps coming back to states it was in (a spin)."""
+
+    def __init__(self, cpus: Sequence[CpuRuntime], budget: Budget) -> None:
+        self._cpus = cpus
+        self._checks = budget.hang_checks
+        self._seen: dict[int, set[bytes]] = {}
+        self._streak = 0
+
+    def hung(self, log: EventLog) -> bool:
+        """One hang check: True once ``hang_checks`` checks in a row saw only known
+        states (any progress event since the last check starts over)."""
+        if log.hang_seen is None:
+            log.hang_seen = True
+            self._seen = {}
+            self._streak = 0
+        repeated = True
+        for target in self._cpus:
+            if target.state != "running":
+                continue
+            snapshot = target.regs.snapshot() \
+                if target.kind == "guest" or target.guest_call \
+                else target.progress.to_bytes(8, "little")
+            known = self._seen.setdefault(target.index, set())
+            if snapshot not in known:
+                repeated = False
+                if len(known) > _HANG_MEMORY:
+                    known.clear()
+                known.add(snapshot)
+        self._streak = self._streak + 1 if repeated else 0
+        return self._streak >= self._checks
+
+
+class Scheduler:
+    """Runs the CPUs of one machine under its schedule."""
+
+    def __init__(self, cpus: Sequence[CpuRuntime], log: EventLog, hooks: HookBook,
+                 schedule: Schedule, seed: int, budget: Budget, *, cpu_count: int) -> None:
+        self._cpus = cpus
+        self._log = log
+        self._hooks = hooks
+        self.schedule = schedule
+        self.budget = budget
+        self._rng = random.Random(f"{schedule.seed}:{seed}")
+        self._priorities = PriorityPolicy(cpu_count, schedule.seed, seed) \
+            if schedule.kind == "pct" else None
+        #: The greenlet that runs the schedule (Python CPUs switch back to it).
+        self._scheduler: greenlet.greenlet | None = None
+        #: The CPU a probe runs on, or None.
+        self.probing: int | None = None
+        self.code_traps: dict[int, TrapHandler] = {}
+        #: The port handed to contexts and traps (set when the machine is wired).
+        self.port: MachinePort
+
+    # --- faults -------------------------------------------------------------------------
+    def fault(self, cpu: CpuRuntime, code: str, message: str, *, pc: int | None,
+              address: int | None = None, detail: Mapping[str, object] | None = None) -> Finding:
+        """Record a fault: the CPU stops (a Python CPU gets a GuestFault instead)."""
+        finding = self._log.report(code, message, cpu.index, pc=pc, address=address,
+                                   detail=detail, kind="fault")
+        if cpu.kind == "python" and cpu.greenlet is not None and not cpu.greenlet.dead \
+                and self.probing != cpu.index:
+            cpu.fault = finding
+        else:
+            cpu.state = "faulted"
+        return finding
+
+    # --- running ------------------------------------------------------------------------
+    def run(self, until: Callable[[], bool] | None = None) -> RunResult:
+        """Interleave all running CPUs under the schedule until none is running,
+        ``until()`` is true, the budget is spent, or every CPU spins (hang)."""
+        if self._hooks.running is not None or self.probing is not None:
+            raise MachineError("MACHINE_STATE", "run() called from inside the machine")
+        log = self._log
+        first_finding = len(log.findings)
+        spent = 0
+        started = time.monotonic()
+        rounds = 0
+        watch = _HangWatch(self._cpus, self.budget)
+        log.hang_seen = None
+        reason: RunReason = "stopped"
+        while True:
+            runnable = [c for c in self._cpus if c.state == "running"]
+            if not runnable:
+                break
+            reason, spent = self._round(runnable, until, spent)
+            if reason != "stopped":
+                break
+            rounds += 1
+            if rounds % 32 == 0 and time.monotonic() - started > self.budget.seconds:
+                reason = "budget"
+                break
+            if rounds % (self.budget.hang_check_rounds * self._round_steps(runnable)) == 0 \
+                    and watch.hung(log):
+                reason = "hang"
+                break
+        if reason in ("budget", "hang"):
+            self._report_end(reason, spent)
+        return RunResult(reason, self._outcomes(), tuple(log.findings[first_finding:]), spent)
+
+    def _round(self, runnable: list[CpuRuntime], until: Callable[[], bool] | None,
+               spent: int) -> tuple[RunReason, int]:
+        """One round of slices; the reason to stop ("stopped": go on) and what is spent."""
+        for target in self._turns(runnable):
+            if target.state != "running":
+                continue
+            quantum = self._quantum(target)
+            spent += self._slice(target, quantum)
+            if until is not None and until():
+                return "until", spent
+            if spent >= self.budget.instructions:
+                return "budget", spent
+        return "stopped", spent
+
+    def _report_end(self, code: str, spent: int) -> None:
+        log = self._log
+        pcs = {c.index: c.pc for c in self._cpus if c.state == "running"}
+        listing = ", ".join(f"cpu{i} pc={pc:#x}" + (f" ({where})" if (where := log.where(pc))
+                                                     else "") for i, pc in pcs.items())
+        if code == "hang":
+            message = f"every CPU spins without shared-memory progress: {listing}"
+        else:
+            message = f"run budget spent after {spent} instructions: {listing}"
+        cpu = min(pcs) if pcs else 0
+        log.report(code, message, cpu, detail={"pcs": pcs, "instructions": spent})
+
+    def _turns(self, runnable: list[CpuRuntime]) -> Iterator[CpuRuntime]:
+        """The CPUs to run a slice each in this round: all (round robin), or one step
+        of the CPU a priority schedule picks, whose outcome it then records."""
+        policy = self._priorities
+        if policy is None:
+            yield from runnable
+            return
+        target = self._cpus[policy.pick([c.index for c in runnable])]
+        before = self._log.step
+        target.relaxed = False
+        guest = target.kind == "guest" or target.guest_call  # (a Python CPU's guest call)
+        yield target
+        changed = self._log.step != before
+        spun = target.relaxed or (guest and not changed)
+        policy.stepped(target.index, changed=changed, spun=spun)
+
+    def _round_steps(self, runnable: list[CpuRuntime]) -> int:
+        """Rounds that make one hang-check round: a priority round is one step, so it
+        takes as many as give each CPU about an ``rr:100`` slice."""
+        return 1 if self._priorities is None else 64 * len(runnable)
+
+    def _quantum(self, target: CpuRuntime) -> int:
+        schedule = self.schedule
+        if schedule.kind == "pct":
+            return 1 if target.kind == "python" and not target.guest_call \
+                else schedule.quantum
+        if schedule.kind == "random":
+            return self._rng.randint(1, schedule.quantum)
+        if schedule.kind == "adversarial" and target.kind == "python" \
+                and not target.guest_call:
+            return 1
+        return schedule.quantum
+
+    def _slice(self, target: CpuRuntime, quantum: int) -> int:
+        """Run one slice of ``target``; returns the instructions/operations it is charged."""
+        if target.kind == "python" and not target.guest_call:
+            return self._python_slice(target, quantum)
+        hooks = self._hooks
+        hooks.running = target.index
+        try:
+            target.uc.emu_start(target.pc, _UNTIL, 0, quantum)
+        except UcError as error:  # a guest fault the hooks did not already record
+            if target.state == "running" and target.fault is None:
+                self.fault(target, "guest-exception", f"unicorn stopped: {error}",
+                           pc=target.uc.reg_read(PC), detail={"errno": error.errno})
+        finally:
+            hooks.running = None
+        target.pc = target.regs.pc()
+        if target.guest_call and target.fault is not None:
+            target.guest_call = False  # the Python side raises GuestFault
+        if target.trap_hit is not None and target.state == "running":
+            self._take_trap(target)
+        if target.state != "running":
+            self._log.hang_seen = None
+        target.instructions += quantum
+        hooks.drain()
+        return quantum
+
+    def _take_trap(self, target: CpuRuntime) -> None:
+        address = target.trap_hit
+        target.trap_hit = None
+        if address is None or target.pc != address:
+            return  # the slice ended elsewhere (a fault): nothing to handle
+        call = TrapCall(self.port, target.index, address)
+        self.code_traps[address](call)
+        if call.progressed:
+            self._log.progress()
+
+    def _python_slice(self, target: CpuRuntime, quantum: int) -> int:
+        assert target.greenlet is not None
+        target.quantum_left = quantum
+        hooks = self._hooks
+        hooks.running = target.index
+        self._scheduler = greenlet.getcurrent()
+        try:
+            target.greenlet.switch()
+        finally:
+            hooks.running = None
+        used = quantum - target.quantum_left
+        target.instructions += used
+        hooks.drain()
+        return max(used, 1)
+
+    def python_step(self, cpu: int) -> CpuRuntime:
+        """Gate of every context operation: one schedule step of a Python CPU."""
+        target = self._cpus[cpu]
+        if greenlet.getcurrent() is not target.greenlet:
+            raise MachineError("MACHINE_STATE",
+                               f"cpu{cpu}'s context used outside its own Python CPU")
+        if target.quantum_left <= 0:
+            assert self._scheduler is not None
+            self._scheduler.switch()
+        target.quantum_left -= 1
+        if target.fault is not None:
+            raise GuestFault(target.fault)
+        return target
+
+    def _outcomes(self) -> tuple[CpuOutcome, ...]:
+        return tuple(
+            CpuOutcome(c.index, c.state, c.pc, c.result, c.instructions, c.exception)
+            for c in self._cpus
+        )
+
+    # --- starting CPUs ------------------------------------------------------------------
+    def start_cpu(self, target: CpuRuntime, pc: int, *, sp: int,
+                  x: Mapping[int, int] | None = None) -> None:
+        """Make ``target`` (not running) run guest code from ``pc``."""
+        target.kind = "guest"
+        target.regs.restore(bytes(8 * len(STATE_REGS)))
+        for index, value in (x or {}).items():
+            if not 0 <= index <= 30:
+                raise MachineError("MACHINE_CONFIG", f"x{index} is not a general register")
+            target.uc.reg_write(X_REGS[index], value & MASK64)
+        target.uc.reg_write(arm64.UC_ARM64_REG_SP, sp)
+        target.pc = pc
+        target.state = "running"
+        target.resume_skip = None
+        target.fault = None
+        target.trap_hit = target.trap_skip = None
+        self._log.event(target.index, "start", pc, "guest")
+        self._log.progress()
+
+    def start_python(self, target: CpuRuntime, fn: Callable[[Any], object]) -> None:
+        """Make ``target`` (not running) run ``fn(context)``, interleaved with the others."""
+        cpu = target.index
+        context = CpuContext(self.port, cpu)
+        target.kind = "python"
+        target.fault = None
+        target.exception = None
+        target.result = None
+        log = self._log
+
+        def body() -> None:
+            try:
+                target.result = fn(context)
+            except Exception as error:  # the patcher's own failure: recorded, not raised
+                target.exception = PythonException(
+                    type(error).__name__, str(error), traceback.format_exc())
+            target.state = "faulted" if target.fault is not None or target.exception else "done"
+            log.event(cpu, "done" if target.state == "done" else "fault", 0, "python")
+            log.progress()
+
+        target.greenlet = greenlet.greenlet(body)
+        target.state = "running"
+        log.event(cpu, "start", 0, "python")
+        log.progress()
+
+    # --- calls into guest code ----------------------------------------------------------
+    def call_guest(self, cpu: int, pc: int, args: Sequence[int] = (), *, sp: int,
+                   tpidr: int = 0) -> int:
+        """From Python CPU ``cpu``'s own function: run the guest function at ``pc`` until
+        it returns (the result is x0) or faults (GuestFault is raised)."""
+        target = self.python_step(cpu)
+        if len(args) > 8:
+            raise MachineError("MACHINE_CONFIG", "a guest call takes at most 8 arguments")
+        target.regs.restore(bytes(8 * len(STATE_REGS)))
+        for index, value in enumerate(args):
+            target.uc.reg_write(X_REGS[index], value & MASK64)
+        target.uc.reg_write(X_REGS[30], GUEST_RETURN_VA)
+        target.uc.reg_write(arm64.UC_ARM64_REG_SP, sp)
+        target.uc.reg_write(arm64.UC_ARM64_REG_TPIDR_EL0, tpidr)
+        target.pc = pc
+        target.resume_skip = None
+        target.guest_call = True
+        self._log.event(cpu, "call", pc, " ".join(f"{a:#x}" for a in args))
+        self._log.progress()
+        assert self._scheduler is not None
+        self._scheduler.switch()  # guest slices run until the return trap or a fault
+        while target.guest_call:  # (defensive: resumed before the call ended)
+            self._scheduler.switch()
+        if target.fault is not None:
+            raise GuestFault(target.fault)
+        result = target.result
+        return int(result) if isinstance(result, int) else 0
+
+    def probe(self, target: CpuRuntime, pc: int, args: Mapping[int, int] | None,
+              budget: int) -> ProbeResult:
+        """Call the guest function at ``pc`` on ``target`` alone (see Machine.probe)."""
+        cpu = target.index
+        if target.greenlet is not None and not target.greenlet.dead and target.state == "running":
+            raise MachineError("MACHINE_STATE", f"cpu{cpu} is running a Python function")
+        if self._hooks.running is not None:
+            raise MachineError("MACHINE_STATE", "probe() called from inside the machine")
+        saved_regs = target.regs.snapshot()
+        saved = (target.state, target.kind, target.pc, target.result, target.resume_skip)
+        log = self._log
+        first_finding = len(log.findings)
+        # x0-x7 from args, LR at the trap, SP at the probe stack, everything else zero.
+        start = [0] * len(STATE_REGS)
+        for index in range(8):
+            start[index] = (args or {}).get(index, 0) & MASK64
+        start[30] = PROBE_TRAP_VA
+        start[SP_SLOT] = PROBE_STACK_TOP
+        target.regs.restore(struct.pack(f"<{len(start)}Q", *start))
+        target.state, target.kind, target.pc = "running", "guest", pc
+        target.probe_returned = False
+        target.resume_skip = None
+        self.probing = cpu
+        log.event(cpu, "start", pc, "probe")
+        left = budget
+        try:
+            while target.state == "running" and not target.probe_returned and left > 0:
+                quantum = min(left, 10_000)
+                left -= self._slice(target, quantum)
+            state: str = target.state  # (mutated by hooks during the slices)
+            completed = target.probe_returned or state == "done"
+            if state == "running" and not completed:
+                log.report("budget", f"probe at {pc:#x} did not return within {budget} "
+                                     f"instructions (pc={target.pc:#x})", cpu, pc=target.pc,
+                           detail={"probe": pc, "instructions": budget})
+            values = struct.unpack_from("<8Q", target.regs.snapshot())
+        finally:
+            self.probing = None
+            target.regs.restore(saved_regs)
+            target.state, target.kind, target.pc, target.result, target.resume_skip = saved
+        return ProbeResult(values, tuple(log.findings[first_finding:]), completed)
+
+
+__all__ = ["Scheduler"]
