@@ -216,12 +216,6 @@ def long_modules() -> list[str]:
     return found
 
 
-# Until the #11 refactor lands, the four rules below are known to fail (the refactor's
-# branches turn them on one by one); strict, so a fixed rule must drop its marker.
-_PENDING = pytest.mark.xfail(strict=True, reason="issue 11 refactor in progress")
-
-
-@_PENDING
 def test_the_import_graph_has_no_cycle() -> None:
     assert cycles(graph()) == []
 
@@ -230,7 +224,6 @@ def test_no_import_points_up_the_layers() -> None:
     assert backward_arrows() == []
 
 
-@_PENDING
 def test_no_module_is_over_600_lines() -> None:
     assert long_modules() == []
 
