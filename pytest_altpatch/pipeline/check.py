@@ -13,7 +13,15 @@ from pytest_altpatch.pipeline.schedules import ScheduleChoice
 from pytest_altpatch.report import reproduce_command
 from pytest_altpatch.scenarios.outcome import Outcome
 from pytest_altpatch.scenarios.runner import run_case
-from pytest_altpatch.supervisor import ItemRequest, item_request, run_item, submit_item
+from pytest_altpatch.supervisor import (
+    ItemRequest,
+    collect_item,
+    item_request,
+    parallel_items,
+    run_item,
+    started,
+    submit_item,
+)
 
 
 @dataclass(frozen=True)
@@ -41,7 +49,7 @@ def start(case: Case, catalog: Catalog, patcher: PatcherUnderTest, mode: str,
           schedule: ScheduleChoice, *, key: object, timeout: float | None = None) -> None:
     """Start a supervised item ahead of its turn (when more than one item may run at
     once); :func:`run` or :func:`check` with the same ``key`` collects its outcome."""
-    if patcher.instance is None:
+    if patcher.instance is None and parallel_items() > 1 and not started(key):
         submit_item(key, _request(case, catalog, patcher, mode, schedule, timeout))
 
 
@@ -51,8 +59,10 @@ def run(case: Case, catalog: Catalog, patcher: PatcherUnderTest, mode: str,
     """Run one item: in a supervised worker, or in this process when the patcher object
     is at hand (``--inprocess``); a worker that ends badly is the outcome's error.  An
     item :func:`start`-ed under ``key`` is collected instead of run again."""
+    if key is not None and patcher.instance is None and started(key):
+        return collect_item(key)
     request = _request(case, catalog, patcher, mode, schedule, timeout)
-    return run_item(request, patcher=patcher.instance, key=key)
+    return run_item(request, patcher=patcher.instance)
 
 
 def run_in_process(case: Case, catalog: Catalog, patcher: Patcher, mode: str,

@@ -36,12 +36,14 @@ from pytest_altpatch.supervisor.server import serve
 from pytest_altpatch.supervisor.session import (
     WorkerInternalError,
     abandon_ahead,
+    collect_item,
     item_request,
     parallel_items,
     patchers_facts,
     run_item,
     set_parallel_items,
     shutdown,
+    started,
     submit_item,
 )
 from pytest_altpatch.supervisor.wire import (
@@ -60,6 +62,7 @@ __all__ = [
     "ItemRequest",
     "WorkerInternalError",
     "abandon_ahead",
+    "collect_item",
     "dumps",
     "item_request",
     "loads",
@@ -69,5 +72,6 @@ __all__ = [
     "serve",
     "set_parallel_items",
     "shutdown",
+    "started",
     "submit_item",
 ]

@@ -244,6 +244,11 @@ def parallel_items() -> int:
     return _POOL.size
 
 
+def started(key: object) -> bool:
+    """Whether an item was started ahead under ``key`` and not yet collected."""
+    return key in _AHEAD
+
+
 def submit_item(key: object, request: ItemRequest) -> None:
     """Start ``request`` ahead of its turn on a spare worker server; :func:`run_item`
     with the same ``key`` collects it (does nothing if ``key`` is already running)."""
@@ -293,20 +298,26 @@ class WorkerInternalError(RuntimeError):
     """A bug of ours inside the worker; carries the child's traceback."""
 
 
-def run_item(request: ItemRequest, *, patcher: Patcher | None = None,
-             key: object = None) -> Outcome:
+def run_item(request: ItemRequest, *, patcher: Patcher | None = None) -> Outcome:
     """Run one item and return its outcome; a child that ends badly is a coded error.
 
-    With ``patcher`` the item runs in this process (no isolation, no kill).  With the
-    ``key`` of an item :func:`submit_item` started ahead, its outcome is collected.
+    With ``patcher`` the item runs in this process (no isolation, no kill).
     """
     from pytest_altpatch.scenarios.runner import run_case  # noqa: PLC0415
 
     if patcher is not None:
         return run_case(request.case, request.catalog, mode=request.mode, patcher=patcher,
                         schedule=request.schedule, seed=request.seed, timeout=request.timeout)
-    ahead = _AHEAD.pop(key, None) if key is not None else None
-    outcome, output = ahead.result() if ahead is not None else _supervised_outcome(request)
+    return _written(*_supervised_outcome(request))
+
+
+def collect_item(key: object) -> Outcome:
+    """The outcome of the item :func:`submit_item` started under ``key`` (waits for it)."""
+    return _written(*_AHEAD.pop(key).result())
+
+
+def _written(outcome: Outcome, output: str) -> Outcome:
+    """Write what the item's child printed (in item order) and give its outcome."""
     if output:
         sys.stdout.write(output)
     return outcome
@@ -373,5 +384,6 @@ def item_request(case: Case, catalog: Catalog, *, mode: str, patcher: str,
                        search_path, workdir, environment, facts)
 
 
-__all__ = ["WorkerInternalError", "abandon_ahead", "item_request", "parallel_items",
-           "patchers_facts", "run_item", "set_parallel_items", "shutdown", "submit_item"]
+__all__ = ["WorkerInternalError", "abandon_ahead", "collect_item", "item_request", "parallel_items",
+           "patchers_facts", "run_item", "set_parallel_items", "shutdown", "started",
+           "submit_item"]
