@@ -41,6 +41,11 @@ def parse_dialects(text: str | None) -> tuple[str, ...] | None:
     return tuple(dict.fromkeys(names))
 
 
+def is_reference(name: str) -> bool:
+    """Whether ``name`` is the bundled reference patcher (``reference[:DIALECT]``)."""
+    return name.partition(":")[0] == "reference"
+
+
 def dialect_free_reference(name: str) -> bool:
     """Whether ``name`` is the reference patcher with no dialect of its own, so it can
     run under every dialect a case lists."""
@@ -176,5 +181,5 @@ def _made(make: Callable[..., object], name: str, dialect: str | None) -> object
                               "dialect=NAME when a dialect is asked for") from None
 
 
-__all__ = ["ALL_DIALECTS", "DEFAULT_DIALECT", "dialect_free_reference", "parse_dialects",
-           "resolve_patcher", "resolve_patchers"]
+__all__ = ["ALL_DIALECTS", "DEFAULT_DIALECT", "dialect_free_reference", "is_reference",
+           "parse_dialects", "resolve_patcher", "resolve_patchers"]

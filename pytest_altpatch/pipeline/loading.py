@@ -19,9 +19,9 @@ from pytest_altpatch.dialects import preferred_dialect
 from pytest_altpatch.errors import AltpatchError
 from pytest_altpatch.patchers.contract import Patcher
 from pytest_altpatch.patchers.facts import PatcherFacts
-from pytest_altpatch.patchers.registry import resolve_patchers
+from pytest_altpatch.patchers.registry import is_reference, resolve_patchers
 from pytest_altpatch.resources import bundled_corpus
-from pytest_altpatch.supervisor import patchers_facts
+from pytest_altpatch.supervisor import patchers_facts, prestart_workers
 
 # --------------------------------------------------------------------------- corpora
 
@@ -133,6 +133,12 @@ def patchers_under_test(spec: str, dialects: tuple[str, ...] | None, *, inproces
         facts = PatcherFacts.of_all(resolved, dialects)
         return tuple(PatcherUnderTest(spec, fact, patcher)
                      for fact, patcher in zip(facts, resolved, strict=True))
+    prestart_workers()  # they start (and warm up) while this process carries on
+    if is_reference(spec):
+        # The bundled reference is this package's own code: its facts are read here,
+        # and only its items run in workers.
+        return tuple(PatcherUnderTest(spec, fact) for fact in
+                     PatcherFacts.of_all(resolve_patchers(spec, dialects), dialects))
     return tuple(PatcherUnderTest(spec, fact)
                  for fact in patchers_facts(spec, dialects, timeout=timeout))
 

@@ -14,6 +14,7 @@ import io
 import os
 import pickle
 import resource
+import select
 import signal
 import socket
 import struct
@@ -259,15 +260,20 @@ def _is_facts(frame: bytes) -> bool:
 def serve(channel_fd: int) -> None:
     """The worker server's loop: a forked child per request, until the session goes.
 
-    The warm-up waits for the first item: a session's first request is usually for the
-    patcher's facts, which a cold child answers, and the session collects its items
-    while the server warms up after that answer."""
+    The server warms up at once unless a request is already waiting: a session's first
+    request may be for the patcher's facts, which a cold child answers, and the session
+    collects its items while the server warms up after that answer."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the session's to handle
     channel = socket.socket(fileno=channel_fd)
     spare = _Spare.fork(channel)
     warm = False
     warmed: set[tuple[object, ...]] = set()
     while True:
+        if not warm and not select.select([channel], [], [], 0)[0]:
+            warm = True  # nothing asked yet: warm up now rather than on the first item
+            _warm_up()
+            spare.retire()
+            spare = _Spare.fork(channel)
         try:
             frame = receive(channel)
         except (EOFError, OSError):

@@ -160,6 +160,14 @@ class _ServerPool:
                     return server
                 self._available.wait()
 
+    def prestart(self) -> None:
+        """Start every server not yet running, without waiting for any."""
+        with self._available:
+            while len(self._all) < self.size:
+                server = _WorkerServer()
+                self._all.append(server)
+                self._free.append(server)
+
     def give_back(self, server: _WorkerServer) -> None:
         """Return a server after its request (a broken one is dropped instead)."""
         with self._available:
@@ -237,6 +245,11 @@ def set_parallel_items(count: int) -> None:
     """Let up to ``count`` items run at once in their own worker servers (1: none
     ahead).  Outcomes do not depend on it: each item runs alone in its own child."""
     _POOL.size = max(1, count)
+
+
+def prestart_workers() -> None:
+    """Start the worker servers now (they warm up while the session collects)."""
+    _POOL.prestart()
 
 
 def parallel_items() -> int:
@@ -384,6 +397,6 @@ def item_request(case: Case, catalog: Catalog, *, mode: str, patcher: str,
                        search_path, workdir, environment, facts)
 
 
-__all__ = ["WorkerInternalError", "abandon_ahead", "collect_item", "item_request", "parallel_items",
-           "patchers_facts", "run_item", "set_parallel_items", "shutdown", "started",
-           "submit_item"]
+__all__ = ["WorkerInternalError", "abandon_ahead", "collect_item", "item_request",
+           "parallel_items", "patchers_facts", "prestart_workers", "run_item",
+           "set_parallel_items", "shutdown", "started", "submit_item"]
