@@ -127,15 +127,24 @@ def _lint_corpus(root: Path, problems: list[AltpatchError],
     problems.extend(catalog_problems)
     if catalog is None:
         return
+    problems.extend(_lint_cases(case_files(root), catalog, root, check))
+
+
+def _lint_cases(files: Iterable[Path], catalog: Catalog, corpus_root: Path,
+                check: CaseCheck | None) -> list[AltpatchError]:
+    """Every problem of these case files: loading, ``check`` on each that loads, and
+    ids they share."""
+    problems: list[AltpatchError] = []
     cases: list[Case] = []
-    for path in case_files(root):
-        case, case_problems = read_case(path, catalog, corpus_root=root)
+    for path in files:
+        case, case_problems = read_case(path, catalog, corpus_root=corpus_root)
         problems.extend(case_problems)
         if case is not None:
             cases.append(case)
             if check is not None:
                 problems.extend(check(case, catalog))
     problems.extend(_duplicate_ids(cases))
+    return problems
 
 
 def lint_paths(paths: Iterable[Path], check: CaseCheck | None = None) -> list[AltpatchError]:
@@ -165,17 +174,11 @@ def lint_paths(paths: Iterable[Path], check: CaseCheck | None = None) -> list[Al
         if catalog is None:
             continue
         files = sorted(path.rglob("*.yaml")) if path.is_dir() else [path]
-        cases: list[Case] = []
-        for file in files:
-            if root is not None and (root / CATALOG_DIR) in file.resolve().parents:
-                continue  # catalog files were checked with the catalog
-            case, case_problems = read_case(file, catalog, corpus_root=catalog_root)
-            problems.extend(case_problems)
-            if case is not None:
-                cases.append(case)
-                if check is not None:
-                    problems.extend(check(case, catalog))
-        problems.extend(_duplicate_ids(cases))
+        # Catalog files were checked with the catalog.
+        problems.extend(_lint_cases(
+            [file for file in files
+             if root is None or (root / CATALOG_DIR) not in file.resolve().parents],
+            catalog, catalog_root, check))
     return problems
 
 

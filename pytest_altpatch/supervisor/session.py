@@ -140,10 +140,9 @@ class _ServerPool:
 
     def __init__(self) -> None:
         self.size = 1
-        self._lock = threading.Lock()
         self._free: list[_WorkerServer] = []
         self._all: list[_WorkerServer] = []
-        self._available = threading.Condition(self._lock)
+        self._available = threading.Condition()
 
     def take(self) -> _WorkerServer:
         """A free, running server (waits while all ``size`` are busy)."""
@@ -263,8 +262,9 @@ def started(key: object) -> bool:
 
 
 def submit_item(key: object, request: ItemRequest) -> None:
-    """Start ``request`` ahead of its turn on a spare worker server; :func:`run_item`
-    with the same ``key`` collects it (does nothing if ``key`` is already running)."""
+    """Start ``request`` ahead of its turn on a spare worker server; :func:`collect_item`
+    with the same ``key`` collects it (does nothing if ``key`` is already running).
+    The threads are made once, as many as the first run allowed at once."""
     if key in _AHEAD or _POOL.size < 2:
         return
     if not _RUNNER:
