@@ -13,7 +13,13 @@ import pytest
 
 from pytest_altpatch.a64.disasm import disassemble
 from pytest_altpatch.cases.catalog import read_catalog
-from pytest_altpatch.cases.yamlload import MAX_BYTES, load_yaml_file, load_yaml_text
+from pytest_altpatch.cases.yamlload import (
+    MAX_ALIAS_VALUES,
+    MAX_BYTES,
+    MAX_NODES,
+    load_yaml_file,
+    load_yaml_text,
+)
 from pytest_altpatch.errors import ElfError, SpecError
 from pytest_altpatch.image.elf_reader import decode_numbering
 from pytest_altpatch.jsontext import nesting_depth
@@ -88,6 +94,27 @@ def test_many_keys_stop_at_the_node_limit() -> None:
     text = "".join(f"k{index}: 1\n" for index in range(400_000))
     error = _refusal(text)
     assert error.code == "SPEC_SYNTAX" and error.location.line is not None
+
+
+def test_a_large_written_document_loads() -> None:
+    # A generated 10,000-site case holds about 110,000 written values in 3 MB: size,
+    # not an alias bound, limits what a file without aliases may hold.
+    sites = 30_000
+    text = "sites:\n" + "".join(f"  - {{name: s{i}, at: {i}}}\n" for i in range(sites))
+    assert len(text) < MAX_BYTES and 4 * sites > MAX_ALIAS_VALUES
+    document = load_yaml_text(text, "large.yaml")
+    assert len(document.value["sites"]) == sites
+    assert document.value["sites"][-1] == {"name": f"s{sites - 1}", "at": sites - 1}
+
+
+def test_aliases_stop_at_their_own_limit_long_before_the_node_limit() -> None:
+    # 1,000 values behind one anchor, repeated: 51 aliases pass MAX_ALIAS_VALUES.
+    text = "base: &b [" + ", ".join("1" for _ in range(999)) + "]\n" + "".join(
+        f"k{i}: *b\n" for i in range(60))
+    error = _refusal(text)
+    assert error.code == "SPEC_SYNTAX" and "aliases expand" in error.message
+    assert error.location.line == 2 + MAX_ALIAS_VALUES // 1000
+    assert 61 * 1000 < MAX_NODES
 
 
 def test_deep_nesting_stops_at_the_depth_limit() -> None:
