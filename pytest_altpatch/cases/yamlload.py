@@ -511,8 +511,8 @@ def load_yaml_file(path: Path, display: str | None = None) -> LocatedDocument:
 
 
 __all__ = [
-    "MAX_DEPTH",
     "MAX_ALIAS_VALUES",
+    "MAX_DEPTH",
     "MAX_NODES",
     "SAFE_SCALAR_TAGS",
     "LocatedDocument",

@@ -110,6 +110,8 @@ class Machine:
         self._hooks.on_code_write = self._coherence.on_code_write
         port = self._port()
         self._scheduler.port = port
+        self._scheduler.probe_returned = self._services.probe_returned
+        self._scheduler.take_svc_at = self._services.take_svc_at
         self._services.port = port
         tables: list[dict[SysregKey, int]] = []
         self._mrs = MrsHook(tables)
@@ -180,6 +182,11 @@ class Machine:
     def findings(self) -> tuple[Finding, ...]:
         """Every finding since the machine was built, in order."""
         return tuple(self._log.findings)
+
+    @property
+    def finding_count(self) -> int:
+        """How many findings there are (``len(findings)`` without copying them)."""
+        return len(self._log.findings)
 
     @property
     def vmaps(self) -> Mapping[int, int]:

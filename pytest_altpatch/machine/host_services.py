@@ -138,6 +138,19 @@ class HostServices:
                     detail={"size": size})
         return False
 
+    def take_svc_at(self, target: CpuRuntime, uc: Any, address: int) -> None:
+        """The CPU stopped *before* the SVC at ``address`` (a slice exit baked into a
+        translation of that word): take the SVC exactly as unicorn would have."""
+        uc.reg_write(PC, address + 4)
+        self.on_exception(uc, _EXC_SVC, target.index)
+
+    def probe_returned(self, target: CpuRuntime, address: int) -> None:
+        """The probing CPU reached the probe's return trap at ``address`` and stopped
+        before its SVC: what serving that SVC does (an event, a context sync)."""
+        step = self._log.event(target.index, "service", address, service_name(PROBE_RETURN))
+        self._context_sync(target.index, step)
+        target.probe_returned = True
+
     # --- dispatch -----------------------------------------------------------------------
     def _service(self, target: CpuRuntime, uc: Any, imm: int, pc: int) -> None:
         cpu = target.index

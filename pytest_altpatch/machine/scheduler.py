@@ -42,6 +42,18 @@ _UNTIL: Final = 1 << 48
 _HANG_MEMORY: Final = 4096
 
 
+def _probe_start() -> bytes:
+    state = [0] * len(STATE_REGS)
+    state[30] = PROBE_TRAP_VA
+    state[SP_SLOT] = PROBE_STACK_TOP
+    return struct.pack(f"<{len(state)}Q", *state)
+
+
+#: A probe's registers before its arguments: LR at the return trap, SP at the probe
+#: stack, everything else zero.
+_PROBE_START: Final = _probe_start()
+
+
 class _HangWatch:
     """Whether every running CPU keeps coming back to states it was in (a spin)."""
 
@@ -95,6 +107,10 @@ class Scheduler:
         self.code_traps: dict[int, TrapHandler] = {}
         #: The port handed to contexts and traps (set when the machine is wired).
         self.port: MachinePort
+        #: The host services' side of the probe's return trap (set when the machine is
+        #: wired): a probe that reached it, and another run that stopped before its SVC.
+        self.probe_returned: Callable[[CpuRuntime, int], None]
+        self.take_svc_at: Callable[[CpuRuntime, Any, int], None]
 
     # --- faults -------------------------------------------------------------------------
     def fault(self, cpu: CpuRuntime, code: str, message: str, *, pc: int | None,
@@ -201,21 +217,33 @@ class Scheduler:
             return 1
         return schedule.quantum
 
-    def _slice(self, target: CpuRuntime, quantum: int) -> int:
-        """Run one slice of ``target``; returns the instructions/operations it is charged."""
+    def _slice(self, target: CpuRuntime, quantum: int, until: int = _UNTIL) -> int:
+        """Run one slice of ``target``; returns the instructions/operations it is charged.
+
+        A probe's slices end at its return trap (``until``), so the return costs no
+        exception callback; unicorn bakes that exit into its translation of the trap
+        word, so a slice of any other run that stops there takes the trap's SVC here.
+        """
         if target.kind == "python" and not target.guest_call:
             return self._python_slice(target, quantum)
         hooks = self._hooks
         hooks.running = target.index
         try:
-            target.uc.emu_start(target.pc, _UNTIL, 0, quantum)
+            target.uc.emu_start(target.pc, until, 0, quantum)
+            target.pc = pc = target.regs.pc()
+            if pc == PROBE_TRAP_VA and target.state == "running":
+                if until == PROBE_TRAP_VA:
+                    self.probe_returned(target, PROBE_TRAP_VA)
+                else:
+                    self.take_svc_at(target, target.uc, PROBE_TRAP_VA)
+                    target.pc = target.regs.pc()
         except UcError as error:  # a guest fault the hooks did not already record
             if target.state == "running" and target.fault is None:
                 self.fault(target, "guest-exception", f"unicorn stopped: {error}",
                            pc=target.uc.reg_read(PC), detail={"errno": error.errno})
+            target.pc = target.regs.pc()
         finally:
             hooks.running = None
-        target.pc = target.regs.pc()
         if target.guest_call and target.fault is not None:
             target.guest_call = False  # the Python side raises GuestFault
         if target.trap_hit is not None and target.state == "running":
@@ -356,12 +384,11 @@ class Scheduler:
         log = self._log
         first_finding = len(log.findings)
         # x0-x7 from args, LR at the trap, SP at the probe stack, everything else zero.
-        start = [0] * len(STATE_REGS)
-        for index in range(8):
-            start[index] = (args or {}).get(index, 0) & MASK64
-        start[30] = PROBE_TRAP_VA
-        start[SP_SLOT] = PROBE_STACK_TOP
-        target.regs.restore(struct.pack(f"<{len(start)}Q", *start))
+        start = bytearray(_PROBE_START)
+        for index, value in (args or {}).items():
+            if 0 <= index < 8:
+                struct.pack_into("<Q", start, 8 * index, value & MASK64)
+        target.regs.restore(bytes(start))
         target.state, target.kind, target.pc = "running", "guest", pc
         target.probe_returned = False
         target.resume_skip = None
@@ -371,7 +398,7 @@ class Scheduler:
         try:
             while target.state == "running" and not target.probe_returned and left > 0:
                 quantum = min(left, 10_000)
-                left -= self._slice(target, quantum)
+                left -= self._slice(target, quantum, PROBE_TRAP_VA)
             state: str = target.state  # (mutated by hooks during the slices)
             completed = target.probe_returned or state == "done"
             if state == "running" and not completed:

@@ -273,16 +273,18 @@ class Session:
         in ``symbols`` (default: the base image's, so a late phase passes its payloads')."""
         done: list[ProbeOutcome] = []
         known = self.image.symbols if symbols is None else symbols
+        online = frozenset(cpus)
+        probe = self.machine.probe
         for index, spec in enumerate(probes):
             targets = cpus if spec.cpus == "all" else spec.cpus
             address = known.get(spec.call)
+            args = {int(reg[1:]): value for reg, value in spec.args.items()}
             for cpu in targets:
-                if address is None or cpu not in cpus:
+                if address is None or cpu not in online:
                     done.append(ProbeOutcome(index, spec.call, cpu, spec.args, (0,) * 8, False))
                     continue
-                args = {int(reg[1:]): value for reg, value in spec.args.items()}
-                result = self.machine.probe(cpu, address, args, budget=PROBE_BUDGET)
-                self.findings_seen = len(self.machine.findings)
+                result = probe(cpu, address, args, budget=PROBE_BUDGET)
+                self.findings_seen = self.machine.finding_count
                 done.append(ProbeOutcome(index, spec.call, cpu, spec.args, result.x,
                                          result.completed, result.findings))
         return tuple(done)

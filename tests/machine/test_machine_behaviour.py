@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pytest_altpatch.a64.granule import PAGE_SIZE
-from pytest_altpatch.machine import Budget, CpuConfig, HostService, Machine
+from pytest_altpatch.machine import PROBE_TRAP_VA, Budget, CpuConfig, HostService, Machine
 
 from . import rig
 from .a64words import (
@@ -254,3 +254,38 @@ def test_probe_calls_a_function_with_arguments_and_restores_the_cpu() -> None:
     stuck = built.probe(0, CODE + 0x100, budget=1000)
     assert not stuck.completed
     assert [f.code for f in stuck.findings] == ["budget"]
+
+
+def _stray_run(*, probe_first: bool) -> tuple[list[tuple[str, str | None]], list[str]]:
+    """A run (not a probe) that branches to the probe's return trap."""
+    built = rig.machine([rig.cpu()])
+    function = Program(CODE)
+    function.emit(movz(0, 7), RET)
+    rig.load(built, function)
+    if probe_first:
+        assert built.probe(0, CODE).completed
+    stray = Program(CODE + 0x100)
+    stray.emit(mov64(1, PROBE_TRAP_VA), 0xD61F0020)  # br x1
+    rig.load(built, stray)
+    built.start_cpu(0, stray.base, sp=rig.stack(0))
+    result = built.run()
+    after = built.probe(0, CODE)  # and a probe after it still returns through the trap
+    return [(f.code, f.message) for f in result.findings], [result.cpus[0].state,
+                                                             str(after.completed), str(after.x[0])]
+
+
+def test_a_probe_return_is_taken_without_an_exception_and_stays_an_svc_elsewhere() -> None:
+    built = rig.machine([rig.cpu()])
+    function = Program(CODE)
+    function.emit(movz(0, 7), RET)
+    rig.load(built, function)
+    first, second = built.probe(0, CODE), built.probe(0, CODE)
+    assert first.completed and second.completed and first.x[0] == second.x[0] == 7
+    services = [e for e in built.trace.events if e.kind == "service"]
+    assert [(e.cpu, e.address) for e in services] == [(0, PROBE_TRAP_VA)] * 2
+    # Unicorn bakes the probe's exit into its translation of the trap word: a later run
+    # that reaches the word outside a probe still executes its SVC (an unknown service).
+    never_probed, probed = _stray_run(probe_first=False), _stray_run(probe_first=True)
+    assert never_probed == probed
+    assert [code for code, _ in probed[0]] == ["unknown-service"]
+    assert probed[1] == ["faulted", "True", "7"]
