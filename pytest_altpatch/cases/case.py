@@ -16,6 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Final, Literal, cast
 
+from pytest_altpatch import collector
 from pytest_altpatch.cases.catalog import display_path, known_capabilities
 from pytest_altpatch.cases.cpu_numbers import CpuNumbering
 from pytest_altpatch.cases.model import (
@@ -512,11 +513,12 @@ def read_case(
     path: Path, catalog: Catalog, *, corpus_root: Path | None = None
 ) -> tuple[Case | None, list[SpecError]]:
     """Load a case collecting every problem; the case is None if there is any."""
-    try:
-        document = load_yaml_file(path, display_path(path))
-    except SpecError as exc:
-        return None, [exc]
-    return resolve_document(document, catalog, corpus_root=corpus_root)
+    with collector.paused():  # (parsing, validating and resolving make no cycles)
+        try:
+            document = load_yaml_file(path, display_path(path))
+        except SpecError as exc:
+            return None, [exc]
+        return resolve_document(document, catalog, corpus_root=corpus_root)
 
 
 def resolve_document(

@@ -23,7 +23,6 @@ surrogates or control characters (other than tab and newline) are refused.
 
 from __future__ import annotations
 
-import gc
 import os
 import re
 import stat
@@ -35,6 +34,7 @@ from typing import Any, Final
 
 import yaml
 
+from pytest_altpatch import collector
 from pytest_altpatch.errors import Location, SpecError
 
 #: Bound on the number of values one document may expand to, aliases counted in full.
@@ -368,7 +368,9 @@ class _Builder:
             # Block scalars: the indicator sits on the key's line, content starts below.
             line = mark.line + 1
             column = 1
-            for text in self.source_lines[line:]:
+            lines = self.source_lines
+            for index in range(line, len(lines)):  # (no slice: a copy per scalar)
+                text = lines[index]
                 if text.strip():
                     column = len(text) - len(text.lstrip(" ")) + 1
                     break
@@ -430,36 +432,37 @@ def load_yaml_text(text: str, file: str) -> LocatedDocument:
         raise SpecError("SPEC_SYNTAX", f"invalid YAML: {getattr(exc, 'reason', exc)}",
                         location=Location(file=file, line=line)) from None
     try:
-        composer = _EventComposer(file, loader)
-        collecting = gc.isenabled()
-        # The composed graph is acyclic and short-lived: without this, the cyclic
-        # collector walks the growing node list again and again (quadratic).
-        gc.disable()
-        try:
-            node = composer.document()
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            problem = exc.problem or exc.context or "cannot parse"
-            raise SpecError(
-                "SPEC_SYNTAX", f"invalid YAML: {problem}",
-                location=_mark_location(file, mark, ""),
-            ) from None
-        except yaml.YAMLError as exc:
-            raise SpecError("SPEC_SYNTAX", f"invalid YAML: {exc}",
-                            location=Location(file=file)) from None
-        finally:
-            if collecting:
-                gc.enable()
-        if node is None:
-            return LocatedDocument(file, None, {"": Location(file=file, line=1, column=1)})
-        builder = _Builder(file, loader, text.splitlines(), composer)
-        try:
-            value = builder.build(node, "")
-        except RecursionError:
-            raise SpecError("SPEC_SYNTAX", "YAML nesting is too deep",
-                            location=Location(file=file)) from None
+        # The composed graph and the values built from it are acyclic and short-lived:
+        # without the pause, the cyclic collector walks the growing heap again and
+        # again (superlinear in the document's size).
+        with collector.paused():
+            return _compose_and_build(file, text, loader)
     finally:
         loader.dispose()
+
+
+def _compose_and_build(file: str, text: str, loader: Any) -> LocatedDocument:
+    composer = _EventComposer(file, loader)
+    try:
+        node = composer.document()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "cannot parse"
+        raise SpecError(
+            "SPEC_SYNTAX", f"invalid YAML: {problem}",
+            location=_mark_location(file, mark, ""),
+        ) from None
+    except yaml.YAMLError as exc:
+        raise SpecError("SPEC_SYNTAX", f"invalid YAML: {exc}",
+                        location=Location(file=file)) from None
+    if node is None:
+        return LocatedDocument(file, None, {"": Location(file=file, line=1, column=1)})
+    builder = _Builder(file, loader, text.splitlines(), composer)
+    try:
+        value = builder.build(node, "")
+    except RecursionError:
+        raise SpecError("SPEC_SYNTAX", "YAML nesting is too deep",
+                        location=Location(file=file)) from None
     return LocatedDocument(
         file,
         value,

@@ -15,13 +15,12 @@ assembler are moved to the case file line (and column) the unit's line came from
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import gc
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from pytest_altpatch import collector
 from pytest_altpatch.a64.asm import Assembly, CheckedSymbols, SymbolTable, assemble
 from pytest_altpatch.a64.granule import PAGE_SIZE, align_up
 from pytest_altpatch.a64.syntax import parse_source
@@ -337,22 +336,6 @@ class _UnitSymbols(CheckedSymbols):
         return len(self._names())
 
 
-@contextlib.contextmanager
-def _no_cyclic_collection() -> Iterator[None]:
-    """Pause the cyclic garbage collector (reference counting still frees everything).
-
-    Assembly allocates many small acyclic objects; the collector's full passes over
-    the growing heap would make a large build superlinear in its sites.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def assemble_units(units: Sequence[Unit], alts: Sequence[Alternative], layout: ImageLayout,
                    ncpus: int, table_size: int, externals: Iterable[str] = ()) -> Assembled:
     """Iterate layout and assembly until every size and label is stable.
@@ -362,7 +345,7 @@ def assemble_units(units: Sequence[Unit], alts: Sequence[Alternative], layout: I
     Raises :class:`BuildError` ``BUILD_LAYOUT`` if the layout does not settle, and the
     assembler's errors at the case file line.
     """
-    with _no_cyclic_collection():
+    with collector.paused():
         return _settle(units, alts, layout, ncpus, table_size, externals)
 
 

@@ -14,7 +14,7 @@ from typing import Any, Final
 from pytest_altpatch.a64.classify import CACHE_OPS, barrier
 from pytest_altpatch.a64.granule import PAGE_MASK, PAGE_SHIFT
 from pytest_altpatch.machine.config import Schedule
-from pytest_altpatch.machine.cpu import PC, CpuRuntime
+from pytest_altpatch.machine.cpu import CpuRuntime
 from pytest_altpatch.machine.events import EventLog
 from pytest_altpatch.machine.hooks import HOOK_LINE, IDLE_FIRES, HookBook
 from pytest_altpatch.machine.ifetch import FetchModel, FetchVerdict
@@ -86,7 +86,9 @@ class CodeCoherence:
         old = self._buffer[pa:pa + size]
         if old == new:
             return  # also the re-execution of a store whose slice we ended
-        self.store(cpu, address, pa, old, new, uc.reg_read(PC))
+        # The store's PC is only kept for naming it in findings (symbolizers).
+        pc = self._cpus[cpu].regs.pc() if self._log.symbolizers else None
+        self.store(cpu, address, pa, old, new, pc)
         uc.emu_stop()
 
     # --- fetch checks -------------------------------------------------------------------
@@ -164,14 +166,16 @@ class CodeCoherence:
                 continue
             self._hooks.line_fresh(target, line)
 
-    def maintenance(self, cpu: int, name: str, va: int | None, pc: int) -> bool:
-        """A DC/IC operation by ``cpu``; False when its VA is unmapped (a fault)."""
+    def maintenance(self, cpu: int, name: str, va: int | None, pc: int | None) -> bool:
+        """A DC/IC operation by ``cpu`` (at ``pc``; None: the guest CPU's own PC, read
+        only if it faults); False when its VA is unmapped (a fault)."""
         pa: int | None = None
         if va is not None:
             found = self._translate(va)
             if found is None:
-                self._fault(self._cpus[cpu], "unmapped-access",
-                            f"{name} by unmapped address {va:#x}", pc=pc, address=va)
+                target = self._cpus[cpu]
+                self._fault(target, "unmapped-access", f"{name} by unmapped address {va:#x}",
+                            pc=target.regs.pc() if pc is None else pc, address=va)
                 return False
             pa = found[0]
         kind = "dc" if name.startswith("dc") else "ic"
@@ -189,9 +193,8 @@ class CodeCoherence:
         name = _SYS_OPS.get((cp.op1, cp.crn, cp.crm, cp.op2))
         if name is None or cp.op0 != 1:
             return 0
-        pc = uc.reg_read(PC)
         by_va = name not in ("ic iallu", "ic ialluis")
-        if not self.maintenance(cpu, name, cp.val if by_va else None, pc):
+        if not self.maintenance(cpu, name, cp.val if by_va else None, None):
             uc.emu_stop()
             return 1
         if self._stops_at_events:
