@@ -170,6 +170,8 @@ ScheduleKind = Literal["rr", "random", "adversarial", "pct"]
 
 #: Quantum bounds of ``random:SEED``: each slice draws its length from this range.
 RANDOM_QUANTUM: Final = (1, 256)
+#: How many times its quantum an ``rr`` slice may grow to while CPUs cannot interact.
+QUIET_GROWTH: Final = 64
 #: Guest quantum of ``adversarial`` (Python CPUs always get one operation per slice).
 ADVERSARIAL_QUANTUM: Final = 16
 #: Guest instructions in one step of ``pct:SEED`` when no patching event ends it sooner.
@@ -181,7 +183,11 @@ class Schedule:
     """How CPUs take turns.
 
     * ``rr:K``: round robin over the runnable CPUs in index order; each slice is K guest
-      instructions or K Python context operations.
+      instructions or K Python context operations.  Slices are K wherever CPUs can
+      interact; while they cannot (every running CPU runs guest code, no modification
+      of code is in flight, and a whole round passed without a traced event), the
+      slices of the next round double, up to ``QUIET_GROWTH`` times K, and fall back
+      to K at the next event (see :mod:`.scheduler`).
     * ``random:SEED``: the same round robin, but every slice length is drawn from
       RANDOM_QUANTUM by a generator seeded with SEED and the machine's ``seed``.
     * ``adversarial``: round robin with 16-instruction guest slices and one-operation
@@ -239,6 +245,7 @@ __all__ = [
     "MAX_CPUS",
     "MIN_CODE_BUFFER",
     "PCT_STEP_QUANTUM",
+    "QUIET_GROWTH",
     "RANDOM_QUANTUM",
     "VA_LIMIT",
     "Budget",

@@ -118,6 +118,10 @@ class FetchModel:
         self._erratum = on
 
     # --- queries -------------------------------------------------------------------
+    def in_flux(self) -> bool:
+        """Whether any modified word is still stale for some CPU."""
+        return bool(self._writes)
+
     def pending_for(self, cpu: int) -> int:
         """How many modified words ``cpu`` may not yet execute."""
         return self._pending_count[cpu]

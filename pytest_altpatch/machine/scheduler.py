@@ -19,7 +19,7 @@ import greenlet
 from unicorn import arm64_const as arm64
 
 from pytest_altpatch.findings import Finding
-from pytest_altpatch.machine.config import Budget, MachineError, Schedule
+from pytest_altpatch.machine.config import QUIET_GROWTH, Budget, MachineError, Schedule
 from pytest_altpatch.machine.context import CpuContext, GuestFault
 from pytest_altpatch.machine.cpu import MASK64, PC, SP_SLOT, STATE_REGS, X_REGS, CpuRuntime, UcError
 from pytest_altpatch.machine.events import EventLog
@@ -86,6 +86,11 @@ class _HangWatch:
         self._streak = self._streak + 1 if repeated else 0
         return self._streak >= self._checks
 
+    @property
+    def repeating(self) -> bool:
+        """Whether the last check saw every running CPU in a state it had been in."""
+        return self._streak > 0
+
 
 class Scheduler:
     """Runs the CPUs of one machine under its schedule."""
@@ -104,6 +109,14 @@ class Scheduler:
         self._scheduler: greenlet.greenlet | None = None
         #: The CPU a probe runs on, or None.
         self.probing: int | None = None
+        #: The guest slice of the current ``rr`` round (grows while CPUs cannot interact).
+        self._level = schedule.quantum
+        self._level_limit = schedule.quantum * QUIET_GROWTH if schedule.kind == "rr" \
+            else schedule.quantum
+        #: A code trap was taken in the current round (traps are interactions too).
+        self._trapped = False
+        #: Whether a modification of code is in flight (set when the machine is wired).
+        self.code_in_flux: Callable[[], bool] = lambda: True
         self.code_traps: dict[int, TrapHandler] = {}
         #: The port handed to contexts and traps (set when the machine is wired).
         self.port: MachinePort
@@ -139,10 +152,13 @@ class Scheduler:
         watch = _HangWatch(self._cpus, self.budget)
         log.hang_seen = None
         reason: RunReason = "stopped"
+        self._level = self.schedule.quantum
         while True:
             runnable = [c for c in self._cpus if c.state == "running"]
             if not runnable:
                 break
+            step = log.step
+            self._trapped = False
             reason, spent = self._round(runnable, until, spent)
             if reason != "stopped":
                 break
@@ -150,22 +166,46 @@ class Scheduler:
             if rounds % 32 == 0 and time.monotonic() - started > self.budget.seconds:
                 reason = "budget"
                 break
-            if rounds % (self.budget.hang_check_rounds * self._round_steps(runnable)) == 0 \
-                    and watch.hung(log):
-                reason = "hang"
-                break
+            if rounds % (self.budget.hang_check_rounds * self._round_steps(runnable)) == 0:
+                if watch.hung(log):
+                    reason = "hang"
+                    break
+                if watch.repeating:  # spinning CPUs: slices stay short, as hang checks assume
+                    self._level = self.schedule.quantum
+                    continue
+            if self._level_limit > self.schedule.quantum:
+                self._grow(runnable, quiet=log.step == step and not self._trapped)
         if reason in ("budget", "hang"):
             self._report_end(reason, spent)
         return RunResult(reason, self._outcomes(), tuple(log.findings[first_finding:]), spent)
 
+    def _grow(self, runnable: list[CpuRuntime], *, quiet: bool) -> None:
+        """The ``rr`` slice of the next round: doubled (up to its limit) after a round in
+        which CPUs could not interact, else the schedule's quantum.
+
+        CPUs can interact through modified code (a store to code in flight), through a
+        Python CPU's operations (each one a schedule step), and through anything the
+        trace records (stores to code, maintenance, barriers, services, faults, traps).
+        A round without any of these only ran guest code over memory nobody modifies
+        as code, so longer slices give the same verdicts at unicorn's own speed."""
+        if not quiet or self.code_in_flux() or any(
+                c.kind == "python" or c.guest_call for c in runnable):
+            self._level = self.schedule.quantum
+        else:
+            self._level = min(self._level * 2, self._level_limit)
+
     def _round(self, runnable: list[CpuRuntime], until: Callable[[], bool] | None,
                spent: int) -> tuple[RunReason, int]:
         """One round of slices; the reason to stop ("stopped": go on) and what is spent."""
+        log = self._log
         for target in self._turns(runnable):
             if target.state != "running":
                 continue
             quantum = self._quantum(target)
+            step = log.step
             spent += self._slice(target, quantum)
+            if log.step != step:  # an event: the rest of the round is sliced finely
+                self._level = self.schedule.quantum
             if until is not None and until():
                 return "until", spent
             if spent >= self.budget.instructions:
@@ -215,7 +255,9 @@ class Scheduler:
         if schedule.kind == "adversarial" and target.kind == "python" \
                 and not target.guest_call:
             return 1
-        return schedule.quantum
+        if target.kind == "python" and not target.guest_call:
+            return schedule.quantum
+        return self._level
 
     def _slice(self, target: CpuRuntime, quantum: int, until: int = _UNTIL) -> int:
         """Run one slice of ``target``; returns the instructions/operations it is charged.
@@ -259,6 +301,8 @@ class Scheduler:
         target.trap_hit = None
         if address is None or target.pc != address:
             return  # the slice ended elsewhere (a fault): nothing to handle
+        self._trapped = True
+        self._level = self.schedule.quantum
         call = TrapCall(self.port, target.index, address)
         self.code_traps[address](call)
         if call.progressed:
