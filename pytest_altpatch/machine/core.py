@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
-from unicorn import UC_ARCH_ARM64, UC_HOOK_INSN, UC_HOOK_INTR, UC_HOOK_MEM_INVALID, UC_MODE_ARM
+from unicorn import UC_HOOK_INSN, UC_HOOK_INTR, UC_HOOK_MEM_INVALID
 from unicorn import arm64_const as arm64
 
 from pytest_altpatch.findings import Finding
@@ -37,7 +37,8 @@ from pytest_altpatch.machine.config import (
     Perms,
     Schedule,
 )
-from pytest_altpatch.machine.cpu import CpuRuntime, Uc, x_register
+from pytest_altpatch.machine.cpu import CpuRuntime, x_register
+from pytest_altpatch.machine.engines import new_engine
 from pytest_altpatch.machine.events import EventLog
 from pytest_altpatch.machine.guest_services import ServiceHandler, Symbolizer
 from pytest_altpatch.machine.hooks import HOOK_LINE, HookBook
@@ -110,6 +111,7 @@ class Machine:
         self._hooks.on_code_write = self._coherence.on_code_write
         port = self._port()
         self._scheduler.port = port
+        self._scheduler.code_in_flux = self._fetch.in_flux
         self._scheduler.probe_returned = self._services.probe_returned
         self._scheduler.take_svc_at = self._services.take_svc_at
         self._services.port = port
@@ -135,8 +137,7 @@ class Machine:
         )
 
     def _make_cpu(self, index: int, config: CpuConfig) -> CpuRuntime:
-        uc: Any = Uc(UC_ARCH_ARM64, UC_MODE_ARM, arm64.UC_CPU_ARM64_MAX)
-        uc.ctl_set_tcg_buffer_size(self._code_buffer)
+        uc: Any = new_engine(self._code_buffer)
         cpu = CpuRuntime(index, config, uc)
         services, coherence = self._services, self._coherence
         uc.hook_add(UC_HOOK_INTR, services.on_exception, index)
