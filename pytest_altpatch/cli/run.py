@@ -116,11 +116,14 @@ def _load(args: argparse.Namespace, err: TextIO) -> _Loaded | None:
         read_case_file,
     )
     from pytest_altpatch.scenarios.buildcheck import build_problems  # noqa: PLC0415
+    from pytest_altpatch.supervisor import abandon_ahead, prestart_workers  # noqa: PLC0415
 
     path: Path = args.case
     if not path.is_file():
         err.write(f"altpatch: {path}: no such case file\n")
         return None
+    if not args.inprocess:
+        prestart_workers()  # the worker server starts and warms up while this loads
     loaded, problems = read_case_file(path, args.corpus)
     for problem in problems:
         _complain(problem, err)
@@ -143,14 +146,35 @@ def _load(args: argparse.Namespace, err: TextIO) -> _Loaded | None:
     if args.seed is not None:
         schedules = tuple(dataclasses.replace(choice, seed=args.seed) for choice in schedules)
     modes = (args.mode,) if args.mode else case_modes(case)
+    ready = _Loaded(case, loaded.catalog, patchers_for(case, patchers), schedules, modes)
+    _start_first(ready, args.timeout)  # its worker runs it while this checks the build
     # A case that does not build is unreadable, like one that does not load (exit 2).
     unbuildable = build_problems(case, loaded.catalog,
                                  [cast("Dialect", p.dialect) for p in patchers])
     for build_error in unbuildable:
         _complain(build_error, err)
     if unbuildable:
+        abandon_ahead()
         return None
-    return _Loaded(case, loaded.catalog, patchers_for(case, patchers), schedules, modes)
+    return ready
+
+
+def _item_key(patcher: PatcherUnderTest, mode: str, choice: ScheduleChoice) -> object:
+    return ("altpatch run", patcher.spec, patcher.dialect, mode, choice.label, choice.seed)
+
+
+def _start_first(loaded: _Loaded, timeout: float | None) -> None:
+    """Start the first item that applies in its worker now (collected by its key)."""
+    from pytest_altpatch.pipeline import not_applicable, start  # noqa: PLC0415
+
+    for patcher in loaded.patchers:
+        for mode in loaded.modes:
+            if not_applicable(loaded.case, patcher.facts, mode) is not None:
+                continue
+            for choice in loaded.schedules:
+                start(loaded.case, loaded.catalog, patcher, mode, choice,
+                      key=_item_key(patcher, mode, choice), timeout=timeout, alone=True)
+                return
 
 
 def run_command(args: argparse.Namespace, out: TextIO | None = None,
@@ -175,7 +199,7 @@ def run_command(args: argparse.Namespace, out: TextIO | None = None,
                 continue
             for choice in loaded.schedules:
                 checked = check(case, loaded.catalog, patcher, mode, choice,
-                                timeout=args.timeout)
+                                timeout=args.timeout, key=_item_key(patcher, mode, choice))
                 heading = (f"{case.id} {mode} {choice.label} seed {choice.seed} "
                            f"{patcher.facts.name} ({patcher.dialect})")
                 if checked.passed:
@@ -217,7 +241,8 @@ def show_command(args: argparse.Namespace, out: TextIO | None = None,
         out.write(f"{loaded.case.id} {mode}: not applicable to {patcher.facts.name}: "
                   f"{reason}\n")
         return EXIT_PASS
-    checked = check(loaded.case, loaded.catalog, patcher, mode, choice, timeout=args.timeout)
+    checked = check(loaded.case, loaded.catalog, patcher, mode, choice, timeout=args.timeout,
+                    key=_item_key(patcher, mode, choice))
     _describe_patcher(patcher, out)
     out.write(render_show(loaded.case, checked.outcome, checked.verdict, style=style_for(out),
                           trace_lines=max(args.trace_lines, 0)) + "\n")

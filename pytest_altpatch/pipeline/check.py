@@ -46,10 +46,12 @@ def _request(case: Case, catalog: Catalog, patcher: PatcherUnderTest, mode: str,
 
 
 def start(case: Case, catalog: Catalog, patcher: PatcherUnderTest, mode: str,
-          schedule: ScheduleChoice, *, key: object, timeout: float | None = None) -> None:
+          schedule: ScheduleChoice, *, key: object, timeout: float | None = None,
+          alone: bool = False) -> None:
     """Start a supervised item ahead of its turn (when more than one item may run at
-    once); :func:`run` or :func:`check` with the same ``key`` collects its outcome."""
-    if patcher.instance is None and parallel_items() > 1 and not started(key):
+    once, or ``alone``: the caller has work of its own meanwhile, not another item);
+    :func:`run` or :func:`check` with the same ``key`` collects its outcome."""
+    if patcher.instance is None and (alone or parallel_items() > 1) and not started(key):
         submit_item(key, _request(case, catalog, patcher, mode, schedule, timeout))
 
 
