@@ -1,0 +1,79 @@
+"""rr slices grow while CPUs cannot interact and are back at the quantum when they can."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_altpatch.a64.granule import PAGE_SIZE
+from pytest_altpatch.machine.config import QUIET_GROWTH
+from pytest_altpatch.machine.scheduler import Scheduler
+
+from . import rig
+from .a64words import Program, b_ne, mov64, subs_imm
+
+CODE = rig.TEXT_VA + PAGE_SIZE
+
+
+@pytest.fixture
+def slices(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """Every guest slice as (trace step when it started, quantum), in order."""
+    seen: list[tuple[int, int]] = []
+    original = Scheduler._slice
+
+    def recording(self: Scheduler, target: object, quantum: int, *args: int) -> int:
+        seen.append((self._log.step, quantum))
+        return original(self, target, quantum, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Scheduler, "_slice", recording)
+    return seen
+
+
+def _counting(base: int, count: int) -> Program:
+    program = Program(base)
+    program.emit(mov64(7, count))
+    loop = program.label("loop")
+    program.emit(subs_imm(7, 7, 1), lambda pc: b_ne(pc, loop), rig.done())
+    return program
+
+
+def test_two_cpus_counting_apart_get_long_slices(slices: list[tuple[int, int]]) -> None:
+    built = rig.machine([rig.cpu(), rig.cpu(index=1)])
+    first, second = _counting(CODE, 200_000), _counting(CODE + 0x100, 200_000)
+    rig.load(built, first)
+    rig.load(built, second)
+    built.start_cpu(0, first.base, sp=rig.stack(0))
+    built.start_cpu(1, second.base, sp=rig.stack(1))
+    result = built.run()
+    assert result.reason == "stopped" and not result.findings
+    quanta = [quantum for _, quantum in slices]
+    assert quanta[:2] == [100, 100]  # the first round: nothing is known yet
+    assert quanta[2:4] == [200, 200] and quanta[4:6] == [400, 400]  # doubling per round
+    assert max(quanta) == 100 * QUIET_GROWTH
+    assert len(slices) < 2 * 400_000 // 100 // 10  # far fewer slices than rr:100 alone
+
+
+def test_a_store_to_code_brings_every_cpu_back_to_the_quantum(
+        slices: list[tuple[int, int]]) -> None:
+    built = rig.machine([rig.cpu(), rig.cpu(index=1)])
+    alias = built.vmap(rig.FN_PA, 4)
+    # CPU0 counts for a while (quiet), then patches fn; CPU1 waits for the flag.
+    patcher = rig.patcher(CODE + 0x200, ["dc", "dsb", "ic", "dsb", "isb"], alias=alias)
+    delay = Program(CODE)
+    delay.emit(mov64(7, 50_000))
+    loop = delay.label("loop")
+    delay.emit(subs_imm(7, 7, 1), lambda pc: b_ne(pc, loop),
+               lambda pc: 0x14000000 | ((patcher.base - pc) // 4))  # b patcher
+    waiter = rig.waiter(CODE + 0x400)
+    for program in (delay, patcher, waiter):
+        rig.load(built, program)
+    built.start_cpu(0, delay.base, sp=rig.stack(0))
+    built.start_cpu(1, waiter.base, sp=rig.stack(1))
+    result = built.run()
+    assert result.reason == "stopped" and not result.findings, result.findings
+    assert result.cpus[1].result == 2  # the waiter ran the new fn
+    events = built.trace.events
+    write = next(e.step for e in events if e.kind == "write")
+    synced = max(e.step for e in events if e.kind == "isb")  # the waiter's ISB: all fresh
+    assert max(quantum for step, quantum in slices if step <= write) > 100  # counting
+    during = [quantum for step, quantum in slices if write < step <= synced]
+    assert during and set(during) == {100}
