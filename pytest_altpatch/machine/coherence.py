@@ -109,7 +109,7 @@ class CodeCoherence:
             return
         target.idle_lines[line] = fires + 1
         if fires + 1 == IDLE_FIRES:
-            self._hooks.soon(functools.partial(self._hooks.drop_idle_hook, target, line))
+            self._hooks.later(target, functools.partial(self._hooks.drop_idle_hook, target, line))
 
     def _report_fetch(self, cpu: int, va: int, pa: int, verdict: FetchVerdict) -> None:
         write = verdict.write

@@ -7,6 +7,7 @@ scheduler, the hooks, the services) reads and changes the same objects.
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Callable
 from typing import Any, Final
 
 import greenlet
@@ -98,6 +99,10 @@ class CpuRuntime:
         self.write_hooks: list[int] = []
         self.resume_skip: int | None = None
         self.trap_hooks: dict[int, int] = {}
+        #: Changes to this CPU's engine (hooks added or deleted) waiting for its next
+        #: slice, in order, and the translations to drop then (see hooks.py).
+        self.engine_work: list[Callable[[], object]] = []
+        self.engine_drops: list[tuple[int, int]] = []
         self.trap_hit: int | None = None
         self.trap_skip: int | None = None
         self.probe_returned = False

@@ -5,7 +5,11 @@ writable mappings of code pages, code hooks sit only on DSB/ISB words of executa
 mappings, on code traps and, per CPU, on the 64-byte lines holding words stale for
 that CPU.  Unicorn state of an instance is never changed while it emulates
 (``ctl_remove_cache`` inside a memory hook loses the store): :meth:`HookBook.soon`
-defers such changes to the end of the slice.
+defers mapping changes to the end of the slice, and a CPU's hooks and translations
+change just before its own next slice (:meth:`HookBook.later`, :meth:`HookBook.ready`):
+only then can they matter, so a CPU that does not run guest code while others patch
+(a Python rendezvous, an idle CPU) pays for none of the lines that went stale and
+fresh again meanwhile, and its dropped translations are merged into few ranges.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ HOOK_LINE: Final = 64
 #: with nothing to report: adding and deleting a unicorn hook costs far more than a
 #: harmless callback, and a patch-and-call loop re-arms the same lines every time.
 IDLE_FIRES: Final = 256
+#: Translations to drop closer than this are dropped as one range (see HookBook.ready):
+#: sites of one image sit a few words apart, and each removal walks unicorn's cache.
+_DROP_MERGE_GAP: Final = 256
 #: At most this many such kept hooks per CPU: unicorn's translation time grows with
 #: the number of code hooks, so after a large patch the fresh lines are unhooked.
 IDLE_KEEP: Final = 16
@@ -71,12 +78,45 @@ class HookBook:
             for action in actions:
                 action()
 
-    def drop_translations(self, va: int, size: int) -> Callable[[], None]:
-        """An action dropping every CPU's translations of [va, va+size)."""
-        def apply() -> None:
-            for cpu in self._cpus:
-                cpu.uc.ctl_remove_cache(va, va + size)
-        return apply
+    # --- per-CPU engine work, done before that CPU's next slice ---------------------------
+    @staticmethod
+    def later(cpu: CpuRuntime, action: Callable[[], object]) -> None:
+        """Change ``cpu``'s engine (hooks) just before it next emulates, in order."""
+        cpu.engine_work.append(action)
+
+    @staticmethod
+    def drop_later(cpu: CpuRuntime, low: int, high: int) -> None:
+        """Drop ``cpu``'s translations of [low, high) before it next emulates."""
+        cpu.engine_drops.append((low, high))
+
+    @staticmethod
+    def ready(cpu: CpuRuntime) -> None:
+        """Do ``cpu``'s waiting engine work (called just before it emulates).
+
+        Hook changes run in the order they were asked for (the order of callbacks on
+        one instruction follows it); the translations to drop are merged first, since
+        dropping more than needed only costs a retranslation."""
+        while cpu.engine_work:
+            work, cpu.engine_work = cpu.engine_work, []
+            for action in work:
+                action()
+        if not cpu.engine_drops:
+            return
+        drops, cpu.engine_drops = sorted(cpu.engine_drops), []
+        low, high = drops[0]
+        remove = cpu.uc.ctl_remove_cache
+        for start, end in drops[1:]:
+            if start <= high + _DROP_MERGE_GAP:
+                high = max(high, end)
+                continue
+            remove(low, high)
+            low, high = start, end
+        remove(low, high)
+
+    def drop_translations(self, va: int, size: int) -> None:
+        """Drop every CPU's translations of [va, va+size) (each before its next slice)."""
+        for cpu in self._cpus:
+            cpu.engine_drops.append((va, va + size))
 
     # --- the mapping table's listener ---------------------------------------------------
     def engine_map(self, va: int, size: int, prot: int, pointer: int) -> None:
@@ -119,12 +159,12 @@ class HookBook:
                 for va in [v for v in hooks if low <= v < high]:
                     handle = hooks.pop(va)
                     if handle != -1:
-                        self.soon(functools.partial(cpu.uc.hook_del, handle))
+                        self.later(cpu, functools.partial(cpu.uc.hook_del, handle))
 
     def code_loaded(self, page: int, pa_page: int) -> None:
         """The host rewrote an executable page: find new barriers, drop translations."""
         self.scan_barriers(page, pa_page)
-        self.soon(self.drop_translations(page << PAGE_SHIFT, PAGE_SIZE))
+        self.drop_translations(page << PAGE_SHIFT, PAGE_SIZE)
 
     def refresh_write_hooks(self) -> None:
         """Hook stores exactly on writable mappings of code pages."""
@@ -134,16 +174,18 @@ class HookBook:
         self._write_ranges = ranges
         on_code_write = self.on_code_write
 
-        def rehook() -> None:
-            for cpu in self._cpus:
-                for handle in cpu.write_hooks:
-                    cpu.uc.hook_del(handle)
-                cpu.write_hooks = [
-                    cpu.uc.hook_add(UC_HOOK_MEM_WRITE, on_code_write, cpu.index, low, high)
-                    for low, high in self._write_ranges
-                ]
-                cpu.uc.ctl_flush_tb()
-        self.soon(rehook)
+        ranges = self._write_ranges
+
+        def rehook(cpu: CpuRuntime) -> None:
+            for handle in cpu.write_hooks:
+                cpu.uc.hook_del(handle)
+            cpu.write_hooks = [
+                cpu.uc.hook_add(UC_HOOK_MEM_WRITE, on_code_write, cpu.index, low, high)
+                for low, high in ranges
+            ]
+            cpu.uc.ctl_flush_tb()
+        for cpu in self._cpus:
+            self.later(cpu, functools.partial(rehook, cpu))
 
     # --- barrier, stale-line and trap hooks ---------------------------------------------
     def scan_barriers(self, page: int, pa_page: int) -> None:
@@ -164,7 +206,7 @@ class HookBook:
         for cpu in self._cpus:
             if va not in cpu.barrier_hooks:
                 cpu.barrier_hooks[va] = -1
-                self.soon(functools.partial(self._add_barrier_hook, cpu, va))
+                self.later(cpu, functools.partial(self._add_barrier_hook, cpu, va))
 
     def _add_barrier_hook(self, cpu: CpuRuntime, va: int) -> None:
         if cpu.barrier_hooks.get(va) == -1:
@@ -181,7 +223,7 @@ class HookBook:
             # the order they would if the kept hook had been deleted when it went idle.
             old = cpu.stale_hooks.pop(line)
             if old != -1:
-                self.soon(functools.partial(cpu.uc.hook_del, old))
+                self.later(cpu, functools.partial(cpu.uc.hook_del, old))
         if line not in cpu.stale_hooks:
             cpu.stale_hooks[line] = -1
 
@@ -189,8 +231,8 @@ class HookBook:
                 if cpu.stale_hooks.get(line) == -1:
                     assert cpu.stale_hook_ranges is not None
                     cpu.stale_hooks[line] = cpu.stale_hook_ranges.add(line, line + HOOK_LINE - 1)
-            self.soon(add)
-        self.soon(lambda: cpu.uc.ctl_remove_cache(va & ~3, (va & ~3) + 4))
+            self.later(cpu, add)
+        self.drop_later(cpu, va & ~3, (va & ~3) + 4)
 
     def line_fresh(self, cpu: CpuRuntime, line: int) -> None:
         """No word of ``line`` is stale for ``cpu`` any more: keep its hook idle (up to
@@ -200,15 +242,12 @@ class HookBook:
         if line in cpu.idle_lines or len(cpu.idle_lines) < IDLE_KEEP:
             # Fresh: drop the old translation now; the hook stays until idle.
             cpu.idle_lines.setdefault(line, 0)
-            self.soon(functools.partial(cpu.uc.ctl_remove_cache, line, line + HOOK_LINE))
+            self.drop_later(cpu, line, line + HOOK_LINE)
             return
         handle = cpu.stale_hooks.pop(line)
-
-        def unhook(h: int = handle, low: int = line) -> None:
-            if h != -1:
-                cpu.uc.hook_del(h)
-            cpu.uc.ctl_remove_cache(low, low + HOOK_LINE)
-        self.soon(unhook)
+        if handle != -1:
+            self.later(cpu, functools.partial(cpu.uc.hook_del, handle))
+        self.drop_later(cpu, line, line + HOOK_LINE)
 
     def drop_idle_hook(self, cpu: CpuRuntime, line: int) -> None:
         """Delete a kept stale-line hook that is still idle (not re-armed meanwhile)."""
@@ -223,7 +262,7 @@ class HookBook:
     def add_trap_hooks(self, va: int) -> None:
         """Hook the word at ``va`` on every CPU for a code trap."""
         for cpu in self._cpus:
-            self.soon(functools.partial(self._add_trap_hook, cpu, va))
+            self.later(cpu, functools.partial(self._add_trap_hook, cpu, va))
 
     def _add_trap_hook(self, cpu: CpuRuntime, va: int) -> None:
         cpu.trap_hooks[va] = cpu.uc.hook_add(UC_HOOK_CODE, self.on_code_trap, cpu.index,

@@ -269,6 +269,7 @@ class Scheduler:
         if target.kind == "python" and not target.guest_call:
             return self._python_slice(target, quantum)
         hooks = self._hooks
+        hooks.ready(target)
         hooks.running = target.index
         try:
             target.uc.emu_start(target.pc, until, 0, quantum)
