@@ -122,18 +122,21 @@ class PatcherUnderTest:
 
 
 def patchers_under_test(spec: str, dialects: tuple[str, ...] | None, *, inprocess: bool,
-                        timeout: float | None) -> tuple[PatcherUnderTest, ...]:
+                        timeout: float | None,
+                        prestart: bool = True) -> tuple[PatcherUnderTest, ...]:
     """Resolve ``spec`` (one patcher per dialect asked); raises a coded error if it cannot.
 
     Even creating a patcher runs its code, so that happens in a supervised worker too,
-    unless ``inprocess``.
+    unless ``inprocess``.  The workers start now unless ``prestart`` is false (a session
+    that runs no item: one starts only if a patcher's facts need it).
     """
     if inprocess:
         resolved = resolve_patchers(spec, dialects)
         facts = PatcherFacts.of_all(resolved, dialects)
         return tuple(PatcherUnderTest(spec, fact, patcher)
                      for fact, patcher in zip(facts, resolved, strict=True))
-    prestart_workers()  # they start (and warm up) while this process carries on
+    if prestart:
+        prestart_workers()  # they start (and warm up) while this process carries on
     if is_reference(spec):
         # The bundled reference is this package's own code: its facts are read here,
         # and only its items run in workers.

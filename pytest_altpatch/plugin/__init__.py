@@ -88,7 +88,8 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"--altpatch-dialect: {exc.render()}") from None
     try:
         patchers = patchers_under_test(settings.patcher, dialects, inprocess=settings.inprocess,
-                                       timeout=settings.timeout)
+                                       timeout=settings.timeout,
+                                       prestart=not config.option.collectonly)
     except AltpatchError as exc:
         option = "--altpatch-dialect" if exc.code == "PATCHER_DIALECT" and settings.dialect \
             else "--altpatch-patcher"
