@@ -52,7 +52,8 @@ def start(case: Case, catalog: Catalog, patcher: PatcherUnderTest, mode: str,
     once, or ``alone``: the caller has work of its own meanwhile, not another item);
     :func:`run` or :func:`check` with the same ``key`` collects its outcome."""
     if patcher.instance is None and (alone or parallel_items() > 1) and not started(key):
-        submit_item(key, _request(case, catalog, patcher, mode, schedule, timeout))
+        submit_item(key, _request(case, catalog, patcher, mode, schedule, timeout),
+                    alone=alone)
 
 
 def run(case: Case, catalog: Catalog, patcher: PatcherUnderTest, mode: str,

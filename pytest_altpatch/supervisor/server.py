@@ -196,11 +196,26 @@ class _Spare:
 _SPARE_ENGINES: Final = 8
 
 
-def _warm_up() -> None:
-    """Import the pipeline and run a bundled case per mode with the reference patcher,
-    so every forked child finds lazy imports, compiled patterns and engines ready."""
+def _warm_up(cases: bool = True) -> None:
+    """Import the pipeline and (if ``cases``) run a bundled case per mode with the
+    reference patcher, so every forked child finds lazy imports, compiled patterns and
+    engines ready."""
     for name in _WARM_MODULES:
         __import__(name)
+    if cases:
+        _run_bundled_cases()
+    # Every child then starts with initialised engines for its CPUs (about 2 ms each).
+    from pytest_altpatch.machine.config import MIN_CODE_BUFFER  # noqa: PLC0415
+    from pytest_altpatch.machine.engines import prepare_engines  # noqa: PLC0415
+
+    prepare_engines(_SPARE_ENGINES, MIN_CODE_BUFFER)
+    # Children never collect the server's objects, so they never copy its pages.
+    gc.collect()
+    gc.freeze()
+
+
+def _run_bundled_cases() -> None:
+    """Run the first bundled case of each mode (what a child would set up on first use)."""
     try:
         from pytest_altpatch.cases.case import read_case  # noqa: PLC0415
         from pytest_altpatch.cases.catalog import read_catalog  # noqa: PLC0415
@@ -222,14 +237,6 @@ def _warm_up() -> None:
                 wanted.discard(mode)
     except Exception:  # warming is an optimisation only
         pass
-    # Every child then starts with initialised engines for its CPUs (about 2 ms each).
-    from pytest_altpatch.machine.config import MIN_CODE_BUFFER  # noqa: PLC0415
-    from pytest_altpatch.machine.engines import prepare_engines  # noqa: PLC0415
-
-    prepare_engines(_SPARE_ENGINES, MIN_CODE_BUFFER)
-    # Children never collect the server's objects, so they never copy its pages.
-    gc.collect()
-    gc.freeze()
 
 
 def _warm_native(frame: bytes, warmed: set[tuple[object, ...]]) -> bool:
@@ -267,7 +274,7 @@ def _is_facts(frame: bytes) -> bool:
         return False
 
 
-def serve(channel_fd: int) -> None:
+def serve(channel_fd: int, *, warm_cases: bool = True) -> None:
     """The worker server's loop: a forked child per request, until the session goes.
 
     The server warms up at once unless a request is already waiting: a session's first
@@ -281,7 +288,7 @@ def serve(channel_fd: int) -> None:
     while True:
         if not warm and not select.select([channel], [], [], 0)[0]:
             warm = True  # nothing asked yet: warm up now rather than on the first item
-            _warm_up()
+            _warm_up(warm_cases)
             spare.retire()
             spare = _Spare.fork(channel)
         try:
@@ -290,7 +297,7 @@ def serve(channel_fd: int) -> None:
             return
         if not warm and not _is_facts(frame):
             warm = True
-            _warm_up()
+            _warm_up(warm_cases)
             spare.retire()  # forked cold: a fresh one inherits the warm-up
             spare = _Spare.fork(channel)
         if _warm_native(frame, warmed):
@@ -309,7 +316,7 @@ def serve(channel_fd: int) -> None:
             child.reap()
         if not warm:
             warm = True
-            _warm_up()  # while the session collects its items
+            _warm_up(warm_cases)  # while the session collects its items
         spare = _Spare.fork(channel)
 
 

@@ -59,15 +59,15 @@ class _Ending:
 class _WorkerServer:
     """The session's handle on its warm worker server process."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, warm_cases: bool = True) -> None:
         ours, theirs = socket.socketpair()
         environment = dict(os.environ)
         environment["PYTHONPATH"] = os.pathsep.join(session_context()[0])
         self.process = subprocess.Popen(
             [sys.executable, "-c",
              "import sys; from pytest_altpatch.supervisor.server import serve; "
-             "serve(int(sys.argv[1]))",
-             str(theirs.fileno())],
+             "serve(int(sys.argv[1]), warm_cases=sys.argv[2] == '1')",
+             str(theirs.fileno()), "1" if warm_cases else "0"],
             pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=environment,
             start_new_session=True)  # the terminal's Ctrl-C goes to the session only
         theirs.close()
@@ -140,6 +140,8 @@ class _ServerPool:
 
     def __init__(self) -> None:
         self.size = 1
+        #: Whether new servers warm up by running bundled cases (see set_few_items).
+        self.warm_cases = True
         self._free: list[_WorkerServer] = []
         self._all: list[_WorkerServer] = []
         self._available = threading.Condition()
@@ -154,7 +156,7 @@ class _ServerPool:
                         return server
                     self._discard(server)
                 if len(self._all) < self.size:
-                    server = _WorkerServer()
+                    server = _WorkerServer(warm_cases=self.warm_cases)
                     self._all.append(server)
                     return server
                 self._available.wait()
@@ -163,7 +165,7 @@ class _ServerPool:
         """Start every server not yet running, without waiting for any."""
         with self._available:
             while len(self._all) < self.size:
-                server = _WorkerServer()
+                server = _WorkerServer(warm_cases=self.warm_cases)
                 self._all.append(server)
                 self._free.append(server)
 
@@ -246,6 +248,13 @@ def set_parallel_items(count: int) -> None:
     _POOL.size = max(1, count)
 
 
+def set_few_items(few: bool) -> None:
+    """Say the session runs only a few items: its worker servers then only import what
+    items need, rather than also running a bundled case per mode to warm every later
+    child (that costs more than it saves for one or two items)."""
+    _POOL.warm_cases = not few
+
+
 def prestart_workers() -> None:
     """Start the worker servers now (they warm up while the session collects)."""
     _POOL.prestart()
@@ -261,11 +270,13 @@ def started(key: object) -> bool:
     return key in _AHEAD
 
 
-def submit_item(key: object, request: ItemRequest) -> None:
+def submit_item(key: object, request: ItemRequest, *, alone: bool = False) -> None:
     """Start ``request`` ahead of its turn on a spare worker server; :func:`collect_item`
     with the same ``key`` collects it (does nothing if ``key`` is already running).
-    The threads are made once, as many as the first run allowed at once."""
-    if key in _AHEAD or _POOL.size < 2:
+    With one server this needs ``alone``: the caller runs no other item until it has
+    collected this one.  The threads are made once, as many as the first run allowed at
+    once."""
+    if key in _AHEAD or (_POOL.size < 2 and not alone):
         return
     if not _RUNNER:
         _RUNNER.append(ThreadPoolExecutor(max_workers=_POOL.size,
@@ -399,4 +410,4 @@ def item_request(case: Case, catalog: Catalog, *, mode: str, patcher: str,
 
 __all__ = ["WorkerInternalError", "abandon_ahead", "collect_item", "item_request",
            "parallel_items", "patchers_facts", "prestart_workers", "run_item",
-           "set_parallel_items", "shutdown", "started", "submit_item"]
+           "set_few_items", "set_parallel_items", "shutdown", "started", "submit_item"]

@@ -151,8 +151,8 @@ class _Bare:
         self.buffer[program.base - TEXT:program.base - TEXT + len(blob)] = blob
 
 
-def free_call_loop(calls: int) -> float:
-    """Seconds of the same call loop on 4 free-running unicorn instances (patched by host)."""
+def _bare_call_loop(calls: int) -> tuple[_Bare, Program]:
+    """4 hook-less instances holding the patched fn, the flag set and the worker loop."""
     bare = _Bare(4)
     fn = Program(FN)
     fn.emit(movz(0, 2), RET)
@@ -160,6 +160,12 @@ def free_call_loop(calls: int) -> float:
     _, worker = call_loop_programs(ALIAS + (FN - TEXT), calls)
     bare.load(worker)
     bare.buffer[0x10100:0x10104] = (1).to_bytes(4, "little")
+    return bare, worker
+
+
+def free_call_loop(calls: int) -> float:
+    """Seconds of the same call loop on 4 free-running unicorn instances (patched by host)."""
+    bare, worker = _bare_call_loop(calls)
     start = time.perf_counter()
     for uc in bare.ucs:
         with contextlib.suppress(UcError):  # the final svc: done
@@ -173,13 +179,7 @@ def sliced_call_loop(calls: int, quantum: int) -> float:
     ``quantum`` instructions: unicorn's own cost of interleaving deterministically
     (its instruction count instruments every instruction), the ceiling of any
     checked schedule."""
-    bare = _Bare(4)
-    fn = Program(FN)
-    fn.emit(movz(0, 2), RET)
-    bare.load(fn)
-    _, worker = call_loop_programs(ALIAS + (FN - TEXT), calls)
-    bare.load(worker)
-    bare.buffer[0x10100:0x10104] = (1).to_bytes(4, "little")
+    bare, worker = _bare_call_loop(calls)
     pcs = {index: worker.base for index in range(len(bare.ucs))}
     start = time.perf_counter()
     while pcs:

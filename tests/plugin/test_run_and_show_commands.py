@@ -60,6 +60,29 @@ def test_run_unreadable_case_exits_two_with_location(
     assert captured.out == ""
 
 
+def test_run_unbuildable_case_exits_two_and_drops_the_item_it_started(
+        cases: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import pytest_altpatch.supervisor  # noqa: PLC0415
+    from pytest_altpatch.supervisor import session  # noqa: PLC0415
+
+    ahead_when_dropped: list[int] = []
+
+    def abandon() -> None:
+        ahead_when_dropped.append(len(session._AHEAD))
+        session.abandon_ahead()
+
+    monkeypatch.setattr(pytest_altpatch.supervisor, "abandon_ahead", abandon)
+    (cases / "unbuildable.yaml").write_text(CASE_APPLIED.replace(
+        "demo/applied", "demo/unbuildable").replace("        ret\n", "        frobnicate x0\n"))
+    assert main(["run", "corpus/cases/unbuildable.yaml", "--dialect", "linux-6.1"]) == 2
+    captured = capsys.readouterr()
+    assert "corpus/cases/unbuildable.yaml:" in captured.err and "frobnicate" in captured.err
+    assert captured.out == ""
+    # The first item was started in its worker while the build was checked: it is gone.
+    assert ahead_when_dropped == [1]
+    assert not session._AHEAD
+
+
 @pytest.mark.parametrize("argv", [["run", "missing.yaml"],
                                   ["run", "corpus/cases/applied.yaml", "--patcher", "nosuch"],
                                   ["run", "corpus/cases/applied.yaml", "--schedule", "rr:x"],
