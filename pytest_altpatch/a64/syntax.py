@@ -61,6 +61,10 @@ def strip_comments(source: str) -> list[str]:
     lines: list[str] = []
     in_block = False
     for raw in source.split("\n"):
+        if not in_block and "/" not in raw:  # (most lines: nothing to strip but a #-line)
+            text = raw.rstrip("\r")
+            lines.append(" " * len(text) if raw.lstrip().startswith("#") else text)
+            continue
         chars = list(raw.rstrip("\r"))
         pos = 0
         if not in_block and raw.lstrip().startswith("#"):
@@ -130,7 +134,7 @@ def parse_statement(text: str, line: int, column: int) -> Statement | None:
     if len(text) > MAX_STATEMENT:
         raise AsmError("ASM_SYNTAX", f"statement longer than {MAX_STATEMENT} characters",
                        location=Location(line=line, column=column))
-    if not text.isascii() or any(not char.isprintable() for char in text.replace("\t", " ")):
+    if not text.isascii() or not text.replace("\t", " ").isprintable():
         bad = next(i for i, c in enumerate(text)
                    if not c.isascii() or (not c.isprintable() and c != "\t"))
         raise AsmError("ASM_SYNTAX", f"unexpected character {text[bad]!r}",
