@@ -57,8 +57,10 @@ class EscapingStream(io.TextIOBase):
         return len(text)
 
     def flush(self) -> None:
-        """Flush the target."""
-        self.target.flush()
+        """Flush the target (nothing once it is closed: a wrapper that outlives the
+        stream it wrapped, such as a test's captured output, is collected quietly)."""
+        if not getattr(self.target, "closed", False):
+            self.target.flush()
 
     def isatty(self) -> bool:
         """Whether the target is a terminal (reports colour only then)."""
