@@ -116,7 +116,11 @@ def _load(args: argparse.Namespace, err: TextIO) -> _Loaded | None:
         read_case_file,
     )
     from pytest_altpatch.scenarios.buildcheck import build_problems  # noqa: PLC0415
-    from pytest_altpatch.supervisor import abandon_ahead, set_few_items  # noqa: PLC0415
+    from pytest_altpatch.supervisor import (  # noqa: PLC0415
+        abandon_ahead,
+        prestart_workers,
+        set_few_items,
+    )
 
     path: Path = args.case
     if not path.is_file():
@@ -132,12 +136,8 @@ def _load(args: argparse.Namespace, err: TextIO) -> _Loaded | None:
         # The reference patcher runs a case under every dialect it lists, unless told.
         dialects = parse_dialects(args.dialect) or (
             DIALECTS if dialect_free_reference(args.patcher) else None)
-        modes = (args.mode,) if args.mode else case_modes(case)
-        runs = max(1, len([d for d in (dialects or case.dialects) if d in case.dialects]))
-        # One or two items: the worker server imports what they need and warms no more.
-        set_few_items(runs * len(modes) * len(str(args.schedule).split(",")) <= 2)
         patchers = patchers_under_test(args.patcher, dialects, inprocess=args.inprocess,
-                                       timeout=args.timeout)
+                                       timeout=args.timeout, prestart=False)
         schedules = tuple(parse_schedules(args.schedule))
     except AltpatchError as exc:
         err.write(f"altpatch: {exc.render()}\n")
@@ -147,7 +147,12 @@ def _load(args: argparse.Namespace, err: TextIO) -> _Loaded | None:
         return None
     if args.seed is not None:
         schedules = tuple(dataclasses.replace(choice, seed=args.seed) for choice in schedules)
+    modes = (args.mode,) if args.mode else case_modes(case)
     ready = _Loaded(case, loaded.catalog, patchers_for(case, patchers), schedules, modes)
+    if not args.inprocess:
+        # One or two items: the worker server imports what they need and warms no more.
+        set_few_items(len(ready.patchers) * len(modes) * len(schedules) <= 2)
+        prestart_workers()
     _start_first(ready, args.timeout)  # its worker runs it while this checks the build
     # A case that does not build is unreadable, like one that does not load (exit 2).
     unbuildable = build_problems(case, loaded.catalog,

@@ -10,13 +10,12 @@ mapped, hooked or run on it, and each is handed out once.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
 
-import unicorn
 from unicorn import UC_ARCH_ARM64, UC_MODE_ARM, UC_QUERY_MODE
 from unicorn import arm64_const as arm64
 
-Uc: Final[Any] = unicorn.__dict__["Uc"]
+from pytest_altpatch.machine.cpu import Uc
 
 #: Translation buffer size -> spare initialised instances of that size.
 _SPARES: dict[int, list[Any]] = {}

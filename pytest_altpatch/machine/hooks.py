@@ -116,7 +116,7 @@ class HookBook:
     def drop_translations(self, va: int, size: int) -> None:
         """Drop every CPU's translations of [va, va+size) (each before its next slice)."""
         for cpu in self._cpus:
-            cpu.engine_drops.append((va, va + size))
+            self.drop_later(cpu, va, va + size)
 
     # --- the mapping table's listener ---------------------------------------------------
     def engine_map(self, va: int, size: int, prot: int, pointer: int) -> None:
@@ -173,8 +173,6 @@ class HookBook:
             return
         self._write_ranges = ranges
         on_code_write = self.on_code_write
-
-        ranges = self._write_ranges
 
         def rehook(cpu: CpuRuntime) -> None:
             for handle in cpu.write_hooks:

@@ -289,3 +289,25 @@ def test_a_probe_return_is_taken_without_an_exception_and_stays_an_svc_elsewhere
     assert never_probed == probed
     assert [code for code, _ in probed[0]] == ["unknown-service"]
     assert probed[1] == ["faulted", "True", "7"]
+
+
+def test_a_run_that_stops_before_the_probe_trap_still_takes_its_svc() -> None:
+    # Should unicorn stop a run on the trap word (the probe's exit baked into that
+    # translation), the SVC is taken as the word says: here every slice is given the
+    # trap as its exit, as a probe would have left it.
+    built = rig.machine([rig.cpu()])
+    stray = Program(CODE + 0x100)
+    stray.emit(mov64(1, PROBE_TRAP_VA), 0xD61F0020)  # br x1
+    rig.load(built, stray)
+    uc = built._cpus[0].uc
+    real = uc.emu_start
+
+    def with_the_trap_as_exit(begin: int, _until: int, timeout: int = 0, count: int = 0) -> None:
+        real(begin, PROBE_TRAP_VA, timeout, count)
+
+    uc.emu_start = with_the_trap_as_exit
+    built.start_cpu(0, stray.base, sp=rig.stack(0))
+    result = built.run()
+    assert [f.code for f in result.findings] == ["unknown-service"]
+    assert result.findings[0].pc == PROBE_TRAP_VA
+    assert result.cpus[0].state == "faulted"
