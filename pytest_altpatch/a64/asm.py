@@ -19,7 +19,13 @@ from types import MappingProxyType
 from typing import Final
 
 from pytest_altpatch.a64 import keystone_backend
-from pytest_altpatch.a64.encoders import EncodeContext, encode_literal_load, own_encoder
+from pytest_altpatch.a64.encoders import (
+    PC_RELATIVE_ENCODERS,
+    EncodeContext,
+    Encoder,
+    encode_literal_load,
+    own_encoder,
+)
 from pytest_altpatch.a64.expr import evaluate
 from pytest_altpatch.a64.fields import set_add_imm12, set_ldst_imm12
 from pytest_altpatch.a64.syntax import Operand, Statement, parse_source
@@ -275,8 +281,46 @@ def _apply_lo12(word: int, lo12: keystone_backend.Lo12, statement: Statement) ->
         raise _error(code, f":lo12: {error.message}", statement, lo12.column) from None
 
 
+def _literal_load(mnemonic: str, ops: tuple[Operand, ...]) -> bool:
+    return mnemonic in _LITERAL_MNEMONICS and len(ops) == 2 and not ops[1].text.startswith("[")
+
+
+#: Words of statements that named no symbol and are not PC-relative, by mnemonic and
+#: operand texts: such a word is the same at any address and in any source (a layout
+#: round re-encodes every line of a unit whose neighbours moved).  Only successes are
+#: kept; an error is raised again, located at its own statement.
+_POSITION_FREE: dict[tuple[str, tuple[str, ...]], int] = {}
+_POSITION_FREE_LIMIT: Final = 1 << 17
+
+
 def _instruction_word(statement: Statement, address: int,
                       resolve: Callable[[str, int], int]) -> int:
+    mnemonic = statement.mnemonic or ""
+    ops = statement.operands
+    literal = _literal_load(mnemonic, ops)
+    encoder = None if literal else own_encoder(mnemonic)
+    if literal or encoder in PC_RELATIVE_ENCODERS:
+        return _encode_word(statement, address, resolve, encoder)
+    key = (mnemonic, tuple(operand.text for operand in ops))
+    word = _POSITION_FREE.get(key)
+    if word is not None:
+        return word
+    named: list[str] = []
+
+    def noting(name: str, column: int) -> int:
+        named.append(name)
+        return resolve(name, column)
+
+    word = _encode_word(statement, address, noting, encoder)
+    if not named:
+        if len(_POSITION_FREE) >= _POSITION_FREE_LIMIT:
+            _POSITION_FREE.clear()
+        _POSITION_FREE[key] = word
+    return word
+
+
+def _encode_word(statement: Statement, address: int, resolve: Callable[[str, int], int],
+                 encoder: Encoder | None) -> int:
     mnemonic = statement.mnemonic or ""
     ops = statement.operands
 
@@ -284,12 +328,11 @@ def _instruction_word(statement: Statement, address: int,
         return evaluate(text, resolve, statement.line, column)
 
     ctx = EncodeContext(address, statement.line, statement.mnemonic_column, evaluate_at)
-    if mnemonic in _LITERAL_MNEMONICS and len(ops) == 2 and not ops[1].text.startswith("["):
+    if encoder is None and _literal_load(mnemonic, ops):
         if ops[1].text.startswith("="):
             raise _error("ASM_UNSUPPORTED", "literal pools (ldr =value) are not supported",
                          statement, ops[1].column)
         return encode_literal_load(mnemonic, ops, ctx)
-    encoder = own_encoder(mnemonic)
     if encoder is not None:
         return encoder(mnemonic, ops, ctx)
     word, lo12 = keystone_backend.encode(mnemonic, ops, statement.line,

@@ -328,6 +328,14 @@ ENCODERS: Final[dict[str, Encoder]] = {
 }
 
 
+#: The encoders whose word depends on the statement's address (they go through
+#: ``_place``); every other encoder, and keystone's path, gives the same word anywhere.
+PC_RELATIVE_ENCODERS: Final[frozenset[Encoder]] = frozenset({
+    _encode_branch, _encode_conditional, _encode_compare_branch, _encode_test_branch,
+    _encode_address,
+})
+
+
 def own_encoder(mnemonic: str) -> Encoder | None:
     """The encoder this module provides for ``mnemonic``, or None (keystone's job)."""
     encoder = ENCODERS.get(mnemonic)
@@ -343,6 +351,7 @@ __all__ = [
     "ENCODERS",
     "HINTS",
     "LSE_PATTERN",
+    "PC_RELATIVE_ENCODERS",
     "PREFETCH_OPS",
     "SPECULATION_BARRIERS",
     "EncodeContext",
