@@ -15,6 +15,7 @@ import contextlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+from pytest_altpatch import collector
 from pytest_altpatch.a64 import assemble
 from pytest_altpatch.a64.asm import SymbolTable
 from pytest_altpatch.cases.model import Case, ErrorExpectation, PhaseExpectation
@@ -57,6 +58,11 @@ class Verdict:
 
 def judge(case: Case, outcome: Outcome) -> Verdict:
     """Compare ``outcome`` with ``case``'s expectations for the outcome's mode."""
+    with collector.paused():  # comparing makes no cycles; what it allocates dies with it
+        return _judge(case, outcome)
+
+
+def _judge(case: Case, outcome: Outcome) -> Verdict:
     found: list[Discrepancy] = []
     expected_error = _expected_error(case, outcome.mode)
     found += _judge_error(case, expected_error, outcome.error)

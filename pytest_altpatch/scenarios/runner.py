@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from pytest_altpatch import collector
 from pytest_altpatch.cases.cpu_numbers import cpu_numbering
 from pytest_altpatch.cases.model import Case, Catalog
 from pytest_altpatch.errors import AltpatchError, ErrorInfo, Phase
@@ -66,9 +67,10 @@ def run_case(
     ``schedule`` is handed to the machine as given (a :class:`Schedule` or its text)."""
     settings = RunSettings(schedule=schedule, seed=seed, timeout=timeout,
                            instruction_budget=instruction_budget)
-    outcome, booted = boot(case, catalog, patcher, settings, hotplug=(mode == "boot"))
-    if mode == "late" and outcome.error is None and booted is not None:
-        outcome = run_late(booted, outcome)
+    with collector.settled():  # the case, catalog and image live as long as the run
+        outcome, booted = boot(case, catalog, patcher, settings, hotplug=(mode == "boot"))
+        if mode == "late" and outcome.error is None and booted is not None:
+            outcome = run_late(booted, outcome)
     return outcome
 
 
@@ -83,6 +85,7 @@ def boot(case: Case, catalog: Catalog, patcher: Patcher, settings: RunSettings |
         image = build_for(case, catalog, patcher.dialect)  # type: ignore[arg-type]
     except AltpatchError as exc:
         return unbooted_outcome(case, patcher, settings, None, _in_phase(exc, "build")), None
+    collector.settle()
     try:
         session = open_session(case, catalog, patcher, image, settings)
     except AltpatchError as exc:

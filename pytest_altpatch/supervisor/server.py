@@ -24,6 +24,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Final
 
+from pytest_altpatch import collector
 from pytest_altpatch.errors import AltpatchError, ErrorInfo
 from pytest_altpatch.patchers.facts import PatcherFacts
 from pytest_altpatch.supervisor.wire import (
@@ -96,6 +97,7 @@ def _limit_memory() -> None:
 def _child(frame: bytes, reply_fd: int, output_fd: int) -> None:
     """Run one request and write the reply; never returns."""
     data = b""
+    collector.one_run_process()
     try:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.dup2(output_fd, 1)
@@ -103,7 +105,8 @@ def _child(frame: bytes, reply_fd: int, output_fd: int) -> None:
         _limit_memory()
         with contextlib.suppress(ValueError, OSError):  # a crash leaves no core to write
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        request = pickle.loads(frame)
+        with collector.paused():  # a large case makes no cycles; its run freezes it
+            request = pickle.loads(frame)
         sys.path[:] = list(request.search_path) or sys.path
         if request.workdir:
             os.chdir(request.workdir)

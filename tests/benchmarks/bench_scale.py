@@ -53,12 +53,16 @@ def write_case(directory: Path, sites: int, cpus: int) -> Path:
 
 
 def measure_one(sites: int, cpus: int) -> dict[str, float]:
-    """Time each phase of one judged boot run in this process (wraps the runner's steps)."""
+    """Time each phase of one judged boot run in this process (wraps the runner's steps).
+
+    The process runs this one point and exits, as a worker child runs its one item."""
+    from pytest_altpatch import collector  # noqa: PLC0415
     from pytest_altpatch.cases import load_case, load_catalog  # noqa: PLC0415
     from pytest_altpatch.judge import judge  # noqa: PLC0415
     from pytest_altpatch.patchers.reference import ReferencePatcher  # noqa: PLC0415
     from pytest_altpatch.scenarios import runner, session  # noqa: PLC0415
 
+    collector.one_run_process()
     spent = dict.fromkeys(PHASES, 0.0)
 
     def timed(name: str, owner: object, attribute: str) -> None:
