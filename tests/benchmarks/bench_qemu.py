@@ -131,8 +131,8 @@ def in_process_once(case_path: Path) -> float:
     catalog = load_catalog()
     case = load_case(case_path, catalog)
     # Cold assembler caches, as in a fresh process: no figure from a memo hit.
-    for memo in (getattr(asm, "_MEMO", None), getattr(getattr(syntax, "_PARSED", None),
-                                                      "entries", None)):
+    for memo in (getattr(asm, "_MEMO", None), getattr(asm, "_POSITION_FREE", None),
+                 getattr(getattr(syntax, "_PARSED", None), "entries", None)):
         if memo is not None:
             memo.clear()
     for cached in (getattr(asm, "_assemble_memo", None), keystone_backend._keystone_word):
