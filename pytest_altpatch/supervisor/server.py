@@ -163,9 +163,14 @@ class _Spare:
             os.setpgid(pid, pid)  # both sides set it: no window for the kill
         return cls(pid, request_write, reply_read, output)
 
-    def finish(self) -> tuple[int | None, bytes, bytes]:
+    def finish(self, channel: socket.socket) -> tuple[int | None, bytes, bytes]:
         """The reply (read first: the child sends it before it exits), then the status
-        if the reply is missing, and the captured output."""
+        if the reply is missing, and the captured output.
+
+        Raises EOFError if the session goes away first (its end of ``channel`` closed:
+        it was killed, or gave the item up); the caller then kills the child, which
+        may never return on its own."""
+        _await_reply(self.reply_fd, channel)
         reply = read_frame(self.reply_fd, REPLY_LIMIT)
         status: int | None = None
         if reply is None:
@@ -192,6 +197,25 @@ class _Spare:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self.output.close()
+
+
+def _await_reply(reply_fd: int, channel: socket.socket) -> None:
+    """Wait until the child's reply pipe is readable (or closed), watching the session.
+
+    While a child runs, the session sends nothing (one request at a time), so a readable
+    channel means the session's end closed; anything else on it is left for later."""
+    watched: list[int | socket.socket] = [reply_fd, channel]
+    while True:
+        ready, _, _ = select.select(watched, [], [])
+        if reply_fd in ready:
+            return
+        try:
+            gone = channel.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            gone = True
+        if gone:
+            raise EOFError("the session went away while its item ran")
+        watched = [reply_fd]
 
 
 #: Spare unicorn instances a warm server keeps for its children: enough for the CPUs
@@ -311,10 +335,10 @@ def serve(channel_fd: int, *, warm_cases: bool = True) -> None:
             write_frame(child.request_fd, frame)
         try:
             send(channel, struct.pack("<q", child.pid))
-            status, reply, captured = child.finish()
+            status, reply, captured = child.finish(channel)
             send(channel, dumps((status, reply, captured)))
-        except OSError:
-            return
+        except (EOFError, OSError):
+            return  # (the finally kills the child's whole group)
         finally:
             child.reap()
         if not warm:
