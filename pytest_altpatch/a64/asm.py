@@ -297,9 +297,10 @@ def _instruction_word(statement: Statement, address: int,
                       resolve: Callable[[str, int], int]) -> int:
     mnemonic = statement.mnemonic or ""
     ops = statement.operands
-    literal = _literal_load(mnemonic, ops)
-    encoder = None if literal else own_encoder(mnemonic)
-    if literal or encoder in PC_RELATIVE_ENCODERS:
+    if _literal_load(mnemonic, ops):
+        return _literal_word(statement, _context(statement, address, resolve))
+    encoder = own_encoder(mnemonic)
+    if encoder in PC_RELATIVE_ENCODERS:
         return _encode_word(statement, address, resolve, encoder)
     key = (mnemonic, tuple(operand.text for operand in ops))
     word = _POSITION_FREE.get(key)
@@ -319,24 +320,31 @@ def _instruction_word(statement: Statement, address: int,
     return word
 
 
-def _encode_word(statement: Statement, address: int, resolve: Callable[[str, int], int],
-                 encoder: Encoder | None) -> int:
-    mnemonic = statement.mnemonic or ""
-    ops = statement.operands
-
+def _context(statement: Statement, address: int,
+             resolve: Callable[[str, int], int]) -> EncodeContext:
     def evaluate_at(text: str, column: int) -> int:
         return evaluate(text, resolve, statement.line, column)
 
-    ctx = EncodeContext(address, statement.line, statement.mnemonic_column, evaluate_at)
-    if encoder is None and _literal_load(mnemonic, ops):
-        if ops[1].text.startswith("="):
-            raise _error("ASM_UNSUPPORTED", "literal pools (ldr =value) are not supported",
-                         statement, ops[1].column)
-        return encode_literal_load(mnemonic, ops, ctx)
+    return EncodeContext(address, statement.line, statement.mnemonic_column, evaluate_at)
+
+
+def _literal_word(statement: Statement, ctx: EncodeContext) -> int:
+    ops = statement.operands
+    if ops[1].text.startswith("="):
+        raise _error("ASM_UNSUPPORTED", "literal pools (ldr =value) are not supported",
+                     statement, ops[1].column)
+    return encode_literal_load(statement.mnemonic or "", ops, ctx)
+
+
+def _encode_word(statement: Statement, address: int, resolve: Callable[[str, int], int],
+                 encoder: Encoder | None) -> int:
+    """The word of a statement that is not a literal load: ``encoder``'s, or keystone's."""
+    mnemonic = statement.mnemonic or ""
+    ctx = _context(statement, address, resolve)
     if encoder is not None:
-        return encoder(mnemonic, ops, ctx)
-    word, lo12 = keystone_backend.encode(mnemonic, ops, statement.line,
-                                         statement.mnemonic_column, evaluate_at)
+        return encoder(mnemonic, statement.operands, ctx)
+    word, lo12 = keystone_backend.encode(mnemonic, statement.operands, statement.line,
+                                         statement.mnemonic_column, ctx.evaluate)
     return word if lo12 is None else _apply_lo12(word, lo12, statement)
 
 
