@@ -1,7 +1,8 @@
-"""Where the bundled corpus lives, for wheel and editable installs alike."""
+"""Where the bundled corpus lives (wheel and editable installs alike), and the user cache."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -19,4 +20,11 @@ def bundled_corpus() -> Path:
     return _PACKAGE_DIR.parent / "corpus"
 
 
-__all__ = ["bundled_corpus"]
+def cache_root() -> Path:
+    """The user's cache (``$ALTPATCH_CACHE``, else ``~/.cache/pytest-altpatch``): Debian
+    downloads and parsed case documents live there, never inside a repository."""
+    configured = os.environ.get("ALTPATCH_CACHE")
+    return Path(configured) if configured else Path.home() / ".cache" / "pytest-altpatch"
+
+
+__all__ = ["bundled_corpus", "cache_root"]

@@ -19,6 +19,7 @@ from typing import Final, Literal, cast
 from pytest_altpatch import collector
 from pytest_altpatch.cases.catalog import display_path, known_capabilities
 from pytest_altpatch.cases.cpu_numbers import CpuNumbering
+from pytest_altpatch.cases.document_cache import load_valid_document
 from pytest_altpatch.cases.model import (
     DEFAULT_PAYLOAD_OFFSET,
     BootOptions,
@@ -44,7 +45,7 @@ from pytest_altpatch.cases.platform import parse_platform_items
 from pytest_altpatch.cases.schema import schema_path, validate
 from pytest_altpatch.cases.source_names import defined_labels, macro_uses
 from pytest_altpatch.cases.suggestions import did_you_mean
-from pytest_altpatch.cases.yamlload import LocatedDocument, join_path, load_yaml_file
+from pytest_altpatch.cases.yamlload import LocatedDocument, join_path
 from pytest_altpatch.dialects import DIALECTS, Dialect
 from pytest_altpatch.errors import ERROR_CODES, Location, SpecError
 from pytest_altpatch.findings import FINDING_CODES
@@ -512,29 +513,49 @@ def _case_schema(catalog_root: Path | None) -> Path:
 def read_case(
     path: Path, catalog: Catalog, *, corpus_root: Path | None = None
 ) -> tuple[Case | None, list[SpecError]]:
-    """Load a case collecting every problem; the case is None if there is any."""
+    """Load a case collecting every problem; the case is None if there is any.
+
+    The parsed and validated document may come from the document cache
+    (:mod:`.document_cache`); resolving it against ``catalog`` is always done here.
+    """
     with collector.paused():  # (parsing, validating and resolving make no cycles)
         try:
-            document = load_yaml_file(path, display_path(path))
+            document, problems = load_valid_document(path, display_path(path),
+                                                     _case_schema(corpus_root))
         except SpecError as exc:
             return None, [exc]
-        return resolve_document(document, catalog, corpus_root=corpus_root)
+        return _resolve_valid(document, problems, catalog)
 
 
 def resolve_document(
     document: LocatedDocument, catalog: Catalog, *, corpus_root: Path | None = None
 ) -> tuple[Case | None, list[SpecError]]:
     """Validate and resolve an already parsed case document."""
+    too_new = _too_new(document)
+    if too_new is not None:
+        return None, [too_new]
+    return _resolve_valid(document, validate(document, _case_schema(corpus_root)), catalog)
+
+
+def _too_new(document: LocatedDocument) -> SpecError | None:
     value = document.value
     if isinstance(value, Mapping):
         version = value.get("format")
         if isinstance(version, int) and not isinstance(version, bool) and version > CASE_FORMAT:
-            return None, [SpecError(
+            return SpecError(
                 "SPEC_VERSION",
                 f"case format {version} is newer than this loader's format {CASE_FORMAT}",
                 location=document.location("format"),
-            )]
-    problems = validate(document, _case_schema(corpus_root))
+            )
+    return None
+
+
+def _resolve_valid(document: LocatedDocument, problems: list[SpecError],
+                   catalog: Catalog) -> tuple[Case | None, list[SpecError]]:
+    """A too new format first, then the schema ``problems``, then the catalog's."""
+    too_new = _too_new(document)
+    if too_new is not None:
+        return None, [too_new]
     if problems:
         return None, problems
     resolver = _Resolver(document, catalog)

@@ -17,6 +17,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TypeVar, cast
 
+from pytest_altpatch.cases.document_cache import load_valid_document
 from pytest_altpatch.cases.model import (
     MIDR_ARCHITECTURE_MASK,
     MIDR_IMPLEMENTER_MASK,
@@ -30,9 +31,9 @@ from pytest_altpatch.cases.model import (
     Scope,
     midr_rv,
 )
-from pytest_altpatch.cases.schema import schema_path, validate
+from pytest_altpatch.cases.schema import schema_path
 from pytest_altpatch.cases.suggestions import did_you_mean
-from pytest_altpatch.cases.yamlload import LocatedDocument, join_path, load_yaml_file
+from pytest_altpatch.cases.yamlload import LocatedDocument, join_path
 from pytest_altpatch.dialects import DIALECTS, CallbackMarking, Dialect, is_dialect, traits
 from pytest_altpatch.errors import Location, SpecError
 from pytest_altpatch.resources import bundled_corpus
@@ -113,11 +114,10 @@ def read_catalog(root: Path | None = None) -> tuple[Catalog | None, list[SpecErr
     sections: dict[str, dict[str, _Section]] = {name: {} for name in SECTIONS}
     for file in files:
         try:
-            document = load_yaml_file(file, display_path(file))
+            document, schema_problems = load_valid_document(file, display_path(file), schema)
         except SpecError as exc:
             problems.append(exc)
             continue
-        schema_problems = validate(document, schema)
         if schema_problems:
             problems.extend(schema_problems)
             continue

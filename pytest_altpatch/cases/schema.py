@@ -13,20 +13,23 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, cast
-
-import jsonschema
-from jsonschema.exceptions import ValidationError, best_match
+from typing import TYPE_CHECKING, Any, cast
 
 from pytest_altpatch.cases.suggestions import did_you_mean
 from pytest_altpatch.cases.yamlload import LocatedDocument, join_path
 from pytest_altpatch.errors import Location, SpecError
+
+if TYPE_CHECKING:  # jsonschema is imported when a document is first validated
+    import jsonschema
+    from jsonschema.exceptions import ValidationError
 
 SCHEMA_DIR_NAME = "schema"
 
 
 @lru_cache(maxsize=16)
 def _validator(schema_file: str) -> jsonschema.protocols.Validator:
+    import jsonschema  # noqa: PLC0415 - only a cache miss validates (see document_cache)
+
     from pytest_altpatch.cases.schema_safety import (  # noqa: PLC0415
         check_patterns,
         check_references,
@@ -72,6 +75,8 @@ def _json_path(parts: Sequence[object]) -> str:
 def _leaf(error: ValidationError) -> ValidationError:
     """For oneOf/anyOf failures, the most relevant sub-error (deepest, then first)."""
     while error.context:
+        from jsonschema.exceptions import best_match  # noqa: PLC0415
+
         chosen = best_match(error.context)
         if chosen is None or chosen is error:
             break

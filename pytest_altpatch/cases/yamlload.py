@@ -503,14 +503,17 @@ def read_bounded(path: Path, file: str, limit: int = MAX_BYTES) -> bytes:
 def load_yaml_file(path: Path, display: str | None = None) -> LocatedDocument:
     """Read and parse ``path``; unreadable or non-UTF-8 files raise ``SPEC_IO``."""
     file = display if display is not None else str(path)
-    raw = read_bounded(path, file)
+    return load_yaml_text(decode_utf8(read_bounded(path, file), file), file)
+
+
+def decode_utf8(raw: bytes, file: str) -> str:
+    """``raw`` as text; not UTF-8 is ``SPEC_IO`` at the line of the first bad byte."""
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise SpecError("SPEC_IO", "file is not valid UTF-8",
                         location=Location(file=file, line=line)) from None
-    return load_yaml_text(text, file)
 
 
 __all__ = [
@@ -519,6 +522,7 @@ __all__ = [
     "MAX_NODES",
     "SAFE_SCALAR_TAGS",
     "LocatedDocument",
+    "decode_utf8",
     "join_path",
     "load_yaml_file",
     "load_yaml_text",

@@ -21,6 +21,7 @@ from typing import Final
 
 from pytest_altpatch.errors import KernelError
 from pytest_altpatch.kernel.profile import PackageSource
+from pytest_altpatch.resources import cache_root
 
 #: Debian's archive and the keyring apt verifies it with (package debian-archive-keyring).
 MIRROR: Final = "http://deb.debian.org/debian"
@@ -31,10 +32,6 @@ OFFLINE_ENV: Final = "ALTPATCH_OFFLINE"
 _TIMEOUT: Final = 600.0
 
 
-def cache_root() -> Path:
-    """Where downloads and unpacked packages live (never inside the repository)."""
-    configured = os.environ.get("ALTPATCH_CACHE")
-    return Path(configured) if configured else Path.home() / ".cache" / "pytest-altpatch"
 
 
 def cached_deb(package: PackageSource, root: Path | None = None) -> Path | None:

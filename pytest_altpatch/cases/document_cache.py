@@ -1,0 +1,154 @@
+"""Parsed, schema-valid YAML documents kept between runs, as pytest keeps bytecode.
+
+Parsing a case with located marks and validating it against the case schema cost about
+2 ms per file, most of a collection's time.  Neither depends on anything but the file's
+bytes, the name it is reported under, the schema files and the code that does the
+work, so :func:`load_valid_document` keeps each document that parsed and validated with
+no problem under a key hashed from exactly those, in ``<cache_root>/documents/``.
+
+* A document with any problem is never kept: its errors are found again, at their lines.
+* Resolving against the catalog is not cached (the catalog is an input of its own).
+* A kept entry that cannot be read back (truncated, another format) counts as absent.
+* ``ALTPATCH_NO_CACHE=1`` turns the cache off; a cache that cannot be written is
+  skipped without a word.  Deleting the directory is always safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import sys
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from types import MappingProxyType
+from typing import Final
+
+import yaml
+
+from pytest_altpatch.cases import schema, yamlload
+from pytest_altpatch.cases.schema import validate
+from pytest_altpatch.cases.yamlload import (
+    LocatedDocument,
+    decode_utf8,
+    load_yaml_text,
+    read_bounded,
+)
+from pytest_altpatch.errors import Location, SpecError
+from pytest_altpatch.resources import cache_root
+
+#: Setting this to 1 makes every load parse and validate afresh.
+NO_CACHE_ENV: Final = "ALTPATCH_NO_CACHE"
+#: Bumped when what an entry holds changes shape.
+ENTRY_FORMAT: Final = 1
+_SUBDIR: Final = "documents"
+
+
+@lru_cache(maxsize=1)
+def _code_fingerprint() -> bytes:
+    """What the parse and the check depend on besides their inputs: this code, PyYAML
+    (and whether libyaml does the scanning) and the interpreter."""
+    digest = hashlib.sha256(f"{ENTRY_FORMAT} {sys.version_info[:3]} {yaml.__version__} "
+                            f"{yamlload._FAST_LOADER is not None}".encode())
+    schema_code = Path(schema.__file__ or "")
+    for source in (Path(yamlload.__file__ or ""), schema_code,
+                   schema_code.with_name("schema_safety.py")):
+        digest.update(source.read_bytes())
+    return digest.digest()
+
+
+@lru_cache(maxsize=16)
+def _schema_fingerprint(schema_dir: str, stamp: tuple[tuple[str, int, int], ...]) -> bytes:
+    """Every schema file a document can be checked against (``$ref`` s stay in the dir)."""
+    digest = hashlib.sha256()
+    for name, _, _ in stamp:
+        digest.update(name.encode() + b"\0" + (Path(schema_dir) / name).read_bytes())
+    return digest.digest()
+
+
+def _schemas_of(schema_file: Path) -> bytes:
+    directory = schema_file.parent
+    try:
+        stamp = tuple(sorted((entry.name, entry.stat().st_mtime_ns, entry.stat().st_size)
+                             for entry in os.scandir(directory) if entry.is_file()))
+        return _schema_fingerprint(str(directory), stamp)
+    except OSError:  # unreadable: then it cannot be validated against either
+        return b""
+
+
+def _key(raw: bytes, file: str, schema_file: Path) -> str:
+    digest = hashlib.sha256(_code_fingerprint())
+    digest.update(_schemas_of(schema_file))
+    digest.update(schema_file.name.encode() + b"\0" + file.encode() + b"\0")
+    digest.update(raw)
+    return digest.hexdigest()
+
+
+def _directory() -> Path | None:
+    if os.environ.get(NO_CACHE_ENV) == "1":
+        return None
+    return cache_root() / _SUBDIR
+
+
+def _read_entry(directory: Path, key: str) -> LocatedDocument | None:
+    try:
+        blob = (directory / key[:2] / key).read_bytes()
+    except OSError:
+        return None
+    try:
+        entry = pickle.loads(blob)
+        stored_key, file, value, locations, key_locations, text_starts = entry
+        if stored_key != key or not all(isinstance(table, dict) for table in
+                                        (locations, key_locations, text_starts)):
+            return None
+        if not all(isinstance(where, Location) for where in locations.values()):
+            return None
+    except Exception:
+        return None
+    return LocatedDocument(file, value, MappingProxyType(locations),
+                           MappingProxyType(key_locations), MappingProxyType(text_starts))
+
+
+def _write_entry(directory: Path, key: str, document: LocatedDocument) -> None:
+    entry = (key, document.file, document.value, dict(document.locations),
+             dict(document.key_locations), dict(document.text_starts))
+    try:
+        blob = pickle.dumps(entry, protocol=pickle.HIGHEST_PROTOCOL)
+        folder = directory / key[:2]
+        folder.mkdir(parents=True, exist_ok=True)
+        # Written aside and renamed: a concurrent reader sees all of an entry or none.
+        handle, temporary = tempfile.mkstemp(dir=folder, prefix=".entry-")
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                stream.write(blob)
+            os.replace(temporary, folder / key)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+    except (OSError, pickle.PicklingError, TypeError):  # a read-only home: no cache
+        return
+
+
+def load_valid_document(path: Path, file: str,
+                        schema_file: Path) -> tuple[LocatedDocument, list[SpecError]]:
+    """Read, parse and validate ``path`` (reported as ``file``) against ``schema_file``.
+
+    Raises the :class:`SpecError` of a file that cannot be read or parsed; returns the
+    document and its schema problems (none when it came from the cache).
+    """
+    raw = read_bounded(path, file)
+    directory = _directory()
+    key = _key(raw, file, schema_file) if directory is not None else ""
+    if directory is not None:
+        kept = _read_entry(directory, key)
+        if kept is not None:
+            return kept, []
+    document = load_yaml_text(decode_utf8(raw, file), file)
+    problems = validate(document, schema_file)
+    if directory is not None and not problems:
+        _write_entry(directory, key, document)
+    return document, problems
+
+
+__all__ = ["ENTRY_FORMAT", "NO_CACHE_ENV", "load_valid_document"]
