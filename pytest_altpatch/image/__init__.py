@@ -18,34 +18,58 @@ Public API::
 
 from __future__ import annotations
 
-from pytest_altpatch.image.alt_table import (
-    ENTRY_SIZE,
-    cap_field_for,
-    decode_alt_table,
-    encode_alt_entry,
-)
-from pytest_altpatch.image.builder import build_image, extend_numbering
-from pytest_altpatch.image.callbacks import CALLBACKS, SMCCC_CONDUIT_SYMBOL, SMCCC_CONDUIT_VALUES
-from pytest_altpatch.image.elf_reader import (
-    ElfImage,
-    load_relocatable,
-    packed_placement,
-    read_image,
-)
-from pytest_altpatch.image.elf_writer import write_image, write_relocatable
-from pytest_altpatch.image.inspect import Inspection, inspect_elf
-from pytest_altpatch.image.layout import default_layout
-from pytest_altpatch.image.model import (
-    AltEntry,
-    Image,
-    ImageLayout,
-    Section,
-    SourceMap,
-    StackRegion,
-)
-from pytest_altpatch.image.objects import LoadedObject, LoadedSection, RelocatableObject
-from pytest_altpatch.image.payload import build_payload
-from pytest_altpatch.image.relocations import RECIPES, relocate
+from typing import TYPE_CHECKING
+
+from pytest_altpatch.lazy import submodule_exports
+
+if TYPE_CHECKING:  # the same names, imported on first use (pytest_altpatch.lazy)
+    from pytest_altpatch.image.alt_table import (
+        ENTRY_SIZE,
+        cap_field_for,
+        decode_alt_table,
+        encode_alt_entry,
+    )
+    from pytest_altpatch.image.builder import build_image, extend_numbering
+    from pytest_altpatch.image.callbacks import (
+        CALLBACKS,
+        SMCCC_CONDUIT_SYMBOL,
+        SMCCC_CONDUIT_VALUES,
+    )
+    from pytest_altpatch.image.elf_reader import (
+        ElfImage,
+        load_relocatable,
+        packed_placement,
+        read_image,
+    )
+    from pytest_altpatch.image.elf_writer import write_image, write_relocatable
+    from pytest_altpatch.image.inspect import Inspection, inspect_elf
+    from pytest_altpatch.image.layout import default_layout
+    from pytest_altpatch.image.model import (
+        AltEntry,
+        Image,
+        ImageLayout,
+        Section,
+        SourceMap,
+        StackRegion,
+    )
+    from pytest_altpatch.image.objects import LoadedObject, LoadedSection, RelocatableObject
+    from pytest_altpatch.image.payload import build_payload
+    from pytest_altpatch.image.relocations import RECIPES, relocate
+
+_EXPORTS = {
+    "alt_table": ("ENTRY_SIZE", "cap_field_for", "decode_alt_table", "encode_alt_entry"),
+    "builder": ("build_image", "extend_numbering"),
+    "callbacks": ("CALLBACKS", "SMCCC_CONDUIT_SYMBOL", "SMCCC_CONDUIT_VALUES"),
+    "elf_reader": ("ElfImage", "load_relocatable", "packed_placement", "read_image"),
+    "elf_writer": ("write_image", "write_relocatable"),
+    "inspect": ("Inspection", "inspect_elf"),
+    "layout": ("default_layout",),
+    "model": ("AltEntry", "Image", "ImageLayout", "Section", "SourceMap", "StackRegion"),
+    "objects": ("LoadedObject", "LoadedSection", "RelocatableObject"),
+    "payload": ("build_payload",),
+    "relocations": ("RECIPES", "relocate"),
+}
+__getattr__, __dir__ = submodule_exports(__name__, _EXPORTS)
 
 __all__ = [
     "CALLBACKS",

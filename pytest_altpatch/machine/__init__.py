@@ -8,35 +8,69 @@ the harness through ``svc #imm`` (:mod:`.services`); Python patchers act through
 :class:`CpuContext`.  It knows nothing of YAML or cases.
 """
 
-from pytest_altpatch.machine.config import (
-    Budget,
-    CpuConfig,
-    MachineError,
-    Perms,
-    Schedule,
-)
-from pytest_altpatch.machine.context import CpuContext, GuestFault
-from pytest_altpatch.machine.core import (
-    HARNESS_VA,
-    PROBE_STACK_TOP,
-    PROBE_TRAP_VA,
-    VMAP_BASE,
-    VMAP_LIMIT,
-    Machine,
-    MappingEntry,
-)
-from pytest_altpatch.machine.ifetch import MAINTENANCE_STEPS
-from pytest_altpatch.machine.results import (
-    CpuOutcome,
-    CpuState,
-    ProbeResult,
-    PythonException,
-    RunReason,
-    RunResult,
-)
-from pytest_altpatch.machine.services import HostService, svc_word
-from pytest_altpatch.machine.trace import Trace, TraceEvent, render_timeline
-from pytest_altpatch.machine.traps import TrapCall, TrapHandler
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pytest_altpatch.lazy import submodule_exports
+
+if TYPE_CHECKING:  # the same names, imported on first use (pytest_altpatch.lazy)
+    from pytest_altpatch.machine.config import (
+        Budget,
+        CpuConfig,
+        MachineError,
+        Perms,
+        Schedule,
+    )
+    from pytest_altpatch.machine.context import CpuContext, GuestFault
+    from pytest_altpatch.machine.core import (
+        HARNESS_VA,
+        PROBE_STACK_TOP,
+        PROBE_TRAP_VA,
+        VMAP_BASE,
+        VMAP_LIMIT,
+        Machine,
+        MappingEntry,
+    )
+    from pytest_altpatch.machine.ifetch import MAINTENANCE_STEPS
+    from pytest_altpatch.machine.results import (
+        CpuOutcome,
+        CpuState,
+        ProbeResult,
+        PythonException,
+        RunReason,
+        RunResult,
+    )
+    from pytest_altpatch.machine.services import HostService, svc_word
+    from pytest_altpatch.machine.trace import Trace, TraceEvent, render_timeline
+    from pytest_altpatch.machine.traps import TrapCall, TrapHandler
+
+_EXPORTS = {
+    "config": ("Budget", "CpuConfig", "MachineError", "Perms", "Schedule"),
+    "context": ("CpuContext", "GuestFault"),
+    "core": (
+        "HARNESS_VA",
+        "PROBE_STACK_TOP",
+        "PROBE_TRAP_VA",
+        "VMAP_BASE",
+        "VMAP_LIMIT",
+        "Machine",
+        "MappingEntry",
+    ),
+    "ifetch": ("MAINTENANCE_STEPS",),
+    "results": (
+        "CpuOutcome",
+        "CpuState",
+        "ProbeResult",
+        "PythonException",
+        "RunReason",
+        "RunResult",
+    ),
+    "services": ("HostService", "svc_word"),
+    "trace": ("Trace", "TraceEvent", "render_timeline"),
+    "traps": ("TrapCall", "TrapHandler"),
+}
+__getattr__, __dir__ = submodule_exports(__name__, _EXPORTS)
 
 __all__ = [
     "HARNESS_VA",

@@ -13,7 +13,7 @@ from pytest_altpatch.cases import load_corpus
 from pytest_altpatch.cases.modes import MODES, has_mode
 from pytest_altpatch.patchers.contract import Patcher
 from pytest_altpatch.pipeline.applicability import not_applicable
-from pytest_altpatch.pipeline.check import Checked, judged, run_in_process
+from pytest_altpatch.pipeline.checking import Checked, judged, run_in_process
 from pytest_altpatch.pipeline.schedules import parse_schedules
 from pytest_altpatch.scenarios.outcome import Outcome
 

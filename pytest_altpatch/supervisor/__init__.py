@@ -32,30 +32,63 @@ session's side (the kill at the deadline, the coded errors, :func:`run_item`).
 
 from __future__ import annotations
 
-from pytest_altpatch.supervisor.server import serve
-from pytest_altpatch.supervisor.session import (
-    WorkerInternalError,
-    abandon_ahead,
-    collect_item,
-    item_request,
-    parallel_items,
-    patchers_facts,
-    prestart_workers,
-    run_item,
-    set_few_items,
-    set_parallel_items,
-    shutdown,
-    started,
-    submit_item,
-)
-from pytest_altpatch.supervisor.wire import (
-    DEFAULT_HOST_SECONDS,
-    KILL_GRACE,
-    FactsRequest,
-    ItemRequest,
-    dumps,
-    loads,
-)
+from typing import TYPE_CHECKING
+
+from pytest_altpatch.lazy import submodule_exports
+
+if TYPE_CHECKING:  # the same names, imported on first use (pytest_altpatch.lazy)
+    from pytest_altpatch.supervisor.server import serve
+    from pytest_altpatch.supervisor.session import (
+        WorkerInternalError,
+        abandon_ahead,
+        collect_item,
+        item_request,
+        parallel_items,
+        patchers_facts,
+        prestart_workers,
+        run_item,
+        set_few_items,
+        set_parallel_items,
+        shutdown,
+        started,
+        submit_item,
+    )
+    from pytest_altpatch.supervisor.wire import (
+        DEFAULT_HOST_SECONDS,
+        KILL_GRACE,
+        FactsRequest,
+        ItemRequest,
+        dumps,
+        loads,
+    )
+
+_EXPORTS = {
+    "server": ("serve",),
+    "session": (
+        "WorkerInternalError",
+        "abandon_ahead",
+        "collect_item",
+        "item_request",
+        "parallel_items",
+        "patchers_facts",
+        "prestart_workers",
+        "run_item",
+        "set_few_items",
+        "set_parallel_items",
+        "shutdown",
+        "started",
+        "submit_item",
+    ),
+    "wire": (
+        "DEFAULT_HOST_SECONDS",
+        "KILL_GRACE",
+        "FactsRequest",
+        "ItemRequest",
+        "dumps",
+        "loads",
+    ),
+}
+__getattr__, __dir__ = submodule_exports(__name__, _EXPORTS)
 
 __all__ = [
     "DEFAULT_HOST_SECONDS",

@@ -26,6 +26,7 @@ from typing import Final
 
 from pytest_altpatch import collector
 from pytest_altpatch.errors import AltpatchError, ErrorInfo
+from pytest_altpatch.lazy import import_submodules
 from pytest_altpatch.patchers.facts import PatcherFacts
 from pytest_altpatch.supervisor.wire import (
     FactsRequest,
@@ -50,6 +51,8 @@ _WARM_MODULES: Final = (
     "pytest_altpatch.scenarios.late",
     "pytest_altpatch.patchers.registry",
 )
+#: Packages whose every re-exporting submodule the server imports too.
+_WARM_PACKAGES: Final = ("pytest_altpatch.a64", "pytest_altpatch.image", "pytest_altpatch.machine")
 
 
 # --------------------------------------------------------------------------- the child
@@ -229,6 +232,8 @@ def _warm_up(cases: bool = True) -> None:
     engines ready."""
     for name in _WARM_MODULES:
         __import__(name)
+    for package in _WARM_PACKAGES:  # their __init__ s import on first use
+        import_submodules(package)
     if cases:
         _run_bundled_cases()
     # Every child then starts with initialised engines for its CPUs (about 2 ms each).

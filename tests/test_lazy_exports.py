@@ -1,0 +1,115 @@
+"""Packages that import their submodules on first use (``pytest_altpatch.lazy``).
+
+Each such ``__init__`` names its exports three times: the runtime table, the
+``if TYPE_CHECKING:`` imports type checkers read, and ``__all__``.  These tests hold the
+three equal, check each name is the submodule's own object, and pin what the laziness
+is for: a corpus collection no longer loads the emulator, the assembler engines or
+the ELF reader.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LAZY = ("a64", "image", "machine", "pipeline", "supervisor")
+
+
+def declared(package: str) -> tuple[set[tuple[str, str]], set[tuple[str, str]], list[str]]:
+    """(table pairs, TYPE_CHECKING import pairs, __all__ less the names the ``__init__``
+    imports eagerly from another layer) read from the source."""
+    tree = ast.parse((ROOT / "pytest_altpatch" / package / "__init__.py").read_text())
+    table: set[tuple[str, str]] = set()
+    typed: set[tuple[str, str]] = set()
+    exported: list[str] = []
+    eager: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module not in ("__future__", "typing"):
+            eager |= {alias.name for alias in node.names}
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            for statement in node.body:
+                assert isinstance(statement, ast.ImportFrom) and statement.module
+                prefix = f"pytest_altpatch.{package}."
+                assert statement.module.startswith(prefix), statement.module
+                typed |= {(statement.module[len(prefix):], alias.name)
+                          for alias in statement.names}
+        elif isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            if node.targets[0].id == "_EXPORTS":
+                value = ast.literal_eval(node.value)
+                table = {(module, name) for module, names in value.items() for name in names}
+            elif node.targets[0].id == "__all__":
+                exported = ast.literal_eval(node.value)
+    eager.discard("submodule_exports")
+    return table, typed, [name for name in exported if name not in eager]
+
+
+@pytest.mark.parametrize("package", LAZY)
+def test_the_table_the_typed_imports_and_all_agree(package: str) -> None:
+    table, typed, exported = declared(package)
+    assert table and table == typed
+    assert sorted(name for _, name in table) == sorted(exported)
+    # A name that is also a submodule's would be replaced by the submodule once anyone
+    # imports it (the import system sets the package attribute): not allowed.
+    submodules = {path.stem for path in (ROOT / "pytest_altpatch" / package).glob("*.py")}
+    assert not submodules & set(exported)
+
+
+@pytest.mark.parametrize("package", LAZY)
+def test_every_name_is_its_submodules_object(package: str) -> None:
+    module = importlib.import_module(f"pytest_altpatch.{package}")
+    table, _, exported = declared(package)
+    for submodule, name in sorted(table):
+        owner = importlib.import_module(f"pytest_altpatch.{package}.{submodule}")
+        assert getattr(module, name) is getattr(owner, name)
+    assert set(exported) <= set(dir(module))
+    with pytest.raises(AttributeError, match="no attribute 'not_a_name'"):
+        _ = module.not_a_name
+
+
+def test_import_submodules_loads_what_an_eager_init_did() -> None:
+    code = ("import sys\nfrom pytest_altpatch.lazy import import_submodules\n"
+            "import pytest_altpatch.machine as m\n"
+            "before = 'pytest_altpatch.machine.core' in sys.modules\n"
+            "import_submodules('pytest_altpatch.machine')\n"
+            "print(before, 'pytest_altpatch.machine.core' in sys.modules,\n"
+            "      'unicorn' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, check=True)
+    assert done.stdout.split() == ["False", "True", "True"]
+
+
+HEAVY = ("unicorn", "capstone", "keystone", "elftools", "jsonschema", "greenlet",
+         "pytest_altpatch.machine.core", "pytest_altpatch.a64.asm",
+         "pytest_altpatch.scenarios.runner")
+
+
+def test_collecting_the_corpus_loads_no_engine(tmp_path: Path) -> None:
+    """A collect-only run of the bundled corpus, its documents kept from a first run."""
+    probe = tmp_path / "conftest.py"
+    probe.write_text(
+        "import json, sys\n"
+        "def pytest_sessionfinish(session):\n"
+        f"    heavy = {HEAVY!r}\n"
+        "    loaded = [m for m in heavy if m in sys.modules]\n"
+        f"    open({str(tmp_path / 'loaded.json')!r}, 'w').write(json.dumps(loaded))\n")
+    env = dict(os.environ, ALTPATCH_CACHE=str(tmp_path / "cache"),
+               PYTHONPATH=str(ROOT))
+    env.pop("ALTPATCH_NO_CACHE", None)
+    command = [sys.executable, "-m", "pytest", "--altpatch-corpus", "--collect-only", "-q",
+               "-p", "no:cacheprovider", "--rootdir", str(tmp_path)]
+    for run in ("cold", "warm"):
+        done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path,
+                              env=env, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "tests collected" in done.stdout
+        loaded = json.loads((tmp_path / "loaded.json").read_text())
+        # Cold, the schemas are checked (jsonschema); warm, not even that.
+        assert loaded == ([] if run == "warm" else ["jsonschema"]), run
