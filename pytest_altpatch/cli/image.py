@@ -11,16 +11,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pytest_altpatch.cases import load_case, load_catalog
-from pytest_altpatch.cases.model import CapNumbering
 from pytest_altpatch.dialects import DIALECTS, Dialect, preferred_dialect
 from pytest_altpatch.errors import AltpatchError, ElfError
-from pytest_altpatch.image.builder import build_image
-from pytest_altpatch.image.elf_writer import write_image, write_relocatable
-from pytest_altpatch.image.inspect import inspect_elf, render_text
-from pytest_altpatch.image.payload import build_payload
+
+if TYPE_CHECKING:
+    from pytest_altpatch.cases.model import CapNumbering
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -35,6 +32,11 @@ def payload_path(output: Path, payload: str) -> Path:
 
 def run_build(args: argparse.Namespace) -> int:
     """Build a case's image (and payload objects) as ELF files."""
+    from pytest_altpatch.cases import load_case, load_catalog  # noqa: PLC0415
+    from pytest_altpatch.image.builder import build_image  # noqa: PLC0415
+    from pytest_altpatch.image.elf_writer import write_image, write_relocatable  # noqa: PLC0415
+    from pytest_altpatch.image.payload import build_payload  # noqa: PLC0415
+
     catalog = load_catalog()
     case = load_case(Path(args.case), catalog)
     # The dialect `altpatch show` runs by default, so build and show agree.
@@ -56,6 +58,8 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def _catalog_numbering(dialect: Dialect | None) -> CapNumbering | None:
+    from pytest_altpatch.cases import load_catalog  # noqa: PLC0415
+
     if dialect is None:
         return None
     try:
@@ -66,6 +70,8 @@ def _catalog_numbering(dialect: Dialect | None) -> CapNumbering | None:
 
 def run_inspect(args: argparse.Namespace) -> int:
     """Print (or emit as JSON) the alternatives table of an ELF file, with a lint."""
+    from pytest_altpatch.image.inspect import inspect_elf, render_text  # noqa: PLC0415
+
     try:
         data = Path(args.file).read_bytes()
         base = Path(args.base_image).read_bytes() if args.base_image else None

@@ -16,13 +16,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pytest_altpatch.cases import load_catalog
 from pytest_altpatch.errors import SpecError
-from pytest_altpatch.kernel.debian import image_for_profile
-from pytest_altpatch.kernel.layout import read_kernel_image
 from pytest_altpatch.kernel.profile import available_profiles, load_profile
-from pytest_altpatch.kernel.report import render_text, to_json
-from pytest_altpatch.kernel.runner import RunRequest, platform_cpus, resolved_caps, run_image
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -46,6 +41,16 @@ def parse_caps(text: str, ncaps: int) -> frozenset[int]:
 
 def run_image_command(args: argparse.Namespace) -> int:
     """Run a kernel image's boot-time patching under a target profile."""
+    from pytest_altpatch.cases import load_catalog  # noqa: PLC0415
+    from pytest_altpatch.kernel.layout import read_kernel_image  # noqa: PLC0415
+    from pytest_altpatch.kernel.report import render_text, to_json  # noqa: PLC0415
+    from pytest_altpatch.kernel.runner import (  # noqa: PLC0415
+        RunRequest,
+        platform_cpus,
+        resolved_caps,
+        run_image,
+    )
+
     profile = load_profile(args.profile)
     catalog = load_catalog()
     image = read_kernel_image(Path(args.image))
@@ -65,6 +70,8 @@ def run_image_command(args: argparse.Namespace) -> int:
 
 def fetch_command(args: argparse.Namespace) -> int:
     """Print the path of a profile's image (downloaded and unpacked into the cache)."""
+    from pytest_altpatch.kernel.debian import image_for_profile  # noqa: PLC0415
+
     profile = load_profile(args.profile)
     print(image_for_profile(profile.package, download=not args.offline))
     return EXIT_OK

@@ -165,6 +165,18 @@ def _load(args: argparse.Namespace, err: TextIO) -> _Loaded | None:
     return ready
 
 
+def _start_worker_early(args: argparse.Namespace) -> None:
+    """Start the worker server before this process imports the pipeline and reads the
+    case, so the two start-ups overlap (it imports what items need and, told that few
+    items follow, runs no bundled case to warm later children; see ``_load``)."""
+    if args.inprocess or not Path(args.case).is_file():
+        return
+    from pytest_altpatch.supervisor import prestart_workers, set_few_items  # noqa: PLC0415
+
+    set_few_items(True)
+    prestart_workers()
+
+
 def _item_key(patcher: PatcherUnderTest, mode: str, choice: ScheduleChoice) -> object:
     return ("altpatch run", patcher.spec, patcher.dialect, mode, choice.label, choice.seed)
 
@@ -186,6 +198,7 @@ def _start_first(loaded: _Loaded, timeout: float | None) -> None:
 def run_command(args: argparse.Namespace, out: TextIO | None = None,
                 err: TextIO | None = None) -> int:
     """``altpatch run``: every mode x schedule, a verdict line each, then discrepancies."""
+    _start_worker_early(args)
     from pytest_altpatch.pipeline import check, not_applicable  # noqa: PLC0415
     from pytest_altpatch.report import render_failure, style_for  # noqa: PLC0415
 
@@ -227,6 +240,7 @@ def _describe_patcher(patcher: PatcherUnderTest, out: TextIO) -> None:
 def show_command(args: argparse.Namespace, out: TextIO | None = None,
                  err: TextIO | None = None) -> int:
     """``altpatch show``: one run, everything about it; exit 1 if the verdict fails."""
+    _start_worker_early(args)
     from pytest_altpatch.pipeline import check, not_applicable  # noqa: PLC0415
     from pytest_altpatch.report import render_show, style_for  # noqa: PLC0415
 
