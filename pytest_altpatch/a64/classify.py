@@ -9,6 +9,7 @@ a table lookup over mask/value rows; encodings are from the Arm ARM (DDI 0487)
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
@@ -97,6 +98,7 @@ class Barrier:
     option: str
 
 
+@functools.lru_cache(maxsize=4096)  # the machine asks at every DSB and ISB it runs
 def barrier(word: int) -> Barrier | None:
     """The barrier ``word`` encodes, or None."""
     kind = _BARRIER_KINDS.get(word & _BARRIER_MASK)

@@ -157,12 +157,15 @@ class CodeCoherence:
             for alias in exec_alias.get(pa >> PAGE_SHIFT, ()):
                 va = (alias << PAGE_SHIFT) | (pa & PAGE_MASK)
                 lines.add(va & -HOOK_LINE)
+        # Nothing left stale for this CPU (the usual case): every line is fresh.
+        some_pending = self._fetch.pending_for(cpu) > 0
         for line in sorted(lines):
             found = self._translate(line)
             if found is None:
                 continue
             pa_line = found[0]
-            if any(self._fetch.is_pending(cpu, pa_line + off) for off in range(0, HOOK_LINE, 4)):
+            if some_pending and any(self._fetch.is_pending(cpu, pa_line + off)
+                                    for off in range(0, HOOK_LINE, 4)):
                 continue
             self._hooks.line_fresh(target, line)
 
