@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from pytest_altpatch.findings import Finding
 from pytest_altpatch.machine.guest_services import Symbolizer
-from pytest_altpatch.machine.trace import Trace, TraceEvent
+from pytest_altpatch.machine.trace import Trace
 
 
 class EventLog:
@@ -28,7 +28,7 @@ class EventLog:
         """Append an event to the trace; returns its step."""
         step = self.step
         self.step += 1
-        self.trace.append(TraceEvent(step, cpu, kind, address, detail))
+        self.trace.record(step, cpu, kind, address, detail)
         return step
 
     def progress(self) -> None:

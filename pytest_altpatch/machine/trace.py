@@ -34,20 +34,30 @@ class TraceEvent:
 
 
 class Trace:
-    """A bounded ring of TraceEvents with a count of dropped events."""
+    """A bounded ring of TraceEvents with a count of dropped events.
+
+    The ring keeps each event as a plain tuple of its fields and makes the
+    :class:`TraceEvent` when it is read: a machine records many more events than
+    anything reads (and a long run drops most of them).
+    """
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
-        self._events: deque[TraceEvent] = deque(maxlen=max(1, capacity))
+        self._events: deque[tuple[int, int, str, int, str]] = deque(maxlen=max(1, capacity))
         self.dropped = 0
+
+    def record(self, step: int, cpu: int, kind: str, address: int, detail: str) -> None:
+        """Record one event by its fields, dropping the oldest one when full."""
+        events = self._events
+        if len(events) == events.maxlen:
+            self.dropped += 1
+        events.append((step, cpu, kind, address, detail))
 
     def append(self, event: TraceEvent) -> None:
         """Record ``event``, dropping the oldest one when full."""
-        if len(self._events) == self._events.maxlen:
-            self.dropped += 1
-        self._events.append(event)
+        self.record(event.step, event.cpu, event.kind, event.address, event.detail)
 
     def __iter__(self) -> Iterator[TraceEvent]:
-        return iter(tuple(self._events))
+        return iter(self.events)
 
     def __len__(self) -> int:
         return len(self._events)
@@ -55,11 +65,11 @@ class Trace:
     @property
     def events(self) -> tuple[TraceEvent, ...]:
         """The kept events, oldest first."""
-        return tuple(self._events)
+        return tuple(TraceEvent(*fields) for fields in self._events)
 
     def to_bytes(self) -> bytes:
         """A canonical serialisation (used to compare runs byte for byte)."""
-        lines = [f"dropped {self.dropped}"] + [event.render() for event in self._events]
+        lines = [f"dropped {self.dropped}"] + [event.render() for event in self.events]
         return ("\n".join(lines) + "\n").encode()
 
 
