@@ -14,7 +14,7 @@ from typing import Any, Final
 from pytest_altpatch.a64.classify import CACHE_OPS, barrier
 from pytest_altpatch.a64.granule import PAGE_MASK, PAGE_SHIFT
 from pytest_altpatch.machine.config import Schedule
-from pytest_altpatch.machine.cpu import CpuRuntime
+from pytest_altpatch.machine.cpu import CpuRuntime, stop
 from pytest_altpatch.machine.events import EventLog
 from pytest_altpatch.machine.hooks import HOOK_LINE, IDLE_FIRES, HookBook
 from pytest_altpatch.machine.ifetch import FetchModel, FetchVerdict
@@ -89,7 +89,7 @@ class CodeCoherence:
         # The store's PC is only kept for naming it in findings (symbolizers).
         pc = self._cpus[cpu].regs.pc() if self._log.symbolizers else None
         self.store(cpu, address, pa, old, new, pc)
-        uc.emu_stop()
+        stop(uc, self._cpus[cpu])
 
     # --- fetch checks -------------------------------------------------------------------
     def on_stale_line(self, uc: Any, address: int, size: int, cpu: int) -> None:
@@ -198,10 +198,10 @@ class CodeCoherence:
             return 0
         by_va = name not in ("ic iallu", "ic ialluis")
         if not self.maintenance(cpu, name, cp.val if by_va else None, None):
-            uc.emu_stop()
+            stop(uc, self._cpus[cpu])
             return 1
         if self._stops_at_events:
-            uc.emu_stop()
+            stop(uc, self._cpus[cpu])
         return 0
 
     def on_barrier(self, uc: Any, address: int, size: int, cpu: int) -> None:
@@ -210,22 +210,29 @@ class CodeCoherence:
         if target.resume_skip == address:
             target.resume_skip = None
             return
+        if self.observe_barrier(target, address):
+            # Unicorn stops *before* a hooked instruction: skip this hook once on resume.
+            target.resume_skip = address
+            stop(uc, target)
+
+    def observe_barrier(self, target: CpuRuntime, address: int) -> bool:
+        """``target`` is about to run the word at ``address``: if it is a DSB or an ISB,
+        trace it and complete what it completes.  True when the schedule ends the slice
+        right there (before the barrier runs)."""
         found_pa = self._translate(address)
         if found_pa is None:
-            return
+            return False
         pa = found_pa[0]
         found = barrier(int.from_bytes(self._buffer[pa:pa + 4], "little"))
         if found is None or found.kind == "dmb":
-            return
+            return False
+        cpu = target.index
         step = self._event(cpu, found.kind, address, found.option)
         if found.kind == "dsb":
             self._fetch.dsb(cpu, step)
         else:
             self.context_sync(cpu, step)
-        if self._stops_at_events:
-            # Unicorn stops *before* a hooked instruction: skip this hook once on resume.
-            target.resume_skip = address
-            uc.emu_stop()
+        return self._stops_at_events
 
 
 __all__ = ["CodeCoherence"]

@@ -60,6 +60,7 @@ from pytest_altpatch.machine.sysregs import MrsHook, SysregKey, register_key
 from pytest_altpatch.machine.trace import Trace
 from pytest_altpatch.machine.traps import TrapHandler
 from pytest_altpatch.machine.uchooks import CodeHooks
+from pytest_altpatch.machine.ucount import instruction_counter
 
 #: Default per-instance translation buffer (a caller that knows its code passes less).
 TCG_BUFFER_SIZE: Final = MAX_CODE_BUFFER
@@ -114,6 +115,7 @@ class Machine:
         self._scheduler.code_in_flux = self._fetch.in_flux
         self._scheduler.probe_returned = self._services.probe_returned
         self._scheduler.take_svc_at = self._services.take_svc_at
+        self._scheduler.observe_barrier = self._coherence.observe_barrier
         self._services.port = port
         tables: list[dict[SysregKey, int]] = []
         self._mrs = MrsHook(tables)
@@ -146,6 +148,13 @@ class Machine:
         uc.hook_add(UC_HOOK_MEM_INVALID, services.on_memory_fault, index)
         cpu.stale_hook_ranges = CodeHooks(uc, coherence.on_stale_line, index)
         cpu.barrier_hook_ranges = CodeHooks(uc, coherence.on_barrier, index)
+        # Barriers by exits where unicorn's instruction counter can be read (ucount.py);
+        # with exits on, the probe's return trap is an exit too (emu_start's "until"
+        # is then ignored).
+        cpu.executed = instruction_counter(uc)
+        if cpu.executed is not None:
+            uc.ctl_exits_enabled(True)
+            cpu.barrier_exits = cpu.exits_changed = True
         return cpu
 
     # ================================================================== configuration

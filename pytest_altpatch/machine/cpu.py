@@ -95,7 +95,16 @@ class CpuRuntime:
         self.barrier_hook_ranges: CodeHooks | None = None
         #: Hooked lines no longer stale for this CPU -> harmless fires since (see hooks.py).
         self.idle_lines: dict[int, int] = {}
+        #: Barrier word VA -> its code hook, PENDING (asked for), or EXIT (an exit).
         self.barrier_hooks: dict[int, int] = {}
+        #: Reads how many instructions the last emu_start ran (ucount.py), or None.
+        self.executed: Callable[[], int] | None = None
+        #: Whether this engine observes barriers by exits (no other code hook on it).
+        self.barrier_exits = False
+        #: The engine's exit list must be set anew before its next slice.
+        self.exits_changed = False
+        #: Set by every hook that stops emulation (an exit stop leaves it clear).
+        self.stop_asked = False
         self.write_hooks: list[int] = []
         self.resume_skip: int | None = None
         self.trap_hooks: dict[int, int] = {}
@@ -115,5 +124,11 @@ class CpuRuntime:
             self.sysregs[ID_REGISTERS[name]] = value
 
 
+def stop(uc: Any, target: CpuRuntime) -> None:
+    """Stop ``target``'s emulation from inside a hook, saying so (see ``stop_asked``)."""
+    target.stop_asked = True
+    uc.emu_stop()
+
+
 __all__ = ["MASK64", "PC", "SP_SLOT", "STATE_REGS", "X_REGS", "CpuRuntime", "RegisterFile",
-           "Uc", "UcError", "x_register"]
+           "Uc", "UcError", "stop", "x_register"]

@@ -23,9 +23,14 @@ from unicorn import UC_HOOK_CODE, UC_HOOK_MEM_WRITE
 
 from pytest_altpatch.a64.classify import barrier
 from pytest_altpatch.a64.granule import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE
-from pytest_altpatch.machine.cpu import CpuRuntime
+from pytest_altpatch.machine.cpu import CpuRuntime, stop
 from pytest_altpatch.machine.ifetch import FetchModel
-from pytest_altpatch.machine.memory import MemoryMap
+from pytest_altpatch.machine.memory import PROBE_TRAP_VA, MemoryMap
+
+#: A barrier entry whose hook is asked for and not yet on the engine.
+PENDING: Final = -1
+#: A barrier entry observed by an exit of the engine rather than a code hook.
+EXIT: Final = -2
 
 #: Granule of the per-CPU stale-line code hooks.
 HOOK_LINE: Final = 64
@@ -100,6 +105,10 @@ class HookBook:
             work, cpu.engine_work = cpu.engine_work, []
             for action in work:
                 action()
+        if cpu.exits_changed:
+            cpu.exits_changed = False
+            cpu.uc.ctl_set_exits([PROBE_TRAP_VA, *(va for va, handle in cpu.barrier_hooks.items()
+                                                   if handle == EXIT)])
         if not cpu.engine_drops:
             return
         drops, cpu.engine_drops = sorted(cpu.engine_drops), []
@@ -158,8 +167,9 @@ class HookBook:
             for hooks in (cpu.barrier_hooks, cpu.stale_hooks):
                 for va in [v for v in hooks if low <= v < high]:
                     handle = hooks.pop(va)
-                    if handle != -1:
+                    if handle >= 0:
                         self.later(cpu, functools.partial(cpu.uc.hook_del, handle))
+            self.later(cpu, functools.partial(self._barriers_by_exits, cpu))
 
     def code_loaded(self, page: int, pa_page: int) -> None:
         """The host rewrote an executable page: find new barriers, drop translations."""
@@ -203,14 +213,58 @@ class HookBook:
             return
         for cpu in self._cpus:
             if va not in cpu.barrier_hooks:
-                cpu.barrier_hooks[va] = -1
+                cpu.barrier_hooks[va] = PENDING
                 self.later(cpu, functools.partial(self._add_barrier_hook, cpu, va))
 
     def _add_barrier_hook(self, cpu: CpuRuntime, va: int) -> None:
-        if cpu.barrier_hooks.get(va) == -1:
-            assert cpu.barrier_hook_ranges is not None
-            cpu.barrier_hooks[va] = cpu.barrier_hook_ranges.add(va, va + 3)
+        if cpu.barrier_hooks.get(va) == PENDING:
+            if cpu.barrier_exits:
+                cpu.barrier_hooks[va] = EXIT
+                cpu.exits_changed = True
+            else:
+                assert cpu.barrier_hook_ranges is not None
+                cpu.barrier_hooks[va] = cpu.barrier_hook_ranges.add(va, va + 3)
             cpu.uc.ctl_remove_cache(va, va + 4)
+
+    # --- barriers by exits while no other code hook is on the engine ----------------------
+    # One UC_HOOK_CODE anywhere on an engine halves unicorn's counted speed; exits cost
+    # nothing.  An engine with no stale-line or trap hook therefore stops at an exit
+    # before each barrier word (the scheduler observes and takes it, see
+    # Scheduler._run_by_exits); before such a hook is added, its barrier words become
+    # code hooks again, registered first, so the callbacks on one instruction run in the
+    # order they would have had the barrier hooks been there all along.
+    def _barriers_by_hooks(self, cpu: CpuRuntime) -> None:
+        """Engine work: observe barriers by code hooks (another code hook is coming)."""
+        if not cpu.barrier_exits:
+            return
+        cpu.barrier_exits = False
+        assert cpu.barrier_hook_ranges is not None
+        for va, handle in cpu.barrier_hooks.items():
+            if handle == EXIT:
+                cpu.barrier_hooks[va] = cpu.barrier_hook_ranges.add(va, va + 3)
+                cpu.engine_drops.append((va, va + 4))
+        cpu.exits_changed = True
+
+    def _barriers_by_exits(self, cpu: CpuRuntime) -> None:
+        """Engine work: observe barriers by exits again, once no other code hook is left
+        (a hooked word that is no longer a DSB or ISB keeps its hook: it fires idle)."""
+        if cpu.barrier_exits or cpu.executed is None or cpu.stale_hooks or cpu.trap_hooks:
+            return
+        cpu.barrier_exits = True
+        for va, handle in cpu.barrier_hooks.items():
+            if handle >= 0 and self._still_barrier(va):
+                cpu.uc.hook_del(handle)
+                cpu.barrier_hooks[va] = EXIT
+                cpu.engine_drops.append((va, va + 4))
+        cpu.exits_changed = True
+
+    def _still_barrier(self, va: int) -> bool:
+        found = self._memory.translate(va)
+        if found is None:
+            return False
+        pa = found[0]
+        kind = barrier(int.from_bytes(self._memory.buffer[pa:pa + 4], "little"))
+        return kind is not None and kind.kind != "dmb"
 
     def hook_stale_line(self, cpu: CpuRuntime, va: int) -> None:
         """Hook the line holding ``va`` for ``cpu`` (a word there is stale for it)."""
@@ -220,13 +274,14 @@ class HookBook:
             # Stale again, beside a barrier hook: hook anew, so the two callbacks run in
             # the order they would if the kept hook had been deleted when it went idle.
             old = cpu.stale_hooks.pop(line)
-            if old != -1:
+            if old != PENDING:
                 self.later(cpu, functools.partial(cpu.uc.hook_del, old))
         if line not in cpu.stale_hooks:
-            cpu.stale_hooks[line] = -1
+            cpu.stale_hooks[line] = PENDING
+            self.later(cpu, functools.partial(self._barriers_by_hooks, cpu))
 
             def add() -> None:
-                if cpu.stale_hooks.get(line) == -1:
+                if cpu.stale_hooks.get(line) == PENDING:
                     assert cpu.stale_hook_ranges is not None
                     cpu.stale_hooks[line] = cpu.stale_hook_ranges.add(line, line + HOOK_LINE - 1)
             self.later(cpu, add)
@@ -243,8 +298,9 @@ class HookBook:
             self.drop_later(cpu, line, line + HOOK_LINE)
             return
         handle = cpu.stale_hooks.pop(line)
-        if handle != -1:
+        if handle != PENDING:
             self.later(cpu, functools.partial(cpu.uc.hook_del, handle))
+        self.later(cpu, functools.partial(self._barriers_by_exits, cpu))
         self.drop_later(cpu, line, line + HOOK_LINE)
 
     def drop_idle_hook(self, cpu: CpuRuntime, line: int) -> None:
@@ -253,9 +309,10 @@ class HookBook:
             return
         del cpu.idle_lines[line]
         handle = cpu.stale_hooks.pop(line, None)
-        if handle is not None and handle != -1:
+        if handle is not None and handle != PENDING:
             cpu.uc.hook_del(handle)
         cpu.uc.ctl_remove_cache(line, line + HOOK_LINE)
+        self._barriers_by_exits(cpu)
 
     def add_trap_hooks(self, va: int) -> None:
         """Hook the word at ``va`` on every CPU for a code trap."""
@@ -263,6 +320,7 @@ class HookBook:
             self.later(cpu, functools.partial(self._add_trap_hook, cpu, va))
 
     def _add_trap_hook(self, cpu: CpuRuntime, va: int) -> None:
+        self._barriers_by_hooks(cpu)
         cpu.trap_hooks[va] = cpu.uc.hook_add(UC_HOOK_CODE, self.on_code_trap, cpu.index,
                                              va, va + 3)
         cpu.uc.ctl_remove_cache(va, va + 4)
@@ -274,7 +332,7 @@ class HookBook:
             target.trap_skip = None
             return
         target.trap_hit = address
-        uc.emu_stop()
+        stop(uc, target)
 
 
-__all__ = ["HOOK_LINE", "IDLE_FIRES", "IDLE_KEEP", "HookBook", "WriteHook"]
+__all__ = ["EXIT", "HOOK_LINE", "IDLE_FIRES", "IDLE_KEEP", "PENDING", "HookBook", "WriteHook"]

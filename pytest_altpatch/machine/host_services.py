@@ -18,7 +18,7 @@ from unicorn import (
 
 from pytest_altpatch.a64.classify import exception_call
 from pytest_altpatch.machine.config import MachineError, Schedule
-from pytest_altpatch.machine.cpu import PC, X_REGS, CpuRuntime
+from pytest_altpatch.machine.cpu import PC, X_REGS, CpuRuntime, stop
 from pytest_altpatch.machine.events import EventLog
 from pytest_altpatch.machine.guest_services import ServiceCall, ServiceHandler
 from pytest_altpatch.machine.memory import MemoryMap
@@ -126,7 +126,7 @@ class HostServices:
         else:
             self._fault(target, "guest-exception", f"exception {intno} taken", pc=at,
                         detail={"exception": intno})
-        uc.emu_stop()
+        stop(uc, target)
 
     def on_memory_fault(self, uc: Any, access: int, address: int, size: int, value: int,
                         cpu: int) -> bool:
@@ -163,13 +163,13 @@ class HostServices:
         x0 = uc.reg_read(X_REGS[0])
         if imm == PROBE_RETURN and self._scheduler.probing == cpu:
             target.probe_returned = True
-            uc.emu_stop()
+            stop(uc, target)
             return
         if imm == GUEST_RETURN and target.guest_call:
             target.guest_call = False
             target.result = x0
             log.event(cpu, "return", pc, f"x0={x0:#x}")
-            uc.emu_stop()
+            stop(uc, target)
             return
         handler = self.user.get(imm)
         if handler is not None:
@@ -177,20 +177,20 @@ class HostServices:
             handler(call)
             if call.progress:
                 log.progress()
-            uc.emu_stop()
+            stop(uc, target)
             return
         row = self._builtin.get(imm)
         if row is None:
             self._fault(target, "unknown-service", f"svc #{imm:#x} is not a host service",
                         pc=pc, detail={"imm": imm})
             log.progress()
-            uc.emu_stop()
+            stop(uc, target)
             return
         row.serve(target, uc, x0, pc)
         if row.progress:
             log.progress()
         if row.ends_slice or self._stops_at_events:
-            uc.emu_stop()
+            stop(uc, target)
 
     # --- the built-in services (services.py has the table) ------------------------------
     def _done(self, target: CpuRuntime, uc: Any, x0: int, pc: int) -> None:

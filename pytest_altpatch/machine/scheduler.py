@@ -23,7 +23,7 @@ from pytest_altpatch.machine.config import QUIET_GROWTH, Budget, MachineError, S
 from pytest_altpatch.machine.context import CpuContext, GuestFault
 from pytest_altpatch.machine.cpu import MASK64, PC, SP_SLOT, STATE_REGS, X_REGS, CpuRuntime, UcError
 from pytest_altpatch.machine.events import EventLog
-from pytest_altpatch.machine.hooks import HookBook
+from pytest_altpatch.machine.hooks import EXIT, HookBook
 from pytest_altpatch.machine.memory import GUEST_RETURN_VA, PROBE_STACK_TOP, PROBE_TRAP_VA
 from pytest_altpatch.machine.port import MachinePort
 from pytest_altpatch.machine.priority import PriorityPolicy
@@ -124,6 +124,9 @@ class Scheduler:
         #: wired): a probe that reached it, and another run that stopped before its SVC.
         self.probe_returned: Callable[[CpuRuntime, int], None]
         self.take_svc_at: Callable[[CpuRuntime, Any, int], None]
+        #: The fetch model's side of a barrier the engine stopped before (set when the
+        #: machine is wired): observe it; True when the slice ends there.
+        self.observe_barrier: Callable[[CpuRuntime, int], bool]
 
     # --- faults -------------------------------------------------------------------------
     def fault(self, cpu: CpuRuntime, code: str, message: str, *, pc: int | None,
@@ -272,7 +275,10 @@ class Scheduler:
         hooks.ready(target)
         hooks.running = target.index
         try:
-            target.uc.emu_start(target.pc, until, 0, quantum)
+            if target.barrier_exits:
+                self._run_by_exits(target, quantum, until)
+            else:
+                target.uc.emu_start(target.pc, until, 0, quantum)
             target.pc = pc = target.regs.pc()
             if pc == PROBE_TRAP_VA and target.state == "running":
                 if until == PROBE_TRAP_VA:
@@ -296,6 +302,42 @@ class Scheduler:
         target.instructions += quantum
         hooks.drain()
         return quantum
+
+    def _run_by_exits(self, target: CpuRuntime, quantum: int, until: int) -> None:
+        """Run ``quantum`` instructions of ``target``, whose engine stops at an exit before
+        each barrier word: observe each barrier where the hook would have (before it
+        runs), take it (it changes nothing but PC), and go on for the rest of the count,
+        exactly as the same slice with barrier hooks (hooks.py)."""
+        uc = target.uc
+        executed = target.executed
+        assert executed is not None
+        barriers = target.barrier_hooks
+        observe = self.observe_barrier
+        pc, left = target.pc, quantum
+        while True:
+            if barriers.get(pc) == EXIT:
+                if target.resume_skip == pc:  # observed when the last slice ended here
+                    target.resume_skip = None
+                elif observe(target, pc):  # the schedule ends the slice before it
+                    target.resume_skip = pc
+                    uc.reg_write(PC, pc)
+                    return
+                pc += 4
+                left -= 1
+                if left == 0 or target.state != "running":
+                    uc.reg_write(PC, pc)
+                    return
+            target.stop_asked = False
+            uc.emu_start(pc, until, 0, left)
+            if target.stop_asked or target.state != "running":
+                return
+            pc = target.regs.pc()
+            if barriers.get(pc) != EXIT:
+                return
+            ran = executed()  # the count + 1 if it ran out, else the instructions run
+            if ran >= left:  # the count ran out on the barrier: the next slice takes it
+                return
+            left -= ran
 
     def _take_trap(self, target: CpuRuntime) -> None:
         address = target.trap_hit

@@ -1,0 +1,102 @@
+"""How many instructions unicorn ran in its last ``emu_start``, where it can be read.
+
+Why: unicorn limits an ``emu_start`` to ``count`` instructions with a code hook of its
+own, and runs that at about half its free speed; any further ``UC_HOOK_CODE`` on the
+instance (on any address, executed or not) halves it again.  The machine must see
+every DSB and ISB, so it hooked each such word and paid that twice over on every CPU.
+unicorn's *exits* stop emulation before chosen addresses at no cost, but an exit says
+nothing about how many instructions ran before it, and the machine's schedules are
+instruction-exact: a slice that meets a barrier must go on for the rest of its count.
+
+unicorn keeps that number (the counter its count hook advances) in its engine
+structure, which its API does not export.  :func:`instruction_counter` finds the
+counter's place once per process by running known instruction counts on a scratch
+engine, and accepts it only if one place, and only one, agrees with every probe: a
+stop at an exit after k instructions reads k, a count of n run to its end reads n+1,
+with and without another code hook.  Anywhere that does not hold (another unicorn, an
+unknown layout), it returns None and the machine hooks barriers as before; both ways
+give the same instruction-exact schedules.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+from collections.abc import Callable
+from typing import Any, Final
+
+import unicorn as _unicorn
+from unicorn import UC_ARCH_ARM64, UC_HOOK_CODE, UC_MODE_ARM
+from unicorn import arm64_const as arm64
+
+Uc: Any = _unicorn.__dict__["Uc"]
+
+#: Setting this to 1 makes the machine hook barriers with code hooks (for comparison).
+NO_EXITS_ENV: Final = "ALTPATCH_NO_EXITS"
+#: How far into the engine structure the counter is looked for (bytes).
+_SEARCH: Final = 2048
+_NOP: Final = (0xD503201F).to_bytes(4, "little")
+_BASE: Final = 0x10000
+#: (instructions before the exit, count given): one stop at an exit, one run to its count.
+_PROBES: Final = ((37, 1000), (53, 1000), (101, 1000), (1000, 77), (1000, 210))
+
+
+def _scratch(with_code_hook: bool) -> Any:
+    uc = Uc(UC_ARCH_ARM64, UC_MODE_ARM)
+    uc.mem_map(_BASE, 0x2000)
+    uc.mem_write(_BASE, _NOP * (0x2000 // 4))
+    uc.ctl_exits_enabled(True)
+    if with_code_hook:
+        uc.hook_add(UC_HOOK_CODE, lambda *_: None, None, _BASE + 0x1FF0, _BASE + 0x1FF3)
+    return uc
+
+
+def _run(uc: Any, exit_after: int, count: int) -> tuple[int, bytes]:
+    """Run to the exit after ``exit_after`` NOPs or ``count`` instructions; what the
+    counter must then read, and the engine structure's first bytes."""
+    uc.ctl_set_exits([_BASE + 4 * exit_after])
+    uc.emu_start(_BASE, 0, 0, count)
+    executed = (uc.reg_read(arm64.UC_ARM64_REG_PC) - _BASE) // 4
+    expected = executed if executed == exit_after else count + 1
+    return expected, ctypes.string_at(uc._uch.value, _SEARCH)
+
+
+def _calibrate() -> int | None:
+    """The offset of the counter in the engine structure, or None."""
+    candidates: set[int] | None = None
+    for with_code_hook in (False, True):
+        uc = _scratch(with_code_hook)
+        for exit_after, count in _PROBES:
+            expected, raw = _run(uc, exit_after, count)
+            found = {offset for offset in range(0, _SEARCH - 4, 4)
+                     if int.from_bytes(raw[offset:offset + 4], "little") == expected}
+            candidates = found if candidates is None else candidates & found
+            if not candidates:
+                return None
+    if candidates is None or len(candidates) != 1:
+        return None
+    return candidates.pop()
+
+
+@functools.lru_cache(maxsize=1)
+def _offset() -> int | None:
+    if os.environ.get(NO_EXITS_ENV) == "1":
+        return None
+    try:
+        return _calibrate()
+    except Exception:
+        return None
+
+
+def instruction_counter(uc: Any) -> Callable[[], int] | None:
+    """A function reading how many instructions ``uc``'s last ``emu_start`` ran (its
+    count + 1 when the count ran out), or None where that cannot be known."""
+    offset = _offset()
+    if offset is None:
+        return None
+    cell = ctypes.c_uint32.from_address(uc._uch.value + offset)
+    return lambda: cell.value
+
+
+__all__ = ["NO_EXITS_ENV", "instruction_counter"]
