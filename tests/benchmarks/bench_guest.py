@@ -12,7 +12,8 @@ Run: ``python tests/benchmarks/bench_guest.py``.
   the same job correctly with the least host help: one store hook on the alias that
   stops the CPU so the host can drop the stale translation of ``fn``, then resume.
 
-Each figure is printed with its yardstick and the ratio (checked / yardstick speed).
+Each figure is the median of five runs taken in turn, printed with its yardstick and the
+ratio (checked / yardstick speed).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import mmap
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -62,6 +64,8 @@ ADD_X20_X0 = 0x8B000294  # ADD x20, x20, x0 (shifted register, Rm=0 Rn=20 Rd=20)
 MOV_X0_X20 = 0xAA1403E0  # ORR x0, xzr, x20
 EOR_W2_W2_W6 = 0x4A060042  # EOR w2, w2, w6 (shifted register: sf=0 01010 00 0 Rm=6 Rn=2 Rd=2)
 DONE = 1  # svc #1: the harness's "done" service
+#: Runs of each figure, taken in turn; the median is printed.
+ROUNDS = 5
 
 
 def call_loop_programs(alias: int, calls: int) -> tuple[Program, Program]:
@@ -255,10 +259,17 @@ def main() -> None:
     """Print each figure with its yardstick and the ratio."""
     calls = 400_000
     Machine([CPU], memory_size=0x10000)  # one-time library initialisation
-    checked, instructions = checked_call_loop(calls)
-    free = free_call_loop(calls)
     longest = 100 * QUIET_GROWTH
-    sliced = sliced_call_loop(calls, longest)
+    # Each figure is the median of ROUNDS runs taken in turn (one run of the free loop
+    # is about 20 ms, so a single pause of the shared machine would move it by 10%).
+    runs: dict[str, list[float]] = {"checked": [], "free": [], "sliced": []}
+    instructions = 0
+    for _ in range(ROUNDS):
+        seconds, instructions = checked_call_loop(calls)
+        runs["checked"].append(seconds)
+        runs["free"].append(free_call_loop(calls))
+        runs["sliced"].append(sliced_call_loop(calls, longest))
+    checked, free, sliced = (statistics.median(runs[k]) for k in ("checked", "free", "sliced"))
     work = 6 * calls * 4  # bl, mov, ret, add, subs, b.ne per call (granted slices overcount)
     rate, free_rate, sliced_rate = work / checked / 1e6, work / free / 1e6, work / sliced / 1e6
     print(f"call loop, 4 CPUs, checked at rr:100: {rate:7.1f} M instructions/s; "
@@ -268,8 +279,10 @@ def main() -> None:
           f"{sliced_rate:7.1f} M/s, {sliced_rate / free_rate:.3f}x free-running; "
           f"checked is {rate / sliced_rate:.3f}x of that; {instructions} instructions granted)")
     iterations = 2000
-    checked = checked_patch_call(iterations)
-    bare = bare_patch_call(iterations)
+    pairs = [(checked_patch_call(iterations), bare_patch_call(iterations))
+             for _ in range(ROUNDS)]
+    checked = statistics.median(pair[0] for pair in pairs)
+    bare = statistics.median(pair[1] for pair in pairs)
     print(f"patch-and-call loop: checked {checked / iterations * 1e6:8.1f} us/iteration; "
           f"bare unicorn {bare / iterations * 1e6:8.1f} us/iteration; "
           f"ratio {checked / bare:.1f}x (goal <= 5x)")
