@@ -524,6 +524,9 @@ def read_case(
                                                      _case_schema(corpus_root))
         except SpecError as exc:
             return None, [exc]
+        too_new = _too_new(document)
+        if too_new is not None:  # (a kept document is checked here too)
+            return None, [too_new]
         return _resolve_valid(document, problems, catalog)
 
 
@@ -552,10 +555,7 @@ def _too_new(document: LocatedDocument) -> SpecError | None:
 
 def _resolve_valid(document: LocatedDocument, problems: list[SpecError],
                    catalog: Catalog) -> tuple[Case | None, list[SpecError]]:
-    """A too new format first, then the schema ``problems``, then the catalog's."""
-    too_new = _too_new(document)
-    if too_new is not None:
-        return None, [too_new]
+    """The schema ``problems`` if any, else the catalog's, else the case."""
     if problems:
         return None, problems
     resolver = _Resolver(document, catalog)

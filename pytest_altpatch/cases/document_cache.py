@@ -70,8 +70,9 @@ def _schema_fingerprint(schema_dir: str, stamp: tuple[tuple[str, int, int], ...]
 def _schemas_of(schema_file: Path) -> bytes:
     directory = schema_file.parent
     try:
-        stamp = tuple(sorted((entry.name, entry.stat().st_mtime_ns, entry.stat().st_size)
-                             for entry in os.scandir(directory) if entry.is_file()))
+        stats = [(entry.name, entry.stat()) for entry in os.scandir(directory)
+                 if entry.is_file()]
+        stamp = tuple(sorted((name, info.st_mtime_ns, info.st_size) for name, info in stats))
         return _schema_fingerprint(str(directory), stamp)
     except OSError:  # unreadable: then it cannot be validated against either
         return b""

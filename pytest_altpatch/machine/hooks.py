@@ -53,6 +53,12 @@ _BARRIER_BYTES: Final = re.compile(rb"[\x9f\xdf][\x30-\x3f]\x03\xd5")
 WriteHook = Callable[[Any, int, int, int, int, int], None]
 
 
+def _observed_barrier(word: int) -> bool:
+    """Whether ``word`` is a barrier the fetch model observes (a DSB or an ISB)."""
+    found = barrier(word)
+    return found is not None and found.kind != "dmb"
+
+
 class HookBook:
     """Which unicorn hooks each CPU has, kept in step with the mapping table and the
     fetch model; also the queue of engine changes that wait for the end of a slice."""
@@ -164,12 +170,15 @@ class HookBook:
         for cpu in self._cpus:
             for va in [v for v in cpu.idle_lines if low <= v < high]:
                 del cpu.idle_lines[va]
+            removed: list[int] = []
             for hooks in (cpu.barrier_hooks, cpu.stale_hooks):
                 for va in [v for v in hooks if low <= v < high]:
                     handle = hooks.pop(va)
+                    removed.append(handle)
                     if handle >= 0:
                         self.later(cpu, functools.partial(cpu.uc.hook_del, handle))
-            self.later(cpu, functools.partial(self._barriers_by_exits, cpu))
+            if removed:  # exits there go too; with the last other hook, hooks go
+                self.later(cpu, functools.partial(self._hooks_removed, cpu, EXIT in removed))
 
     def code_loaded(self, page: int, pa_page: int) -> None:
         """The host rewrote an executable page: find new barriers, drop translations."""
@@ -208,8 +217,7 @@ class HookBook:
 
     def hook_barrier_word(self, va: int, word: int) -> None:
         """Hook the word at ``va`` on every CPU if it is a DSB or an ISB."""
-        found = barrier(word)
-        if found is None or found.kind == "dmb":
+        if not _observed_barrier(word):
             return
         for cpu in self._cpus:
             if va not in cpu.barrier_hooks:
@@ -258,13 +266,14 @@ class HookBook:
                 cpu.engine_drops.append((va, va + 4))
         cpu.exits_changed = True
 
+    def _hooks_removed(self, cpu: CpuRuntime, exits: bool) -> None:
+        """Engine work after hooks of a page were dropped (``exits``: some were exits)."""
+        cpu.exits_changed = cpu.exits_changed or exits
+        self._barriers_by_exits(cpu)
+
     def _still_barrier(self, va: int) -> bool:
-        found = self._memory.translate(va)
-        if found is None:
-            return False
-        pa = found[0]
-        kind = barrier(int.from_bytes(self._memory.buffer[pa:pa + 4], "little"))
-        return kind is not None and kind.kind != "dmb"
+        word = self._memory.word_at(va)
+        return word is not None and _observed_barrier(word)
 
     def hook_stale_line(self, cpu: CpuRuntime, va: int) -> None:
         """Hook the line holding ``va`` for ``cpu`` (a word there is stale for it)."""

@@ -130,3 +130,31 @@ def test_a_machine_without_the_counter_hooks_barriers(monkeypatch: pytest.Monkey
     assert not any(cpu.barrier_exits for cpu in built._cpus)
     monkeypatch.undo()
     assert all(cpu.barrier_exits for cpu in Machine([A72], memory_size=0x100000)._cpus)
+
+
+def rerun_after_code_change(exits: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[bytes, Any]:
+    """Run the barrier loop, take its page's execute right away, load other code at the
+    same place (no barrier where the DSBs were), give it back and run that."""
+    with monkeypatch.context() as patch:
+        if not exits:
+            patch.setattr(machine_core, "instruction_counter", lambda uc: None)
+        built = machine([A72])
+        base = TEXT_VA + 0x1000
+        built.start_cpu(0, load(built, barrier_loop(base, 3)), sp=stack(0))
+        built.run()
+        built.protect(base, 0x1000, "rw-")
+        program = Program(base)
+        program.emit(movz(20, 0), *[add_imm(20, 20, 1)] * 12, 0xAA1403E0, done())
+        load(built, program)
+        built.protect(base, 0x1000, "r-x")
+        built.start_cpu(0, base, sp=stack(0))
+        result = built.run()
+        return built.trace.to_bytes(), (result.reason, result.cpus[0].state,
+                                        result.cpus[0].result)
+
+
+def test_a_page_that_stops_being_code_takes_its_exits_with_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    by_exits = rerun_after_code_change(True, monkeypatch)
+    assert by_exits == rerun_after_code_change(False, monkeypatch)
+    assert by_exits[1] == ("stopped", "done", 12)
