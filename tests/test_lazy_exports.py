@@ -10,7 +10,6 @@ the ELF reader.
 from __future__ import annotations
 
 import ast
-import importlib
 import json
 import os
 import subprocess
@@ -64,14 +63,27 @@ def test_the_table_the_typed_imports_and_all_agree(package: str) -> None:
 
 @pytest.mark.parametrize("package", LAZY)
 def test_every_name_is_its_submodules_object(package: str) -> None:
-    module = importlib.import_module(f"pytest_altpatch.{package}")
+    # In a fresh interpreter: pytester's in-process runs drop the modules they imported
+    # from sys.modules, so here a submodule could be a second copy of itself.
     table, _, exported = declared(package)
-    for submodule, name in sorted(table):
-        owner = importlib.import_module(f"pytest_altpatch.{package}.{submodule}")
-        assert getattr(module, name) is getattr(owner, name)
-    assert set(exported) <= set(dir(module))
-    with pytest.raises(AttributeError, match="no attribute 'not_a_name'"):
-        _ = module.not_a_name
+    code = (
+        "import importlib, sys\n"
+        f"module = importlib.import_module('pytest_altpatch.{package}')\n"
+        f"for submodule, name in {sorted(table)!r}:\n"
+        f"    owner = importlib.import_module('pytest_altpatch.{package}.' + submodule)\n"
+        "    assert getattr(module, name) is getattr(owner, name), name\n"
+        f"assert set({sorted(exported)!r}) <= set(dir(module))\n"
+        "try:\n"
+        "    module.not_a_name\n"
+        "except AttributeError as error:\n"
+        "    assert \"no attribute 'not_a_name'\" in str(error), error\n"
+        "else:\n"
+        "    raise SystemExit('not_a_name resolved')\n"
+        "print('checked', len(sys.modules) > 0)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["checked", "True"]
 
 
 def test_import_submodules_loads_what_an_eager_init_did() -> None:
