@@ -16,7 +16,7 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import cast
+from typing import NoReturn, cast
 
 from pytest_altpatch import __version__
 from pytest_altpatch.errors import AltpatchError
@@ -59,6 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command() -> NoReturn:
+    """The ``altpatch`` console script: :func:`main`, then an exit that runs the exit
+    handlers but does not finalise the heap (see :mod:`pytest_altpatch.process_exit`)."""
+    from pytest_altpatch.process_exit import leave  # noqa: PLC0415
+
+    leave(main())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``altpatch`` console script."""
     parser = build_parser()
@@ -98,4 +106,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 __all__ = ["COMMAND_MODULES", "EXIT_INTERNAL", "EXIT_OK", "EXIT_PROBLEMS", "EXIT_USAGE",
-           "build_parser", "main"]
+           "build_parser", "command", "main"]

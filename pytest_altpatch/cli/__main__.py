@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
+from pytest_altpatch.cli import command
 
-from pytest_altpatch.cli import main
-
-sys.exit(main())
+command()

@@ -306,14 +306,23 @@ def _is_facts(frame: bytes) -> bool:
         return False
 
 
-def serve(channel_fd: int, *, warm_cases: bool = True) -> None:
+def serve(channel_fd: int, *, warm_cases: bool = True, leave: bool = False) -> None:
     """The worker server's loop: a forked child per request, until the session goes.
 
     The server warms up at once unless a request is already waiting: a session's first
     request may be for the patcher's facts, which a cold child answers, and the session
-    collects its items while the server warms up after that answer."""
+    collects its items while the server warms up after that answer.  With ``leave``,
+    the process then ends without finalising its warm heap (the spare child exits when
+    its request pipe closes with it)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the session's to handle
-    channel = socket.socket(fileno=channel_fd)
+    _serve(socket.socket(fileno=channel_fd), warm_cases)
+    if leave:
+        from pytest_altpatch.process_exit import leave as leave_now  # noqa: PLC0415
+
+        leave_now(0)
+
+
+def _serve(channel: socket.socket, warm_cases: bool) -> None:
     spare = _Spare.fork(channel)
     warm = False
     warmed: set[tuple[object, ...]] = set()

@@ -66,7 +66,7 @@ class _WorkerServer:
         self.process = subprocess.Popen(
             [sys.executable, "-c",
              "import sys; from pytest_altpatch.supervisor.server import serve; "
-             "serve(int(sys.argv[1]), warm_cases=sys.argv[2] == '1')",
+             "serve(int(sys.argv[1]), warm_cases=sys.argv[2] == '1', leave=True)",
              str(theirs.fileno()), "1" if warm_cases else "0"],
             pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=environment,
             start_new_session=True)  # the terminal's Ctrl-C goes to the session only
