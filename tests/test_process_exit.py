@@ -7,6 +7,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from pytest_altpatch.process_exit import FLUSH_FAILED
 
 
@@ -48,22 +50,14 @@ def test_a_handler_registered_twice_runs_once_on_fallback() -> None:
     assert "thread done" in done.stdout  # waited for, as a normal exit waits
 
 
-def test_a_stream_that_cannot_be_flushed_fails_the_exit() -> None:
-    done = _run("""
+@pytest.mark.parametrize(("status", "expected"), [(0, FLUSH_FAILED), (2, 2)])
+def test_a_stream_that_cannot_be_flushed_fails_the_exit(status: int, expected: int) -> None:
+    done = _run(f"""
         import io, sys
         class Gone(io.StringIO):
             def flush(self):
                 raise BrokenPipeError(32, "Broken pipe")
         sys.stdout = Gone()
-        leave(0)
+        leave({status})
     """)
-    assert done.returncode == FLUSH_FAILED
-    failing = _run("""
-        import io, sys
-        class Gone(io.StringIO):
-            def flush(self):
-                raise BrokenPipeError(32, "Broken pipe")
-        sys.stdout = Gone()
-        leave(2)
-    """)
-    assert failing.returncode == 2  # a failure stays the failure it was
+    assert done.returncode == expected  # a failure stays the failure it was
