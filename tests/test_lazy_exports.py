@@ -61,13 +61,21 @@ def test_the_table_the_typed_imports_and_all_agree(package: str) -> None:
     assert not submodules & set(exported)
 
 
+def _fresh(code: str) -> list[str]:
+    """The words ``code`` prints in a fresh interpreter (which must end cleanly)."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
 @pytest.mark.parametrize("package", LAZY)
 def test_every_name_is_its_submodules_object(package: str) -> None:
     # In a fresh interpreter: pytester's in-process runs drop the modules they imported
     # from sys.modules, so here a submodule could be a second copy of itself.
     table, _, exported = declared(package)
     code = (
-        "import importlib, sys\n"
+        "import importlib\n"
         f"module = importlib.import_module('pytest_altpatch.{package}')\n"
         f"for submodule, name in {sorted(table)!r}:\n"
         f"    owner = importlib.import_module('pytest_altpatch.{package}.' + submodule)\n"
@@ -79,11 +87,8 @@ def test_every_name_is_its_submodules_object(package: str) -> None:
         "    assert \"no attribute 'not_a_name'\" in str(error), error\n"
         "else:\n"
         "    raise SystemExit('not_a_name resolved')\n"
-        "print('checked', len(sys.modules) > 0)\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=ROOT, check=False)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["checked", "True"]
+        "print('checked')\n")
+    assert _fresh(code) == ["checked"]
 
 
 def test_import_submodules_loads_what_an_eager_init_did() -> None:
@@ -93,9 +98,7 @@ def test_import_submodules_loads_what_an_eager_init_did() -> None:
             "import_submodules('pytest_altpatch.machine')\n"
             "print(before, 'pytest_altpatch.machine.core' in sys.modules,\n"
             "      'unicorn' in sys.modules)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=ROOT, check=True)
-    assert done.stdout.split() == ["False", "True", "True"]
+    assert _fresh(code) == ["False", "True", "True"]
 
 
 HEAVY = ("unicorn", "capstone", "keystone", "elftools", "jsonschema", "greenlet",

@@ -37,7 +37,7 @@ def test_exit_handlers_run_and_buffered_output_is_flushed() -> None:
     assert done.stderr == "to stderr"
 
 
-def test_a_handler_registered_twice_runs_once_on_fallback() -> None:
+def test_handlers_run_once_when_a_thread_is_left_to_wait_for() -> None:
     done = _run("""
         import atexit, threading, time
         atexit.register(print, "handler")

@@ -68,7 +68,8 @@ def command() -> NoReturn:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``altpatch`` console script."""
+    """Parse ``argv``, run the subcommand and return its exit status (the console
+    script's work, without its exit; see :func:`command`)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     run = getattr(args, "run", None)
