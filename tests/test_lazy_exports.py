@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-LAZY = ("a64", "image", "machine", "pipeline", "supervisor")
+LAZY = ("a64", "cases", "image", "machine", "pipeline", "supervisor")
 
 
 def declared(package: str) -> tuple[set[tuple[str, str]], set[tuple[str, str]], list[str]]:
@@ -128,3 +128,14 @@ def test_collecting_the_corpus_loads_no_engine(tmp_path: Path) -> None:
         loaded = json.loads((tmp_path / "loaded.json").read_text())
         # Cold, the schemas are checked (jsonschema); warm, not even that.
         assert loaded == ([] if run == "warm" else ["jsonschema"]), run
+
+
+def test_the_altpatch_parser_loads_no_case_layer() -> None:
+    """``altpatch run`` starts its worker after parsing: the parser of every command is
+    built from names alone (what is shipped is listed by ``resources``)."""
+    code = ("import sys\nfrom pytest_altpatch.cli import build_parser\nbuild_parser()\n"
+            "layers = ('yaml', 'jsonschema', 'pytest_altpatch.cases.case',\n"
+            "          'pytest_altpatch.cases.model', 'pytest_altpatch.kernel.profile',\n"
+            "          'pytest_altpatch.native.manifest', 'pytest_altpatch.image.builder')\n"
+            "print([name for name in layers if name in sys.modules] or 'none')")
+    assert _fresh(code) == ["none"]

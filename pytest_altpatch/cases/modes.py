@@ -6,9 +6,10 @@ build or boot error); ``late`` checks ``expect.late`` (or a late error).
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from pytest_altpatch.cases.model import Case, Mode
+if TYPE_CHECKING:
+    from pytest_altpatch.cases.model import Case, Mode
 
 
 def has_mode(case: Case, mode: str) -> bool:

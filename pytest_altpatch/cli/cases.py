@@ -9,14 +9,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pytest_altpatch.cases.catalog import format_revision, load_catalog
-from pytest_altpatch.cases.corpus import lint_paths, load_corpus
-from pytest_altpatch.cases.export import catalog_document, corpus_document, dumps
-from pytest_altpatch.cases.model import MIDR_RV_MASK, Catalog
 from pytest_altpatch.errors import AltpatchError
-from pytest_altpatch.resources import bundled_corpus
+
+if TYPE_CHECKING:
+    from pytest_altpatch.cases.model import Catalog
+
+# The case layer is imported by the commands that use it, not by the parser every
+# ``altpatch`` command builds (``altpatch run`` starts its worker only after parsing).
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
@@ -42,6 +43,8 @@ def run_lint(args: argparse.Namespace) -> int:
     """Lint corpus roots, directories or case files; one line per problem."""
     # Lint also builds every case for every dialect it lists (the build is a later layer's
     # job, so it is passed in; loading alone would pass `movv x0, #2`).
+    from pytest_altpatch.cases.corpus import lint_paths  # noqa: PLC0415
+    from pytest_altpatch.resources import bundled_corpus  # noqa: PLC0415
     from pytest_altpatch.scenarios.buildcheck import build_problems  # noqa: PLC0415
 
     paths = [Path(p) for p in args.paths] or [bundled_corpus()]
@@ -55,6 +58,9 @@ def run_lint(args: argparse.Namespace) -> int:
 
 
 def _catalog_text(catalog: Catalog) -> str:
+    from pytest_altpatch.cases.catalog import format_revision  # noqa: PLC0415
+    from pytest_altpatch.cases.model import MIDR_RV_MASK  # noqa: PLC0415
+
     lines = [f"CPUs ({len(catalog.cpus)}):"]
     for name, cpu in catalog.cpus.items():
         lines.append(f"  {name:<20} {cpu.display_name:<36} MIDR {cpu.midr_model:#010x}  "
@@ -86,6 +92,9 @@ def _catalog_text(catalog: Catalog) -> str:
 
 def run_catalog(args: argparse.Namespace) -> int:
     """List the catalog's CPUs, errata, features and numberings."""
+    from pytest_altpatch.cases.catalog import load_catalog  # noqa: PLC0415
+    from pytest_altpatch.cases.export import catalog_document, dumps  # noqa: PLC0415
+
     catalog = load_catalog(Path(args.corpus) if args.corpus else None)
     sys.stdout.write(dumps(catalog_document(catalog)) if args.json else _catalog_text(catalog))
     return EXIT_OK
@@ -93,6 +102,9 @@ def run_catalog(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     """Write the whole resolved corpus as one JSON document."""
+    from pytest_altpatch.cases.corpus import load_corpus  # noqa: PLC0415
+    from pytest_altpatch.cases.export import corpus_document, dumps  # noqa: PLC0415
+
     if not args.json:
         print("altpatch export: only --json output exists; pass --json", file=sys.stderr)
         return EXIT_USAGE
@@ -115,6 +127,7 @@ def run_schema(args: argparse.Namespace) -> int:
     """Print the path of the case (or catalog) schema, or copy it into a directory,
     with the modeline that points an editor at it."""
     from pytest_altpatch.cases.schema import schema_path  # noqa: PLC0415
+    from pytest_altpatch.resources import bundled_corpus  # noqa: PLC0415
 
     source = schema_path(Path(args.corpus) if args.corpus else bundled_corpus(), args.kind)
     if not source.is_file():

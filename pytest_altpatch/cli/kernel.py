@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_altpatch.errors import SpecError
-from pytest_altpatch.kernel.profile import available_profiles, load_profile
+from pytest_altpatch.resources import available_profiles
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -43,6 +43,7 @@ def run_image_command(args: argparse.Namespace) -> int:
     """Run a kernel image's boot-time patching under a target profile."""
     from pytest_altpatch.cases import load_catalog  # noqa: PLC0415
     from pytest_altpatch.kernel.layout import read_kernel_image  # noqa: PLC0415
+    from pytest_altpatch.kernel.profile import load_profile  # noqa: PLC0415
     from pytest_altpatch.kernel.report import render_text, to_json  # noqa: PLC0415
     from pytest_altpatch.kernel.runner import (  # noqa: PLC0415
         RunRequest,
@@ -71,6 +72,7 @@ def run_image_command(args: argparse.Namespace) -> int:
 def fetch_command(args: argparse.Namespace) -> int:
     """Print the path of a profile's image (downloaded and unpacked into the cache)."""
     from pytest_altpatch.kernel.debian import image_for_profile  # noqa: PLC0415
+    from pytest_altpatch.kernel.profile import load_profile  # noqa: PLC0415
 
     profile = load_profile(args.profile)
     print(image_for_profile(profile.package, download=not args.offline))

@@ -13,11 +13,12 @@ import shlex
 import sys
 from typing import Any, TextIO
 
-from pytest_altpatch.native.cflags import cflags
-from pytest_altpatch.native.manifest import known_shims
+from pytest_altpatch.resources import known_shims
 
 
 def _cflags_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    from pytest_altpatch.native.cflags import cflags  # noqa: PLC0415
+
     out = out or sys.stdout
     out.write(" ".join(shlex.quote(flag) for flag in cflags(args.shim)) + "\n")
     return 0

@@ -19,10 +19,10 @@ from typing import Final, Literal, cast
 from pytest_altpatch.cases.yamlload import LocatedDocument, load_yaml_file, load_yaml_text
 from pytest_altpatch.dialects import DIALECTS, Dialect
 from pytest_altpatch.errors import KernelError, Location, SpecError
+from pytest_altpatch.resources import PROFILES_DIR, available_profiles
 
 #: The profile format this code reads.
 PROFILE_VERSION: Final = 1
-PROFILES_DIR: Final = Path(__file__).resolve().parent / "profiles"
 
 StubKind = Literal["log-format", "vmap-mfns", "vmap-identity", "vunmap", "run-on-all-cpus",
                    "return-zero"]
@@ -130,11 +130,6 @@ class TargetProfile:
                  *([self.region_entry] if self.region_entry else []), *self.stubs,
                  *(name for item in self.data for name in item.symbols), *self.trap_in]
         return tuple(dict.fromkeys(names))
-
-
-def available_profiles() -> tuple[str, ...]:
-    """Names of the profiles shipped with the package."""
-    return tuple(sorted(p.stem for p in PROFILES_DIR.glob("*.yaml")))
 
 
 def load_profile(name_or_path: str | Path) -> TargetProfile:

@@ -27,9 +27,9 @@ from pytest_altpatch.cases.yamlload import LocatedDocument, load_yaml_file
 from pytest_altpatch.dialects import DIALECTS
 from pytest_altpatch.errors import ERROR_CODES, Location, NativeError
 from pytest_altpatch.native import abi
+from pytest_altpatch.resources import SHIM_ROOT, known_shims
 
-#: Where the shipped shims live: shims/<name>/shim.yaml and shims/<name>/include/.
-SHIM_ROOT: Final = Path(__file__).parent / "shims"
+#: The ABI's own headers (each shipped shim's are under SHIM_ROOT/<name>/include/).
 INCLUDE_DIR: Final = Path(__file__).parent / "include"
 OBJECT_SUFFIXES: Final = (".o", ".a", ".s", ".S")
 _AR_MAGIC: Final = b"!<arch>\n"
@@ -233,13 +233,6 @@ def archive_members(path: Path, data: bytes, where: Location) -> list[ObjectFile
         if name.endswith(".o"):
             members.append(ObjectFile(path.parent / name, body, archive=path.name))
     return members
-
-
-def known_shims() -> tuple[str, ...]:
-    """Names of the shipped shims."""
-    if not SHIM_ROOT.is_dir():
-        return ()
-    return tuple(sorted(p.name for p in SHIM_ROOT.iterdir() if (p / "shim.yaml").is_file()))
 
 
 def load_manifest(path: Path) -> Manifest:
