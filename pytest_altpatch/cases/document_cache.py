@@ -4,11 +4,13 @@ Parsing a case with located marks and validating it against the case schema cost
 2 ms per file, most of a collection's time.  Neither depends on anything but the file's
 bytes, the name it is reported under, the schema files and the code that does the
 work, so :func:`load_valid_document` keeps each document that parsed and validated with
-no problem under a key hashed from exactly those, in ``<cache_root>/documents/``.
+no problem under a key hashed from exactly those, in ``<cache_root>/documents/``
+(:mod:`pytest_altpatch.kept`: bounded, least recently used trimmed first).
 
 * A document with any problem is never kept: its errors are found again, at their lines.
 * Resolving against the catalog is not cached (the catalog is an input of its own).
-* A kept entry that cannot be read back (truncated, another format) counts as absent.
+* A kept entry that cannot be read back (truncated, another format, not plain data)
+  counts as absent.
 * ``ALTPATCH_NO_CACHE=1`` turns the cache off; a cache that cannot be written is
   skipped without a word.  Deleting the directory is always safe.
 """
@@ -19,11 +21,10 @@ import hashlib
 import os
 import pickle
 import sys
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final, cast
 
 import yaml
 
@@ -36,13 +37,13 @@ from pytest_altpatch.cases.yamlload import (
     read_bounded,
 )
 from pytest_altpatch.errors import Location, SpecError
-from pytest_altpatch.resources import cache_root
+from pytest_altpatch.kept import NO_CACHE_ENV, KeptEntries
+from pytest_altpatch.plain_data import dumps, loads
 
-#: Setting this to 1 makes every load parse and validate afresh.
-NO_CACHE_ENV: Final = "ALTPATCH_NO_CACHE"
 #: Bumped when what an entry holds changes shape.
-ENTRY_FORMAT: Final = 1
-_SUBDIR: Final = "documents"
+ENTRY_FORMAT: Final = 2
+#: Parsed documents of about 200 files take 3 MiB; the bound keeps a few corpora.
+_DOCUMENTS: Final = KeptEntries("documents", 64 * 1024 * 1024)
 
 
 @lru_cache(maxsize=1)
@@ -86,49 +87,32 @@ def _key(raw: bytes, file: str, schema_file: Path) -> str:
     return digest.hexdigest()
 
 
-def _directory() -> Path | None:
-    if os.environ.get(NO_CACHE_ENV) == "1":
-        return None
-    return cache_root() / _SUBDIR
-
-
-def _read_entry(directory: Path, key: str) -> LocatedDocument | None:
-    try:
-        blob = (directory / key[:2] / key).read_bytes()
-    except OSError:
+def _read_entry(key: str) -> LocatedDocument | None:
+    payload = _DOCUMENTS.read(key)
+    if payload is None:
         return None
     try:
-        entry = pickle.loads(blob)
-        stored_key, file, value, locations, key_locations, text_starts = entry
-        if stored_key != key or not all(isinstance(table, dict) for table in
-                                        (locations, key_locations, text_starts)):
-            return None
-        if not all(isinstance(where, Location) for where in locations.values()):
-            return None
-    except Exception:
+        entry = loads(payload)
+        file, value, locations, key_locations, text_starts = cast("tuple[Any, ...]", entry)
+    except Exception:  # another format, or damaged past the key: absent
+        return None
+    if not isinstance(file, str) or not all(
+            isinstance(table, dict) for table in (locations, key_locations, text_starts)):
+        return None
+    if not all(isinstance(where, Location) for where in locations.values()):
         return None
     return LocatedDocument(file, value, MappingProxyType(locations),
                            MappingProxyType(key_locations), MappingProxyType(text_starts))
 
 
-def _write_entry(directory: Path, key: str, document: LocatedDocument) -> None:
-    entry = (key, document.file, document.value, dict(document.locations),
+def _write_entry(key: str, document: LocatedDocument) -> None:
+    entry = (document.file, document.value, dict(document.locations),
              dict(document.key_locations), dict(document.text_starts))
     try:
-        blob = pickle.dumps(entry, protocol=pickle.HIGHEST_PROTOCOL)
-        folder = directory / key[:2]
-        folder.mkdir(parents=True, exist_ok=True)
-        # Written aside and renamed: a concurrent reader sees all of an entry or none.
-        handle, temporary = tempfile.mkstemp(dir=folder, prefix=".entry-")
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                stream.write(blob)
-            os.replace(temporary, folder / key)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-    except (OSError, pickle.PicklingError, TypeError):  # a read-only home: no cache
+        payload = dumps(entry)
+    except (pickle.PicklingError, TypeError):  # a value no pickle holds: not kept
         return
+    _DOCUMENTS.write(key, payload)
 
 
 def load_valid_document(path: Path, file: str,
@@ -139,16 +123,16 @@ def load_valid_document(path: Path, file: str,
     document and its schema problems (none when it came from the cache).
     """
     raw = read_bounded(path, file)
-    directory = _directory()
-    key = _key(raw, file, schema_file) if directory is not None else ""
-    if directory is not None:
-        kept = _read_entry(directory, key)
+    caching = _DOCUMENTS.directory() is not None
+    key = _key(raw, file, schema_file) if caching else ""
+    if caching:
+        kept = _read_entry(key)
         if kept is not None:
             return kept, []
     document = load_yaml_text(decode_utf8(raw, file), file)
     problems = validate(document, schema_file)
-    if directory is not None and not problems:
-        _write_entry(directory, key, document)
+    if caching and not problems:
+        _write_entry(key, document)
     return document, problems
 
 

@@ -1,33 +1,27 @@
 """The wire between the session and its workers: requests, replies, pickling, frames.
 
 Requests go down to a worker as pickles (the worker trusts the session); replies come
-back through :func:`loads`, which unpickles with an allow-list (only this package's
-data classes and a few builtins), so a child cannot make the session run code by what
-it sends.  Every message is a length-prefixed frame, on the session's socket or on a
-child's pipes.
+back through :func:`loads` (:mod:`pytest_altpatch.plain_data`), which unpickles with an
+allow-list (only this package's data classes and a few builtins), so a child cannot
+make the session run code by what it sends.  Every message is a length-prefixed frame,
+on the session's socket or on a child's pipes.
 """
 
 from __future__ import annotations
 
-import copyreg
-import dataclasses
-import enum
-import io
 import os
-import pickle
 import select
 import socket
 import struct
 import sys
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
-from pytest_altpatch.errors import AltpatchError, ErrorInfo
+from pytest_altpatch.errors import ErrorInfo
 from pytest_altpatch.machine import Schedule
 from pytest_altpatch.patchers.facts import PatcherFacts
+from pytest_altpatch.plain_data import dumps, loads
 
 if TYPE_CHECKING:
     from pytest_altpatch.cases.model import Case, Catalog
@@ -97,65 +91,6 @@ def session_context() -> tuple[tuple[str, ...], str, tuple[tuple[str, str], ...]
     """The import path, working directory and environment a child should run in."""
     return (tuple(path for path in sys.path if isinstance(path, str)), os.getcwd(),
             tuple(sorted(os.environ.items())))
-
-
-# --------------------------------------------------------------------------- pickling
-
-
-def _mapping_proxy(mapping: dict[object, object]) -> Mapping[object, object]:
-    return MappingProxyType(mapping)
-
-
-def _reduce_proxy(proxy: MappingProxyType[object, object]) -> tuple[object, ...]:
-    return (_mapping_proxy, (dict(proxy),))
-
-
-#: How our frozen data pickles, including the read-only mappings specs are made of.
-_DISPATCH: Final[dict[type, Any]] = {**copyreg.dispatch_table, MappingProxyType: _reduce_proxy}
-
-
-#: Builtins a reply may contain besides what pickle encodes natively.
-_SAFE_BUILTINS: Final = frozenset({"frozenset", "set", "bytearray", "complex", "range",
-                                   "slice", "object"})
-_SAFE_GLOBALS: Final = frozenset({("copyreg", "_reconstructor"), ("pathlib", "PosixPath"),
-                                  ("pathlib", "PurePosixPath"), ("pathlib", "WindowsPath"),
-                                  ("pathlib", "PureWindowsPath"), ("pathlib", "Path")})
-
-
-#: Our own reducers a reply may call.
-_SAFE_OURS: Final = frozenset({("pytest_altpatch.supervisor.wire", "_mapping_proxy"),
-                               ("pytest_altpatch.errors", "_rebuild")})
-
-
-class ReplyUnpickler(pickle.Unpickler):
-    """Loads plain data only: a few builtins, and this package's data classes, enums and
-    errors (whose constructors only store their fields), so no code runs on load."""
-
-    def find_class(self, module: str, name: str) -> object:
-        """Allow-listed globals only."""
-        if (module == "builtins" and name in _SAFE_BUILTINS) or (module, name) in \
-                _SAFE_GLOBALS or (module, name) in _SAFE_OURS:
-            return super().find_class(module, name)
-        if module.startswith("pytest_altpatch.") and not name.startswith("__"):
-            found = super().find_class(module, name)
-            if isinstance(found, type) and (dataclasses.is_dataclass(found)
-                                            or issubclass(found, (enum.Enum, AltpatchError))):
-                return found
-        raise pickle.UnpicklingError(f"a worker reply may not contain {module}.{name}")
-
-
-def dumps(value: object) -> bytes:
-    """Pickle plain data (frozen dataclasses, read-only mappings) for the other side."""
-    buffer = io.BytesIO()
-    pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
-    pickler.dispatch_table = _DISPATCH
-    pickler.dump(value)
-    return buffer.getvalue()
-
-
-def loads(data: bytes) -> object:
-    """Unpickle a reply with the allow-list."""
-    return ReplyUnpickler(io.BytesIO(data)).load()
 
 
 # --------------------------------------------------------------------------- framing

@@ -1,0 +1,122 @@
+"""Entries kept between runs in the user's cache: parsed documents, built images.
+
+Each kind of entry has a directory under :func:`~pytest_altpatch.resources.cache_root`
+and keeps each entry as ``<key[:2]>/<key>``, the key a hex digest of everything the
+entry depends on (its owner computes it).  The store knows nothing of what entries mean:
+
+* An entry's bytes start with its own key and a newline; one that does not (truncated,
+  another key's, another format) counts as absent.
+* Entries are written aside and renamed, so a concurrent reader sees all of one or none.
+* A hit refreshes the entry's modification time.  When a kind's entries grow past its
+  byte bound, the least recently used go until a quarter of the bound is free.  The
+  bound is checked at a process's first write, after each further quarter of it the
+  process writes, and by :meth:`KeptEntries.trim` (the worker server calls it while it
+  warms up, so its forked children need not each check).
+* ``ALTPATCH_NO_CACHE=1`` turns every kind off; a cache that cannot be written is
+  skipped without a word.  Deleting the directory is always safe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Final
+
+from pytest_altpatch.resources import cache_root
+
+#: Setting this to 1 makes every owner compute afresh and keep nothing.
+NO_CACHE_ENV: Final = "ALTPATCH_NO_CACHE"
+#: Files of writes in progress (or of a writer killed mid-write) start with this.
+_ASIDE_PREFIX: Final = ".entry-"
+
+
+class KeptEntries:
+    """The kept entries of one kind, in ``<cache_root>/<kind>/``, bounded in bytes."""
+
+    def __init__(self, kind: str, max_bytes: int) -> None:
+        self.kind = kind
+        self.max_bytes = max_bytes
+        #: Bytes this process wrote since it last checked the bound (None: never checked).
+        self._written: int | None = None
+
+    def directory(self) -> Path | None:
+        """Where the entries live, or None when caching is off."""
+        if os.environ.get(NO_CACHE_ENV) == "1":
+            return None
+        return cache_root() / self.kind
+
+    def read(self, key: str) -> bytes | None:
+        """The payload kept under ``key``, or None (absent, damaged, or caching off)."""
+        directory = self.directory()
+        if directory is None:
+            return None
+        path = directory / key[:2] / key
+        try:
+            blob = path.read_bytes()
+        except OSError:
+            return None
+        head = key.encode("ascii") + b"\n"
+        if not blob.startswith(head):
+            return None
+        with contextlib.suppress(OSError):
+            os.utime(path)  # recently used: the last to be trimmed
+        return blob[len(head):]
+
+    def write(self, key: str, payload: bytes) -> None:
+        """Keep ``payload`` under ``key`` (nothing happens if the cache cannot be written)."""
+        directory = self.directory()
+        if directory is None:
+            return
+        blob = key.encode("ascii") + b"\n" + payload
+        folder = directory / key[:2]
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            handle, aside = tempfile.mkstemp(dir=folder, prefix=_ASIDE_PREFIX)
+            try:
+                with os.fdopen(handle, "wb") as stream:
+                    stream.write(blob)
+                os.replace(aside, folder / key)
+            except BaseException:
+                Path(aside).unlink(missing_ok=True)
+                raise
+        except OSError:  # a read-only home, a full disk: no cache
+            return
+        if self._written is None or self._written >= self.max_bytes // 4:
+            self.trim()
+        self._written = (self._written or 0) + len(blob)
+
+    def trim(self) -> None:
+        """If the entries pass the bound, remove the least recently used until a quarter
+        of it is free (with the files of writes that never finished)."""
+        self._written = 0
+        directory = self.directory()
+        if directory is None:
+            return
+        entries: list[tuple[int, int, str]] = []
+        try:
+            with os.scandir(directory) as folders:
+                for folder in folders:
+                    if not folder.is_dir(follow_symlinks=False):
+                        continue
+                    with os.scandir(folder.path) as files:
+                        for entry in files:
+                            with contextlib.suppress(OSError):
+                                info = entry.stat(follow_symlinks=False)
+                                entries.append((info.st_mtime_ns, info.st_size, entry.path))
+        except OSError:
+            return
+        total = sum(size for _, size, _ in entries)
+        if total <= self.max_bytes:
+            return
+        entries.sort()
+        for _, size, path in entries:
+            if total <= self.max_bytes * 3 // 4:
+                break
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+                total -= size
+
+
+__all__ = ["NO_CACHE_ENV", "KeptEntries"]

@@ -1,0 +1,74 @@
+"""The store of kept entries (``pytest_altpatch.kept``): an entry is read back only
+under its own key, writes are whole, and the bound trims the least recently used."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pytest_altpatch.kept import NO_CACHE_ENV, KeptEntries
+
+KEY_A, KEY_B, KEY_C = ("a" * 64, "b" * 64, "c" * 64)
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh, empty cache root for this test."""
+    root = tmp_path / "cache"
+    monkeypatch.setenv("ALTPATCH_CACHE", str(root))
+    monkeypatch.delenv(NO_CACHE_ENV, raising=False)
+    return root
+
+
+def files(root: Path) -> list[str]:
+    """Names of every file under ``root`` (entries and anything left aside)."""
+    return sorted(path.name for path in root.rglob("*") if path.is_file())
+
+
+def test_an_entry_is_read_back_under_its_own_key_only(cache: Path) -> None:
+    store = KeptEntries("things", 1 << 20)
+    assert store.read(KEY_A) is None
+    store.write(KEY_A, b"payload of a")
+    assert store.read(KEY_A) == b"payload of a"
+    entry = cache / "things" / "aa" / KEY_A
+    assert entry.read_bytes() == KEY_A.encode() + b"\npayload of a"
+    # Another key's bytes under this name (a copied or renamed file) are not taken.
+    store.write(KEY_B, b"payload of b")
+    entry.write_bytes((cache / "things" / "bb" / KEY_B).read_bytes())
+    assert store.read(KEY_A) is None
+    for damage in (b"", KEY_A[:10].encode(), KEY_A.encode()):  # truncated: absent
+        entry.write_bytes(damage)
+        assert store.read(KEY_A) is None
+    assert files(cache) == [KEY_A, KEY_B]  # nothing left aside by the writes
+
+
+def test_over_its_bound_the_least_recently_used_go(cache: Path) -> None:
+    payload = bytes(1000)
+    store = KeptEntries("things", 3000)  # room for two entries of 1065 bytes, not three
+    for age, key in enumerate((KEY_A, KEY_B)):
+        store.write(key, payload)
+        path = cache / "things" / key[:2] / key
+        os.utime(path, ns=(10**18 + age, 10**18 + age))
+    assert store.read(KEY_A) == payload  # the read makes A the most recently used
+    store.write(KEY_C, payload)  # a quarter of the bound written since the first check
+    store.trim()
+    assert files(cache) == [KEY_A, KEY_C]
+    under = KeptEntries("things", 1 << 20)
+    under.trim()
+    assert files(cache) == [KEY_A, KEY_C]  # within the bound nothing goes
+
+
+def test_switched_off_or_unwritable_nothing_is_kept(cache: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    store = KeptEntries("things", 1 << 20)
+    monkeypatch.setenv(NO_CACHE_ENV, "1")
+    assert store.directory() is None
+    store.write(KEY_A, b"x")
+    store.trim()
+    assert store.read(KEY_A) is None and not cache.exists()
+    monkeypatch.delenv(NO_CACHE_ENV)
+    cache.write_text("a file where the cache directory would be")
+    store.write(KEY_A, b"x")  # no error: the cache is skipped
+    assert store.read(KEY_A) is None
