@@ -23,8 +23,8 @@ from pytest_altpatch.cases.model import Case, Catalog, CpuInstance, ProbeSpec
 from pytest_altpatch.dialects import Dialect, DialectTraits, traits
 from pytest_altpatch.errors import AltpatchError, ErrorInfo, Location
 from pytest_altpatch.findings import Finding
-from pytest_altpatch.image.builder import build_image
 from pytest_altpatch.image.callbacks import SMCCC_CONDUIT_SYMBOL, SMCCC_CONDUIT_VALUES
+from pytest_altpatch.image.kept_images import build_image_kept
 from pytest_altpatch.image.model import Image
 from pytest_altpatch.machine import (
     Budget,
@@ -88,10 +88,11 @@ def page_span(size: int) -> int:
 
 
 def build_for(case: Case, catalog: Catalog, dialect: Dialect) -> Image:
-    """The image of ``case`` as ``dialect`` builds it, with the harness code in it."""
+    """The image of ``case`` as ``dialect`` builds it, with the harness code in it (kept
+    between runs: :mod:`pytest_altpatch.image.kept_images`)."""
     numbering = catalog.numberings[numbering_for(catalog, dialect)]
-    return build_image(case, dialect=dialect, numbering=numbering,
-                       harness_text=harness_source())
+    return build_image_kept(case, dialect=dialect, numbering=numbering,
+                            harness_text=harness_source())
 
 
 def clean_cache_needed(case: Case, catalog: Catalog, cpus: Sequence[int]) -> bool:

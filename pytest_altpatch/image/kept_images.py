@@ -1,0 +1,102 @@
+"""Built images kept between runs, as bytecode is: a case's image is built once.
+
+Building is most of an item's own time (a 200-site case: about 50 ms of assembling;
+reading a kept image back: about 2 ms), and every item of a corpus run builds in its
+own worker child, the session too when it checks that a case builds.  An image is a
+pure function of the case, the dialect, its capability numbering, the harness text,
+the code that builds it and the assembler engines, so :func:`build_image_kept` keeps
+each image that built under a key hashed from exactly those, in
+``<cache_root>/images/`` (:mod:`pytest_altpatch.kept`: bounded, least recently used
+trimmed first).
+
+* A build error is never kept: it is raised afresh, at its line, every time.
+* The code is every Python source of this package (what an image depends on is most
+  of it), read once per process; keystone's and capstone's versions and the
+  interpreter's are part of the key too.
+* A kept entry is read back with :mod:`pytest_altpatch.plain_data`'s allow-list, and
+  one that is not an :class:`Image` counts as absent.
+* ``ALTPATCH_NO_CACHE=1`` turns it off, as it does the document cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from pytest_altpatch.image.builder import build_image
+from pytest_altpatch.image.model import Image
+from pytest_altpatch.kept import KeptEntries
+from pytest_altpatch.plain_data import dumps, loads
+
+if TYPE_CHECKING:
+    from pytest_altpatch.cases.model import CapNumbering, Case
+    from pytest_altpatch.dialects import Dialect
+
+#: Bumped when what an entry holds changes shape.
+ENTRY_FORMAT: Final = 1
+#: A 200-site image takes 200 KB, a bundled case's 10-30 KB.
+_IMAGES: Final = KeptEntries("images", 256 * 1024 * 1024)
+_PACKAGE: Final = Path(__file__).resolve().parent.parent
+
+
+@lru_cache(maxsize=1)
+def code_fingerprint() -> bytes:
+    """What a build depends on besides its arguments: this package's sources, the
+    assembler and disassembler engines, and the interpreter (about 5 ms, once)."""
+    import capstone  # noqa: PLC0415 - loaded by the builder already
+    import keystone  # noqa: PLC0415
+
+    digest = hashlib.sha256(f"{ENTRY_FORMAT} {sys.version_info[:3]} keystone "
+                            f"{keystone.__version__} capstone {capstone.__version__}".encode())
+    for source in sorted(_PACKAGE.rglob("*.py")):
+        digest.update(source.relative_to(_PACKAGE).as_posix().encode() + b"\0")
+        digest.update(source.read_bytes())
+    return digest.digest()
+
+
+def _key(case: Case, dialect: Dialect, numbering: CapNumbering,
+         harness_text: str | None) -> str | None:
+    try:
+        arguments = dumps((case, dialect, numbering, harness_text))
+    except (pickle.PicklingError, TypeError, AttributeError):  # not plain data: not kept
+        return None
+    return hashlib.sha256(code_fingerprint() + arguments).hexdigest()
+
+
+def build_image_kept(case: Case, *, dialect: Dialect, numbering: CapNumbering,
+                     harness_text: str | None = None) -> Image:
+    """:func:`~pytest_altpatch.image.builder.build_image` with the default layout, read
+    from the cache when this image was built before; raises what a build raises."""
+    key = _key(case, dialect, numbering, harness_text) if _IMAGES.directory() else None
+    if key is not None:
+        payload = _IMAGES.read(key)
+        if payload is not None:
+            try:
+                kept = loads(payload)
+            except Exception:  # another format, or damaged past the key: absent
+                kept = None
+            if isinstance(kept, Image):
+                return kept
+    image = build_image(case, dialect=dialect, numbering=numbering, harness_text=harness_text)
+    if key is not None:
+        try:
+            payload = dumps(image)
+        except (pickle.PicklingError, TypeError, AttributeError):
+            return image
+        _IMAGES.write(key, payload)
+    return image
+
+
+def prepare() -> None:
+    """Compute what every lookup needs and check the bound now (the worker server calls
+    this while it warms up, so each forked child inherits both)."""
+    if _IMAGES.directory() is not None:
+        code_fingerprint()
+        _IMAGES.trim()
+
+
+__all__ = ["ENTRY_FORMAT", "build_image_kept", "code_fingerprint", "prepare"]
