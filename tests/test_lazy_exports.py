@@ -139,3 +139,32 @@ def test_the_altpatch_parser_loads_no_case_layer() -> None:
             "          'pytest_altpatch.native.manifest', 'pytest_altpatch.image.builder')\n"
             "print([name for name in layers if name in sys.modules] or 'none')")
     assert _fresh(code) == ["none"]
+
+
+def test_a_boot_item_whose_image_is_kept_loads_no_toolchain(tmp_path: Path) -> None:
+    """What a worker for one or two items imports (scenarios.runner, the registry) and
+    a boot run from a kept image load neither the assembler engines nor the ELF reader:
+    those are for building images and payloads."""
+    code = (
+        "import sys\n"
+        "import pytest_altpatch.scenarios.runner, pytest_altpatch.patchers.registry\n"
+        "toolchain = ('keystone', 'capstone', 'elftools', 'pytest_altpatch.a64.asm')\n"
+        "print([m for m in toolchain if m in sys.modules] or 'none')\n"
+        "from pytest_altpatch.cases import load_case, load_catalog\n"
+        "from pytest_altpatch.patchers.reference import ReferencePatcher\n"
+        "from pytest_altpatch.resources import bundled_corpus\n"
+        "from pytest_altpatch.scenarios.runner import run_case\n"
+        "catalog = load_catalog()\n"
+        "case = load_case(bundled_corpus() / 'cases/branch/b-al-external.yaml', catalog)\n"
+        "outcome = run_case(case, catalog, mode='boot', patcher=ReferencePatcher('linux-6.1'))\n"
+        "assert outcome.error is None, outcome.error\n"
+        "print([m for m in toolchain if m in sys.modules] or 'none')\n")
+    env = dict(os.environ, ALTPATCH_CACHE=str(tmp_path / "cache"), PYTHONPATH=str(ROOT))
+    env.pop("ALTPATCH_NO_CACHE", None)
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           cwd=ROOT, env=env, check=False) for _ in range(2)]
+    assert all(run.returncode == 0 for run in runs), [run.stderr for run in runs]
+    cold, kept = (run.stdout.split() for run in runs)
+    assert cold[0] == kept[0] == "none"
+    assert "'keystone'," in cold[1]  # the first run built the image
+    assert kept[1] == "none"

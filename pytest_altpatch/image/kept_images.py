@@ -11,8 +11,8 @@ trimmed first).
 
 * A build error is never kept: it is raised afresh, at its line, every time.
 * The code is every Python source of this package (what an image depends on is most
-  of it), read once per process; keystone's and capstone's versions and the
-  interpreter's are part of the key too.
+  of it), read once per process; the installed keystone and capstone (their files'
+  sizes and times) and the interpreter's version are part of the key too.
 * A kept entry is read back with :mod:`pytest_altpatch.plain_data`'s allow-list, and
   one that is not an :class:`Image` counts as absent.
 * ``ALTPATCH_NO_CACHE=1`` turns it off, as it does the document cache.
@@ -21,13 +21,13 @@ trimmed first).
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import pickle
 import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from pytest_altpatch.image.builder import build_image
 from pytest_altpatch.image.model import Image
 from pytest_altpatch.kept import KeptEntries
 from pytest_altpatch.plain_data import dumps, loads
@@ -46,16 +46,33 @@ _PACKAGE: Final = Path(__file__).resolve().parent.parent
 @lru_cache(maxsize=1)
 def code_fingerprint() -> bytes:
     """What a build depends on besides its arguments: this package's sources, the
-    assembler and disassembler engines, and the interpreter (about 5 ms, once)."""
-    import capstone  # noqa: PLC0415 - loaded by the builder already
-    import keystone  # noqa: PLC0415
+    assembler and disassembler engines as installed, and the interpreter (about 5 ms,
+    once per process)."""
+    from importlib.metadata import version  # noqa: PLC0415
 
-    digest = hashlib.sha256(f"{ENTRY_FORMAT} {sys.version_info[:3]} keystone "
-                            f"{keystone.__version__} capstone {capstone.__version__}".encode())
+
+    engines = " ".join(f"{name} {version(name)}" for name in ("keystone-engine", "capstone"))
+    digest = hashlib.sha256(f"{ENTRY_FORMAT} {sys.version_info[:3]} {engines}".encode())
     for source in sorted(_PACKAGE.rglob("*.py")):
         digest.update(source.relative_to(_PACKAGE).as_posix().encode() + b"\0")
         digest.update(source.read_bytes())
     return digest.digest()
+
+
+def _installed(package: str) -> bytes:
+    """What identifies an installed engine without importing it (a few stats; reading
+    its version would load it, or importlib.metadata, which costs more than the lookup
+    saves): its Python sources and shared libraries, by name, size and time."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        return f"{package} absent".encode()
+    home = Path(spec.origin).parent
+    files = [*home.glob("*.py"), *home.glob("*.so*"), *home.glob("lib/*.so*")]
+    stamps = []
+    for path in sorted(files):
+        info = path.stat()
+        stamps.append(f"{path.relative_to(home)} {info.st_size} {info.st_mtime_ns}")
+    return f"{package} {spec.origin}\n{chr(10).join(stamps)}\n".encode()
 
 
 def _key(case: Case, dialect: Dialect, numbering: CapNumbering,
@@ -81,6 +98,9 @@ def build_image_kept(case: Case, *, dialect: Dialect, numbering: CapNumbering,
                 kept = None
             if isinstance(kept, Image):
                 return kept
+    # Imported on a miss only: the assembler engines are for building, not for running.
+    from pytest_altpatch.image.builder import build_image  # noqa: PLC0415
+
     image = build_image(case, dialect=dialect, numbering=numbering, harness_text=harness_text)
     if key is not None:
         try:

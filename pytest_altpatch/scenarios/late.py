@@ -14,15 +14,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from pytest_altpatch.a64 import assemble
 from pytest_altpatch.cases.model import PayloadSpec, PhaseExpectation
 from pytest_altpatch.errors import AltpatchError, ErrorInfo, Location
 from pytest_altpatch.image.alt_table import ENTRY_SIZE
-from pytest_altpatch.image.elf_reader import load_relocatable, packed_placement
-from pytest_altpatch.image.elf_writer import write_relocatable
 from pytest_altpatch.image.model import Image
 from pytest_altpatch.image.objects import LoadedObject, LoadedSection, RelocatableObject
-from pytest_altpatch.image.payload import build_payload
 from pytest_altpatch.machine import CpuContext
 from pytest_altpatch.patchers.contract import (
     AltRegion,
@@ -125,6 +121,15 @@ def load_payload(booted: Booted, spec: PayloadSpec, index: int, *,
     reproduces the historical loader bug (x86 livepatch, 2016) for tests that show a
     case catches it.
     """
+    # The payload toolchain (assembler, ELF writer and reader) loads with the first
+    # payload: a boot-only run never needs it.
+    from pytest_altpatch.image.elf_reader import (  # noqa: PLC0415
+        load_relocatable,
+        packed_placement,
+    )
+    from pytest_altpatch.image.elf_writer import write_relocatable  # noqa: PLC0415
+    from pytest_altpatch.image.payload import build_payload  # noqa: PLC0415
+
     session = booted.session
     image, machine = session.image, session.machine
     if object_bytes is None:
@@ -269,6 +274,8 @@ def livepatch_environment(booted: Booted, payload: LoadedPayload) -> LivepatchEn
                                     location=replacement.location)
         expect = None
         if replacement.old in payload.spec.expect_old:
+            from pytest_altpatch.a64.asm import assemble  # noqa: PLC0415
+
             expect = assemble(payload.spec.expect_old[replacement.old], base=old,
                               symbols=image.symbols).code
         functions.append(LivepatchFunction(replacement.old, old, 4, new, 4, expect))

@@ -229,18 +229,23 @@ _SPARE_ENGINES: Final = 8
 def _warm_up(cases: bool = True) -> None:
     """Import the pipeline and (if ``cases``) run a bundled case per mode with the
     reference patcher, so every forked child finds lazy imports, compiled patterns and
-    engines ready."""
+    engines ready.
+
+    Without ``cases`` (a session of one or two items, whose child is on its critical
+    path) only what a boot item imports is loaded: an item that builds an image or a
+    payload loads the assembler and ELF layers itself, and each CPU's engine is made
+    at the size its case needs rather than spared at the smallest."""
     for name in _WARM_MODULES:
         __import__(name)
-    for package in _WARM_PACKAGES:  # their __init__ s import on first use
-        import_submodules(package)
     if cases:
+        for package in _WARM_PACKAGES:  # their __init__ s import on first use
+            import_submodules(package)
         _run_bundled_cases()
-    # Every child then starts with initialised engines for its CPUs (about 2 ms each).
-    from pytest_altpatch.machine.config import MIN_CODE_BUFFER  # noqa: PLC0415
-    from pytest_altpatch.machine.engines import prepare_engines  # noqa: PLC0415
+        # Every child then starts with initialised engines for its CPUs (about 1 ms each).
+        from pytest_altpatch.machine.config import MIN_CODE_BUFFER  # noqa: PLC0415
+        from pytest_altpatch.machine.engines import prepare_engines  # noqa: PLC0415
 
-    prepare_engines(_SPARE_ENGINES, MIN_CODE_BUFFER)
+        prepare_engines(_SPARE_ENGINES, MIN_CODE_BUFFER)
     # Every child then finds the kept images' code fingerprint made (about 5 ms).
     from pytest_altpatch.image.kept_images import prepare  # noqa: PLC0415
 

@@ -15,7 +15,7 @@ from pytest_altpatch.cases.case import read_case
 from pytest_altpatch.cases.catalog import read_catalog
 from pytest_altpatch.cases.model import CapNumbering, Case, Dialect
 from pytest_altpatch.errors import AsmError
-from pytest_altpatch.image import kept_images
+from pytest_altpatch.image import builder, kept_images
 from pytest_altpatch.image.builder import build_image
 from pytest_altpatch.image.model import Image
 from pytest_altpatch.kept import NO_CACHE_ENV
@@ -66,7 +66,7 @@ def test_each_bundled_case_reads_back_the_image_it_builds(
                                                  harness_text=harness_source())
             built.append((case, dialect, numbering, fresh, first))
     assert len(built) >= 150 and len(entries(cache)) == len(built)
-    monkeypatch.setattr(kept_images, "build_image", no_build)
+    monkeypatch.setattr(builder, "build_image", no_build)
     for case, dialect, numbering, fresh, first in built:
         kept = kept_images.build_image_kept(case, dialect=dialect, numbering=numbering,
                                             harness_text=harness_source())
