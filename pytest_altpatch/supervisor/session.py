@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Final
 from pytest_altpatch.errors import ErrorInfo, Location, PatchError
 from pytest_altpatch.machine import Schedule
 from pytest_altpatch.patchers.facts import PatcherFacts
+from pytest_altpatch.supervisor.forked import ForkedServer, can_fork
 from pytest_altpatch.supervisor.wire import (
     DEFAULT_HOST_SECONDS,
     KILL_GRACE,
@@ -59,17 +61,28 @@ class _Ending:
 class _WorkerServer:
     """The session's handle on its warm worker server process."""
 
-    def __init__(self, *, warm_cases: bool = True) -> None:
+    #: The session's end of the conversation.
+    channel: socket.socket
+
+    def __init__(self, *, warm_cases: bool = True, fork: bool = False,
+                 others: Sequence[_WorkerServer] = ()) -> None:
+        """Start a server (``fork``: by forking this process, see :mod:`.forked`;
+        ``others`` are the servers already running, whose channels it must not hold)."""
         ours, theirs = socket.socketpair()
-        environment = dict(os.environ)
-        environment["PYTHONPATH"] = os.pathsep.join(session_context()[0])
-        self.process = subprocess.Popen(
-            [sys.executable, "-c",
-             "import sys; from pytest_altpatch.supervisor.server import serve; "
-             "serve(int(sys.argv[1]), warm_cases=sys.argv[2] == '1', leave=True)",
-             str(theirs.fileno()), "1" if warm_cases else "0"],
-            pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=environment,
-            start_new_session=True)  # the terminal's Ctrl-C goes to the session only
+        self.process: subprocess.Popen[bytes] | ForkedServer
+        if fork and can_fork():
+            self.process = ForkedServer(theirs, [ours, *(s.channel for s in others)],
+                                        warm_cases)
+        else:
+            environment = dict(os.environ)
+            environment["PYTHONPATH"] = os.pathsep.join(session_context()[0])
+            self.process = subprocess.Popen(
+                [sys.executable, "-c",
+                 "import sys; from pytest_altpatch.supervisor.server import serve; "
+                 "serve(int(sys.argv[1]), warm_cases=sys.argv[2] == '1', leave=True)",
+                 str(theirs.fileno()), "1" if warm_cases else "0"],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=environment,
+                start_new_session=True)  # the terminal's Ctrl-C goes to the session only
         theirs.close()
         self.channel = ours
         #: Set when the conversation broke (the server is dropped, never reused).
@@ -161,11 +174,12 @@ class _ServerPool:
                     return server
                 self._available.wait()
 
-    def prestart(self) -> None:
+    def prestart(self, *, fork: bool = False) -> None:
         """Start every server not yet running, without waiting for any."""
         with self._available:
             while len(self._all) < self.size:
-                server = _WorkerServer(warm_cases=self.warm_cases)
+                server = _WorkerServer(warm_cases=self.warm_cases, fork=fork,
+                                       others=self._all)
                 self._all.append(server)
                 self._free.append(server)
 
@@ -255,9 +269,14 @@ def set_few_items(few: bool) -> None:
     _POOL.warm_cases = not few
 
 
-def prestart_workers() -> None:
-    """Start the worker servers now (they warm up while the session collects)."""
-    _POOL.prestart()
+def prestart_workers(*, fork: bool = False) -> None:
+    """Start the worker servers now (they warm up while the session collects).
+
+    ``fork`` starts them by forking this process, which saves a fresh interpreter's
+    start and imports (:mod:`pytest_altpatch.supervisor.forked`): only for a caller
+    that is single-threaded and has loaded nothing but this package (it falls back to
+    a fresh interpreter when threads run)."""
+    _POOL.prestart(fork=fork)
 
 
 def parallel_items() -> int:

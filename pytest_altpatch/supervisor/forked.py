@@ -1,0 +1,110 @@
+"""A worker server forked from the session's own process rather than started afresh.
+
+A fresh interpreter must start and import the supervisor before it can warm up (about
+40 ms of a one-item ``altpatch run``, on its critical path); a fork has both already.
+Only a process that is still single-threaded and has not yet read a case or imported a
+user's module may fork one (the ``altpatch`` command just after parsing its arguments):
+the server must hold nothing but this package.  Everything else uses the fresh
+interpreter (:class:`subprocess.Popen`).
+
+The forked server is what the fresh one would be: in its own session (the terminal's
+Ctrl-C goes to the session only), stdin from ``/dev/null``, none of the session's exit
+handlers or other servers' channels, and it ends through :func:`os._exit` whatever
+happens, never returning into the session's code.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+from typing import Final, NoReturn
+
+#: Longest pause between two looks at whether the server has ended.
+_POLL_CEILING: Final = 0.05
+
+
+def can_fork() -> bool:
+    """Whether this process may fork a worker server (POSIX, one thread)."""
+    return hasattr(os, "fork") and threading.active_count() == 1
+
+
+class ForkedServer:
+    """The handle on a forked worker server: the calls of :class:`subprocess.Popen`
+    the session makes (``poll``, ``wait``, ``kill``)."""
+
+    def __init__(self, theirs: socket.socket, ours: Sequence[socket.socket],
+                 warm_cases: bool) -> None:
+        """Fork a server serving ``theirs``; ``ours`` are the session's ends of every
+        server channel (the child closes them, so each server sees its session go)."""
+        for stream in (sys.stdout, sys.stderr):  # nothing buffered is written twice
+            with contextlib.suppress(Exception):
+                stream.flush()
+        self.pid = os.fork()
+        if self.pid == 0:
+            _serve_in_child(theirs, ours, warm_cases)
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        """The exit status if the server has ended (reaping it), else None."""
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere: gone all the same
+                self.returncode = -signal.SIGKILL
+            else:
+                if pid:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the server to end; :class:`subprocess.TimeoutExpired` after
+        ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = 0.0005
+        while (status := self.poll()) is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(f"worker server {self.pid}", timeout or 0.0)
+            time.sleep(pause)
+            pause = min(2 * pause, _POLL_CEILING)
+        return status
+
+    def kill(self) -> None:
+        """SIGKILL the server (nothing if it has ended)."""
+        if self.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+
+
+def _serve_in_child(theirs: socket.socket, ours: Sequence[socket.socket],
+                    warm_cases: bool) -> NoReturn:
+    status = 0
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the session's to handle
+        for channel in ours:
+            channel.close()
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+        atexit._clear()  # the session's handlers are not this process's
+        from pytest_altpatch.supervisor.server import serve  # noqa: PLC0415
+
+        serve(theirs.detach(), warm_cases=warm_cases, leave=True)
+    except BaseException:  # the session sees the channel close
+        status = 1
+        with contextlib.suppress(BaseException):
+            traceback.print_exc()  # as a fresh interpreter's server would
+    finally:
+        os._exit(status)
+
+
+__all__ = ["ForkedServer", "can_fork"]

@@ -1,0 +1,85 @@
+"""A worker server forked from the session (``supervisor.forked``, what ``altpatch
+run`` starts) is the server a fresh interpreter would be: its own session, its items'
+outcomes and codes the same, nothing of the session's written twice, reaped at the end;
+and a session with threads gets a fresh interpreter instead."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from hostile_patchers import HOSTILE_PATCHERS
+
+ROOT = Path(__file__).resolve().parents[2]
+CASE = "cases/branch/b-al-external.yaml"
+
+SCRIPT = f"""
+import json, os, sys, threading, time
+from pytest_altpatch import supervisor
+from pytest_altpatch.cases import load_case, load_catalog
+from pytest_altpatch.judge import judge
+from pytest_altpatch.resources import bundled_corpus
+from pytest_altpatch.supervisor import session
+
+if sys.argv[1] == "threads":
+    threading.Thread(target=threading.Event().wait, daemon=True).start()
+print("written before the fork", end="")  # still buffered when the server forks
+supervisor.set_few_items(True)
+supervisor.prestart_workers(fork=True)
+(server,) = session._POOL._all
+pid = server.process.pid
+deadline = time.monotonic() + 10
+while os.getsid(pid) != pid and time.monotonic() < deadline:  # the child's own call
+    time.sleep(0.001)
+facts = {{"handle": type(server.process).__name__, "own_session": os.getsid(pid) == pid,
+          "parent": os.getppid() != pid}}
+catalog = load_catalog()
+case = load_case(bundled_corpus() / {CASE!r}, catalog)
+codes = []
+for spec in sys.argv[2:]:
+    request = supervisor.item_request(case, catalog, mode="boot", patcher=spec,
+                                      dialect=None, schedule="rr:100", seed=0,
+                                      timeout=60.0)
+    outcome = supervisor.run_item(request)
+    codes.append(outcome.error.code if outcome.error else
+                 ("pass" if judge(case, outcome).passed else "fail"))
+facts["codes"] = codes
+supervisor.shutdown()
+facts["status"] = server.process.poll()  # 0: it ended when its channel closed
+print()
+print(json.dumps(facts))
+"""
+
+
+def run_session(tmp_path: Path, threads: str, *patchers: str) -> tuple[str, dict[str, object]]:
+    """Run the script's session; what it printed first, and its facts."""
+    (tmp_path / "hostile.py").write_text(HOSTILE_PATCHERS)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join((str(ROOT), str(tmp_path))),
+               ALTPATCH_CACHE=str(tmp_path / "cache"))
+    done = subprocess.run([sys.executable, "-c", SCRIPT, threads, *patchers],
+                          capture_output=True, text=True, cwd=tmp_path, env=env,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    first, facts = done.stdout.splitlines()
+    return first, json.loads(facts)
+
+
+def test_a_forked_server_runs_items_in_its_own_session(tmp_path: Path) -> None:
+    first, facts = run_session(tmp_path, "single", "reference:linux-6.1", "reference:xen-4.17")
+    assert first == "written before the fork"  # once, though the server has its buffer
+    assert facts == {"handle": "ForkedServer", "own_session": True, "parent": True,
+                     "codes": ["pass", "pass"], "status": 0}
+
+
+def test_an_item_killing_the_forked_server_costs_that_item_only(tmp_path: Path) -> None:
+    _, facts = run_session(tmp_path, "single", "hostile:KillServer", "reference:linux-6.1")
+    assert facts["codes"] == ["PATCHER_DIED", "pass"]
+
+
+def test_with_threads_running_the_server_is_a_fresh_interpreter(tmp_path: Path) -> None:
+    first, facts = run_session(tmp_path, "threads", "reference:linux-6.1")
+    assert first == "written before the fork"
+    assert facts["handle"] == "Popen" and facts["codes"] == ["pass"] and facts["status"] == 0
