@@ -62,6 +62,29 @@ def judge(case: Case, outcome: Outcome) -> Verdict:
         return _judge(case, outcome)
 
 
+def prepare(case: Case, symbols: Mapping[str, int]) -> None:
+    """Assemble ``case``'s expected streams at their labels in ``symbols`` (an image's)
+    now, so judging an outcome of that image later finds them assembled (the
+    assembler keeps what it made).  For a caller with time to spare while the item
+    runs, as ``altpatch run`` has; what does not assemble is left for the judge."""
+    with contextlib.suppress(AltpatchError):
+        symbols = SymbolTable(symbols)
+    late = case.expect.late
+    phases = (case.expect.boot_cpu, case.expect.boot,
+              *((late.load, late.apply, late.revert) if late is not None else ()))
+    for expectation in phases:
+        for stream in expectation.text if expectation is not None else ():
+            address = symbols.get(stream.label)
+            if address is not None:
+                with contextlib.suppress(AltpatchError):
+                    _choices(stream.choices, address, symbols)
+
+
+def _choices(sources: Iterable[str], address: int, symbols: Mapping[str, int]) -> list[bytes]:
+    """Each expected choice assembled at ``address``."""
+    return [assemble(asm, base=address, symbols=symbols).code for asm in sources]
+
+
 def _judge(case: Case, outcome: Outcome) -> Verdict:
     found: list[Discrepancy] = []
     expected_error = _expected_error(case, outcome.mode)
@@ -184,8 +207,7 @@ def _judge_streams(case: Case, outcome: Outcome, phase: PhaseOutcome,
                                      phase.phase, where, detail={"label": stream.label}))
             continue
         try:
-            allowed = [assemble(asm, base=address, symbols=symbols).code
-                       for asm in stream.choices]
+            allowed = _choices(stream.choices, address, symbols)
         except AltpatchError as exc:
             found.append(Discrepancy("stream-mismatch",
                                      f"expected stream for {stream.label!r} does not assemble: "
@@ -372,4 +394,4 @@ def _judge_hotplug(case: Case, outcome: Outcome) -> list[Discrepancy]:
     return found
 
 
-__all__ = ["Discrepancy", "Verdict", "judge"]
+__all__ = ["Discrepancy", "Verdict", "judge", "prepare"]

@@ -162,7 +162,24 @@ def _load(args: argparse.Namespace, err: TextIO) -> _Loaded | None:
     if unbuildable:
         abandon_ahead()
         return None
+    _prepare_judging(ready)
     return ready
+
+
+def _prepare_judging(loaded: _Loaded) -> None:
+    """While the first item runs: load the judge and the outcome's classes, and
+    assemble the case's expected streams at the labels of each image it runs (kept
+    images, read back in a few ms), so the judging after the reply is all that is left."""
+    from pytest_altpatch import judge  # noqa: PLC0415
+    from pytest_altpatch.scenarios import outcome  # noqa: F401, PLC0415 - for the reply
+    from pytest_altpatch.scenarios.session import build_for  # noqa: PLC0415
+
+    for dialect in dict.fromkeys(p.dialect for p in loaded.patchers):
+        try:
+            image = build_for(loaded.case, loaded.catalog, cast("Dialect", dialect))
+        except AltpatchError:  # the run reports it
+            continue
+        judge.prepare(loaded.case, image.symbols)
 
 
 def _start_worker_early(args: argparse.Namespace) -> None:
@@ -174,7 +191,7 @@ def _start_worker_early(args: argparse.Namespace) -> None:
     from pytest_altpatch.supervisor import prestart_workers, set_few_items  # noqa: PLC0415
 
     set_few_items(True)
-    prestart_workers()
+    prestart_workers(fork=True)  # nothing but this package is loaded yet
 
 
 def _item_key(patcher: PatcherUnderTest, mode: str, choice: ScheduleChoice) -> object:
@@ -199,14 +216,14 @@ def run_command(args: argparse.Namespace, out: TextIO | None = None,
                 err: TextIO | None = None) -> int:
     """``altpatch run``: every mode x schedule, a verdict line each, then discrepancies."""
     _start_worker_early(args)
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
+    loaded = _load(args, err)  # (its first item is running when it returns)
+    if loaded is None:
+        return EXIT_UNREADABLE
     from pytest_altpatch.pipeline import check, not_applicable  # noqa: PLC0415
     from pytest_altpatch.report import render_failure, style_for  # noqa: PLC0415
 
-    out = sys.stdout if out is None else out
-    err = sys.stderr if err is None else err
-    loaded = _load(args, err)
-    if loaded is None:
-        return EXIT_UNREADABLE
     style = style_for(out)
     case, status = loaded.case, EXIT_PASS
     for patcher in loaded.patchers:

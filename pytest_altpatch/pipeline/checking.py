@@ -4,15 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pytest_altpatch.cases.model import Case, Catalog
-from pytest_altpatch.judge import Verdict, judge
-from pytest_altpatch.patchers.contract import Patcher
-from pytest_altpatch.pipeline.loading import PatcherUnderTest
-from pytest_altpatch.pipeline.schedules import ScheduleChoice
-from pytest_altpatch.report import reproduce_command
-from pytest_altpatch.scenarios.outcome import Outcome
-from pytest_altpatch.scenarios.runner import run_case
 from pytest_altpatch.supervisor import (
     ItemRequest,
     collect_item,
@@ -22,6 +15,14 @@ from pytest_altpatch.supervisor import (
     started,
     submit_item,
 )
+
+if TYPE_CHECKING:  # the judge and the runner load when an item is judged or run here
+    from pytest_altpatch.cases.model import Case, Catalog
+    from pytest_altpatch.judge import Verdict
+    from pytest_altpatch.patchers.contract import Patcher
+    from pytest_altpatch.pipeline.loading import PatcherUnderTest
+    from pytest_altpatch.pipeline.schedules import ScheduleChoice
+    from pytest_altpatch.scenarios.outcome import Outcome
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,8 @@ def run_in_process(case: Case, catalog: Catalog, patcher: Patcher, mode: str,
                    schedule: ScheduleChoice, *, timeout: float | None = None) -> Outcome:
     """Run one item in this process against a patcher object (the fixtures' and
     :func:`run_corpus`'s way: no worker, no kill, the machine's cooperative budget)."""
+    from pytest_altpatch.scenarios.runner import run_case  # noqa: PLC0415
+
     return run_case(case, catalog, mode=mode, patcher=patcher,
                     schedule=schedule.schedule, seed=schedule.seed, timeout=timeout)
 
@@ -80,6 +83,9 @@ def judged(case: Case, outcome: Outcome, *, mode: str, patcher: str, schedule: s
            seed: int, dialect: str | None = None, cwd: Path | None = None) -> Checked:
     """The verdict on ``outcome``, with the ``altpatch show`` line that replays it
     (paths relative to ``cwd``)."""
+    from pytest_altpatch.judge import judge  # noqa: PLC0415
+    from pytest_altpatch.report import reproduce_command  # noqa: PLC0415
+
     command = reproduce_command(case.path, mode=mode, patcher=patcher,
                                 dialect=dialect, schedule=schedule, seed=seed, cwd=cwd)
     return Checked(outcome, judge(case, outcome), command)
