@@ -4,6 +4,7 @@ input of a build is part of the key; and a kept entry is only ever plain data.""
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 
@@ -125,3 +126,24 @@ def test_switched_off_nothing_is_kept(cache: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv(NO_CACHE_ENV, "1")
     kept(make_case(TEXT))
     assert not cache.exists()
+
+
+def test_an_edited_source_is_a_new_code_fingerprint(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    package = tmp_path / "package"
+    (package / "layer" / "__pycache__").mkdir(parents=True)
+    source = package / "layer" / "module.py"
+    source.write_text("X = 1\n")
+    (package / "layer" / "__pycache__" / "module.cpython.pyc").write_bytes(b"ignored")
+    monkeypatch.setattr(kept_images, "_PACKAGE", str(package))
+    fingerprint = kept_images.code_fingerprint.__wrapped__
+    first = fingerprint()
+    (package / "layer" / "__pycache__" / "other.py").write_text("")  # a cache: not code
+    assert fingerprint() == first
+    stat = source.stat()
+    source.write_text("X = 2\n")  # same size: the modification time tells
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+    edited = fingerprint()
+    assert edited != first
+    (package / "new.py").write_text("")  # a new module is new code too
+    assert fingerprint() not in (first, edited)
