@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -69,13 +70,33 @@ class ForkedServer:
         """Wait for the server to end; :class:`subprocess.TimeoutExpired` after
         ``timeout`` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        watch = self._exit_watch()
         pause = 0.0005
-        while (status := self.poll()) is None:
-            if deadline is not None and time.monotonic() >= deadline:
-                raise subprocess.TimeoutExpired(f"worker server {self.pid}", timeout or 0.0)
-            time.sleep(pause)
-            pause = min(2 * pause, _POLL_CEILING)
+        try:
+            while (status := self.poll()) is None:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise subprocess.TimeoutExpired(f"worker server {self.pid}",
+                                                    timeout or 0.0)
+                if watch is not None:  # readable the moment the server ends
+                    select.select([watch], [], [], left)
+                else:
+                    time.sleep(pause if left is None else min(pause, left))
+                    pause = min(2 * pause, _POLL_CEILING)
+        finally:
+            if watch is not None:
+                os.close(watch)
         return status
+
+    def _exit_watch(self) -> int | None:
+        """A descriptor that becomes readable when the server ends (Linux pidfd), or
+        None where there is none (then :meth:`wait` polls)."""
+        if self.returncode is not None or not hasattr(os, "pidfd_open"):
+            return None
+        try:
+            return os.pidfd_open(self.pid)
+        except OSError:
+            return None
 
     def kill(self) -> None:
         """SIGKILL the server (nothing if it has ended)."""

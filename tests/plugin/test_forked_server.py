@@ -83,3 +83,26 @@ def test_with_threads_running_the_server_is_a_fresh_interpreter(tmp_path: Path) 
     first, facts = run_session(tmp_path, "threads", "reference:linux-6.1")
     assert first == "written before the fork"
     assert facts["handle"] == "Popen" and facts["codes"] == ["pass"] and facts["status"] == 0
+
+
+WAIT_SCRIPT = """
+import socket, subprocess
+from pytest_altpatch.supervisor.forked import ForkedServer
+ours, theirs = socket.socketpair()
+server = ForkedServer(theirs, [ours], False)
+theirs.close()
+try:
+    server.wait(0.2)
+except subprocess.TimeoutExpired:
+    print("still serving")
+server.kill()
+print(server.wait(10), server.poll())
+"""
+
+
+def test_waiting_on_a_forked_server_times_out_and_a_kill_ends_it(tmp_path: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), ALTPATCH_CACHE=str(tmp_path / "cache"))
+    done = subprocess.run([sys.executable, "-c", WAIT_SCRIPT], capture_output=True,
+                          text=True, env=env, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["still serving", "-9 -9"]
