@@ -115,7 +115,6 @@ def _load(args: argparse.Namespace, err: TextIO) -> _Loaded | None:
         patchers_under_test,
         read_case_file,
     )
-    from pytest_altpatch.scenarios.buildcheck import build_problems  # noqa: PLC0415
     from pytest_altpatch.supervisor import (  # noqa: PLC0415
         abandon_ahead,
         prestart_workers,
@@ -154,6 +153,9 @@ def _load(args: argparse.Namespace, err: TextIO) -> _Loaded | None:
         set_few_items(len(ready.patchers) * len(modes) * len(schedules) <= 2)
         prestart_workers()
     _start_first(ready, args.timeout)  # its worker runs it while this checks the build
+    # (The build check loads the machine and the image layers: after the item is out.)
+    from pytest_altpatch.scenarios.buildcheck import build_problems  # noqa: PLC0415
+
     # A case that does not build is unreadable, like one that does not load (exit 2).
     unbuildable = build_problems(case, loaded.catalog,
                                  [cast("Dialect", p.dialect) for p in patchers])

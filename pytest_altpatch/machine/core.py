@@ -212,6 +212,12 @@ class Machine:
         """The current state of CPU ``cpu``."""
         return self._cpu(cpu).state
 
+    def state_watch(self, cpus: Sequence[int], state: CpuState) -> Callable[[], bool]:
+        """A check of whether one of ``cpus`` is in ``state`` now (the CPUs checked once,
+        here: a run's ``until`` asks after every step)."""
+        watched = [self._cpu(cpu) for cpu in cpus]
+        return lambda: any(runtime.state == state for runtime in watched)
+
     def _cpu(self, cpu: int) -> CpuRuntime:
         if not isinstance(cpu, int) or not 0 <= cpu < len(self._cpus):
             raise MachineError("MACHINE_CONFIG", f"no CPU {cpu!r} (have {len(self._cpus)})")

@@ -252,8 +252,8 @@ class Session:
         before = watch.watch(machine, self.harness_pa)
         for cpu in cpus:
             machine.start_python(cpu, on(cpu))
-        result = machine.run(
-            until=lambda: bool(refusals) or any(machine.cpu_state(c) == "faulted" for c in cpus))
+        faulted = machine.state_watch(cpus, "faulted")
+        result = machine.run(until=lambda: bool(refusals) or faulted())
         self.instructions = sum(c.instructions for c in result.cpus)
         watch.check(machine, before, cpus)
         if refusals:
