@@ -4,8 +4,10 @@ Each kind of entry has a directory under :func:`~pytest_altpatch.resources.cache
 and keeps each entry as ``<key[:2]>/<key>``, the key a hex digest of everything the
 entry depends on (its owner computes it).  The store knows nothing of what entries mean:
 
-* An entry's bytes start with its own key and a newline; one that does not (truncated,
-  another key's, another format) counts as absent.
+* An entry's bytes are its own key, a newline and the payload compressed with zlib (a
+  built image is mostly zero padding: 28 times smaller, for 0.2 ms); one that does
+  not start with its key or does not decompress (truncated, another key's, another
+  format) counts as absent.
 * Entries are written aside and renamed, so a concurrent reader sees all of one or none.
 * A hit refreshes the entry's modification time.  When a kind's entries grow past its
   byte bound, the least recently used go until a quarter of the bound is free.  The
@@ -21,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Final
 
@@ -60,16 +63,20 @@ class KeptEntries:
         head = key.encode("ascii") + b"\n"
         if not blob.startswith(head):
             return None
+        try:
+            payload = zlib.decompress(blob[len(head):])
+        except zlib.error:
+            return None
         with contextlib.suppress(OSError):
             os.utime(path)  # recently used: the last to be trimmed
-        return blob[len(head):]
+        return payload
 
     def write(self, key: str, payload: bytes) -> None:
         """Keep ``payload`` under ``key`` (nothing happens if the cache cannot be written)."""
         directory = self.directory()
         if directory is None:
             return
-        blob = key.encode("ascii") + b"\n" + payload
+        blob = key.encode("ascii") + b"\n" + zlib.compress(payload, 1)
         folder = directory / key[:2]
         try:
             folder.mkdir(parents=True, exist_ok=True)

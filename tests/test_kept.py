@@ -4,6 +4,7 @@ under its own key, writes are whole, and the bound trims the least recently used
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 
 import pytest
@@ -33,20 +34,22 @@ def test_an_entry_is_read_back_under_its_own_key_only(cache: Path) -> None:
     store.write(KEY_A, b"payload of a")
     assert store.read(KEY_A) == b"payload of a"
     entry = cache / "things" / "aa" / KEY_A
-    assert entry.read_bytes() == KEY_A.encode() + b"\npayload of a"
+    assert entry.read_bytes() == KEY_A.encode() + b"\n" + zlib.compress(b"payload of a", 1)
     # Another key's bytes under this name (a copied or renamed file) are not taken.
     store.write(KEY_B, b"payload of b")
     entry.write_bytes((cache / "things" / "bb" / KEY_B).read_bytes())
     assert store.read(KEY_A) is None
-    for damage in (b"", KEY_A[:10].encode(), KEY_A.encode()):  # truncated: absent
+    whole = entry.read_bytes()
+    for damage in (b"", KEY_A[:10].encode(), KEY_A.encode(), whole[:-3],  # truncated
+                   KEY_A.encode() + b"\npayload of a"):  # not compressed: another format
         entry.write_bytes(damage)
-        assert store.read(KEY_A) is None
+        assert store.read(KEY_A) is None, damage
     assert files(cache) == [KEY_A, KEY_B]  # nothing left aside by the writes
 
 
 def test_over_its_bound_the_least_recently_used_go(cache: Path) -> None:
-    payload = bytes(1000)
-    store = KeptEntries("things", 3000)  # room for two entries of 1065 bytes, not three
+    payload = os.urandom(1000)  # (does not compress: each entry is about 1075 bytes)
+    store = KeptEntries("things", 3000)  # room for two entries, not three
     for age, key in enumerate((KEY_A, KEY_B)):
         store.write(key, payload)
         path = cache / "things" / key[:2] / key

@@ -40,8 +40,8 @@ if TYPE_CHECKING:
 
 #: Bumped when what an entry holds changes shape.
 ENTRY_FORMAT: Final = 1
-#: A 200-site image takes 200 KB, a bundled case's 10-30 KB.
-_IMAGES: Final = KeptEntries("images", 256 * 1024 * 1024)
+#: A 200-site image takes 200 KB (10 KB kept, compressed), a bundled case's 20-80 KB (3 KB).
+_IMAGES: Final = KeptEntries("images", 64 * 1024 * 1024)
 _PACKAGE: Final = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
 
 
@@ -121,12 +121,15 @@ def build_image_kept(case: Case, *, dialect: Dialect, numbering: CapNumbering,
     return image
 
 
-def prepare() -> None:
-    """Compute what every lookup needs and check the bound now (the worker server calls
-    this while it warms up, so each forked child inherits both)."""
+def prepare(*, trim: bool = True) -> None:
+    """Compute what every lookup needs and (``trim``) check the bound now: the worker
+    server calls this while it warms up, so each forked child inherits both.  A server
+    for one or two items leaves the bound to the first write (scanning the entries is
+    about 15 ms of a one-item run, and a run whose image is kept writes nothing)."""
     if _IMAGES.directory() is not None:
         code_fingerprint()
-        _IMAGES.trim()
+        if trim:
+            _IMAGES.trim()
 
 
 __all__ = ["ENTRY_FORMAT", "build_image_kept", "code_fingerprint", "prepare"]

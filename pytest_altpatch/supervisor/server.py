@@ -246,12 +246,14 @@ def _warm_up(cases: bool = True) -> None:
         from pytest_altpatch.machine.engines import prepare_engines  # noqa: PLC0415
 
         prepare_engines(_SPARE_ENGINES, MIN_CODE_BUFFER)
-    # Every child then finds the kept images' code fingerprint made (about 5 ms).
+    # Every child then finds the kept images' code fingerprint made (about 2 ms).
     from pytest_altpatch.image.kept_images import prepare  # noqa: PLC0415
 
-    prepare()
-    # Children never collect the server's objects, so they never copy its pages.
-    gc.collect()
+    prepare(trim=cases)
+    # Children never collect the server's objects, so they never copy its pages (a
+    # server for one or two items does not collect first: its garbage is little).
+    if cases:
+        gc.collect()
     gc.freeze()
 
 
