@@ -14,15 +14,6 @@ from pytest_altpatch.kept import NO_CACHE_ENV, KeptEntries
 KEY_A, KEY_B, KEY_C = ("a" * 64, "b" * 64, "c" * 64)
 
 
-@pytest.fixture
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh, empty cache root for this test."""
-    root = tmp_path / "cache"
-    monkeypatch.setenv("ALTPATCH_CACHE", str(root))
-    monkeypatch.delenv(NO_CACHE_ENV, raising=False)
-    return root
-
-
 def files(root: Path) -> list[str]:
     """Names of every file under ``root`` (entries and anything left aside)."""
     return sorted(path.name for path in root.rglob("*") if path.is_file())

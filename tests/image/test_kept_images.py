@@ -29,15 +29,6 @@ from pytest_altpatch.scenarios.session import numbering_for
 TEXT = "_start:\n    mov x0, #1\n    ret\n"
 
 
-@pytest.fixture
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh, empty cache root for this test."""
-    root = tmp_path / "cache"
-    monkeypatch.setenv("ALTPATCH_CACHE", str(root))
-    monkeypatch.delenv(NO_CACHE_ENV, raising=False)
-    return root
-
-
 def entries(root: Path) -> list[Path]:
     """The kept images under a cache root."""
     folder = root / "images"
