@@ -14,6 +14,9 @@ entry depends on (its owner computes it).  The store knows nothing of what entri
   bound is checked at a process's first write, after each further quarter of it the
   process writes, and by :meth:`KeptEntries.trim` (the worker server calls it while it
   warms up, so its forked children need not each check).
+* :meth:`KeptEntries.load` and :meth:`KeptEntries.keep` hold values as plain data
+  (:mod:`pytest_altpatch.plain_data`): read back through its allow-list, so a hostile
+  entry runs no code; an entry that does not unpickle counts as absent.
 * ``ALTPATCH_NO_CACHE=1`` turns every kind off; a cache that cannot be written is
   skipped without a word.  Deleting the directory is always safe.
 """
@@ -22,11 +25,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import tempfile
 import zlib
 from pathlib import Path
 from typing import Final
 
+from pytest_altpatch.plain_data import dumps, loads
 from pytest_altpatch.resources import cache_root
 
 #: Setting this to 1 makes every owner compute afresh and keep nothing.
@@ -44,11 +49,38 @@ class KeptEntries:
         #: Bytes this process wrote since it last checked the bound (None: never checked).
         self._written: int | None = None
 
+    @staticmethod
+    def enabled() -> bool:
+        """Whether caching is on (``ALTPATCH_NO_CACHE`` is not 1)."""
+        return os.environ.get(NO_CACHE_ENV) != "1"
+
     def directory(self) -> Path | None:
         """Where the entries live, or None when caching is off."""
-        if os.environ.get(NO_CACHE_ENV) == "1":
+        if not self.enabled():
             return None
         return cache_root() / self.kind
+
+    def load(self, key: str) -> object | None:
+        """The plain-data value kept under ``key``, or None (absent, damaged, another
+        format, or a pickle the allow-list refuses)."""
+        payload = self.read(key)
+        if payload is None:
+            return None
+        try:
+            return loads(payload)
+        except Exception:  # another format, or damaged past the key: absent
+            return None
+
+    def keep(self, key: str, value: object) -> None:
+        """Keep the plain-data ``value`` under ``key`` (a value plain data cannot hold is
+        not kept, nor is anything when the cache cannot be written)."""
+        if not self.enabled():
+            return
+        try:
+            payload = dumps(value)
+        except (pickle.PicklingError, TypeError, AttributeError):
+            return
+        self.write(key, payload)
 
     def read(self, key: str) -> bytes | None:
         """The payload kept under ``key``, or None (absent, damaged, or caching off)."""

@@ -4,6 +4,7 @@ under its own key, writes are whole, and the bound trims the least recently used
 from __future__ import annotations
 
 import os
+import pickle
 import zlib
 from pathlib import Path
 
@@ -66,3 +67,30 @@ def test_switched_off_or_unwritable_nothing_is_kept(cache: Path,
     cache.write_text("a file where the cache directory would be")
     store.write(KEY_A, b"x")  # no error: the cache is skipped
     assert store.read(KEY_A) is None
+
+
+class _Planted:
+    """What a hostile entry would build when unpickled by plain ``pickle``."""
+
+    built = False
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_plant, ())
+
+
+def _plant() -> None:
+    _Planted.built = True
+
+
+def test_values_are_kept_as_plain_data_and_nothing_else_is_read(cache: Path) -> None:
+    entries = KeptEntries("values", 1 << 20)
+    value = {"words": (0xD503201F, 0x14000001), "name": "site"}
+    entries.keep(KEY_A, value)
+    assert entries.load(KEY_A) == value
+    entries.keep(KEY_B, lambda: None)  # not plain data: not kept
+    assert entries.read(KEY_B) is None
+    entries.write(KEY_C, pickle.dumps(_Planted()))  # a hostile entry
+    assert entries.load(KEY_C) is None
+    assert not _Planted.built
+    entries.write("d" * 64, b"not a pickle")
+    assert entries.load("d" * 64) is None

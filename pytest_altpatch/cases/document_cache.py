@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pickle
 import sys
 from functools import lru_cache
 from pathlib import Path
@@ -38,7 +37,6 @@ from pytest_altpatch.cases.yamlload import (
 )
 from pytest_altpatch.errors import Location, SpecError
 from pytest_altpatch.kept import NO_CACHE_ENV, KeptEntries
-from pytest_altpatch.plain_data import dumps, loads
 
 #: Bumped when what an entry holds changes shape.
 ENTRY_FORMAT: Final = 2
@@ -88,14 +86,10 @@ def _key(raw: bytes, file: str, schema_file: Path) -> str:
 
 
 def _read_entry(key: str) -> LocatedDocument | None:
-    payload = _DOCUMENTS.read(key)
-    if payload is None:
+    entry = _DOCUMENTS.load(key)
+    if not isinstance(entry, tuple) or len(entry) != 5:  # absent, or another format
         return None
-    try:
-        entry = loads(payload)
-        file, value, locations, key_locations, text_starts = cast("tuple[Any, ...]", entry)
-    except Exception:  # another format, or damaged past the key: absent
-        return None
+    file, value, locations, key_locations, text_starts = cast("tuple[Any, ...]", entry)
     if not isinstance(file, str) or not all(
             isinstance(table, dict) for table in (locations, key_locations, text_starts)):
         return None
@@ -106,13 +100,8 @@ def _read_entry(key: str) -> LocatedDocument | None:
 
 
 def _write_entry(key: str, document: LocatedDocument) -> None:
-    entry = (document.file, document.value, dict(document.locations),
-             dict(document.key_locations), dict(document.text_starts))
-    try:
-        payload = dumps(entry)
-    except (pickle.PicklingError, TypeError):  # a value no pickle holds: not kept
-        return
-    _DOCUMENTS.write(key, payload)
+    _DOCUMENTS.keep(key, (document.file, document.value, dict(document.locations),
+                          dict(document.key_locations), dict(document.text_starts)))
 
 
 def load_valid_document(path: Path, file: str,
@@ -123,7 +112,7 @@ def load_valid_document(path: Path, file: str,
     document and its schema problems (none when it came from the cache).
     """
     raw = read_bounded(path, file)
-    caching = _DOCUMENTS.directory() is not None
+    caching = _DOCUMENTS.enabled()
     key = _key(raw, file, schema_file) if caching else ""
     if caching:
         kept = _read_entry(key)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, cast
@@ -24,6 +25,7 @@ from pytest_altpatch.scenarios.default_schedule import DEFAULT_SCHEDULES
 if TYPE_CHECKING:
     from pytest_altpatch.cases.model import Case, Catalog
     from pytest_altpatch.dialects import Dialect
+    from pytest_altpatch.image.model import Image
     from pytest_altpatch.pipeline import PatcherUnderTest, ScheduleChoice
 
 EXIT_PASS = 0
@@ -154,34 +156,29 @@ def _load(args: argparse.Namespace, err: TextIO) -> _Loaded | None:
         prestart_workers()
     _start_first(ready, args.timeout)  # its worker runs it while this checks the build
     # (The build check loads the machine and the image layers: after the item is out.)
-    from pytest_altpatch.scenarios.buildcheck import build_problems  # noqa: PLC0415
+    from pytest_altpatch.scenarios.buildcheck import build_checked  # noqa: PLC0415
 
     # A case that does not build is unreadable, like one that does not load (exit 2).
-    unbuildable = build_problems(case, loaded.catalog,
-                                 [cast("Dialect", p.dialect) for p in patchers])
+    images, unbuildable = build_checked(case, loaded.catalog,
+                                        [cast("Dialect", p.dialect) for p in patchers])
     for build_error in unbuildable:
         _complain(build_error, err)
     if unbuildable:
         abandon_ahead()
         return None
-    _prepare_judging(ready)
+    _prepare_judging(case, images.values())
     return ready
 
 
-def _prepare_judging(loaded: _Loaded) -> None:
+def _prepare_judging(case: Case, images: Iterable[Image]) -> None:
     """While the first item runs: load the judge and the outcome's classes, and
-    assemble the case's expected streams at the labels of each image it runs (kept
-    images, read back in a few ms), so the judging after the reply is all that is left."""
+    assemble the case's expected streams at the labels of each image it runs (those
+    the build check made), so the judging after the reply is all that is left."""
     from pytest_altpatch import judge  # noqa: PLC0415
     from pytest_altpatch.scenarios import outcome  # noqa: F401, PLC0415 - for the reply
-    from pytest_altpatch.scenarios.session import build_for  # noqa: PLC0415
 
-    for dialect in dict.fromkeys(p.dialect for p in loaded.patchers):
-        try:
-            image = build_for(loaded.case, loaded.catalog, cast("Dialect", dialect))
-        except AltpatchError:  # the run reports it
-            continue
-        judge.prepare(loaded.case, image.symbols)
+    for image in images:
+        judge.prepare(case, image.symbols)
 
 
 def _start_worker_early(args: argparse.Namespace) -> None:

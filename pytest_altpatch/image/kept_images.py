@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Final
 
 from pytest_altpatch.image.model import Image
 from pytest_altpatch.kept import KeptEntries
-from pytest_altpatch.plain_data import dumps, loads
+from pytest_altpatch.plain_data import dumps
 
 if TYPE_CHECKING:
     from pytest_altpatch.cases.model import CapNumbering, Case
@@ -98,26 +98,17 @@ def build_image_kept(case: Case, *, dialect: Dialect, numbering: CapNumbering,
                      harness_text: str | None = None) -> Image:
     """:func:`~pytest_altpatch.image.builder.build_image` with the default layout, read
     from the cache when this image was built before; raises what a build raises."""
-    key = _key(case, dialect, numbering, harness_text) if _IMAGES.directory() else None
+    key = _key(case, dialect, numbering, harness_text) if _IMAGES.enabled() else None
     if key is not None:
-        payload = _IMAGES.read(key)
-        if payload is not None:
-            try:
-                kept = loads(payload)
-            except Exception:  # another format, or damaged past the key: absent
-                kept = None
-            if isinstance(kept, Image):
-                return kept
+        kept = _IMAGES.load(key)
+        if isinstance(kept, Image):
+            return kept
     # Imported on a miss only: the assembler engines are for building, not for running.
     from pytest_altpatch.image.builder import build_image  # noqa: PLC0415
 
     image = build_image(case, dialect=dialect, numbering=numbering, harness_text=harness_text)
     if key is not None:
-        try:
-            payload = dumps(image)
-        except (pickle.PicklingError, TypeError, AttributeError):
-            return image
-        _IMAGES.write(key, payload)
+        _IMAGES.keep(key, image)
     return image
 
 
@@ -126,7 +117,7 @@ def prepare(*, trim: bool = True) -> None:
     server calls this while it warms up, so each forked child inherits both.  A server
     for one or two items leaves the bound to the first write (scanning the entries is
     about 15 ms of a one-item run, and a run whose image is kept writes nothing)."""
-    if _IMAGES.directory() is not None:
+    if _IMAGES.enabled():
         code_fingerprint()
         if trim:
             _IMAGES.trim()
