@@ -1,9 +1,11 @@
 """The worker server: one warm process per session that forks a child per request.
 
 The server imports the pipeline once (and runs a bundled case per mode), so each forked
-child starts warm; a spare child is forked ahead of its request, so no fork sits on an
-item's path.  The child resolves the patcher, runs the case and writes its reply; it
-never returns.
+child starts warm.  A server for many items forks a spare child ahead of each request,
+so no fork sits on an item's path; a server for one or two items forks each child when
+its request has come, and the child takes the request the server has already read
+(no copy through a pipe, no second unpickling).  The child resolves the patcher, runs
+the case and writes its reply; it never returns.
 """
 
 from __future__ import annotations
@@ -97,8 +99,10 @@ def _limit_memory() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (wanted, hard))
 
 
-def _child(frame: bytes, reply_fd: int, output_fd: int) -> None:
-    """Run one request and write the reply; never returns."""
+def _child(frame: bytes, reply_fd: int, output_fd: int,
+           read: ItemRequest | FactsRequest | None = None) -> None:
+    """Run one request (``read``: the server's unpickling of ``frame``) and write the
+    reply; never returns."""
     data = b""
     collector.one_run_process()
     try:
@@ -108,8 +112,11 @@ def _child(frame: bytes, reply_fd: int, output_fd: int) -> None:
         _limit_memory()
         with contextlib.suppress(ValueError, OSError):  # a crash leaves no core to write
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        with collector.paused():  # a large case makes no cycles; its run freezes it
-            request = pickle.loads(frame)
+        if read is not None:
+            request = read
+        else:
+            with collector.paused():  # a large case makes no cycles; its run freezes it
+                request = pickle.loads(frame)
         sys.path[:] = list(request.search_path) or sys.path
         if request.workdir:
             os.chdir(request.workdir)
@@ -144,8 +151,11 @@ class _Spare:
     output: io.BufferedRandom
 
     @classmethod
-    def fork(cls, channel: socket.socket) -> _Spare:
-        """Fork a child that waits for one request frame, runs it and replies."""
+    def fork(cls, channel: socket.socket, frame: bytes | None = None,
+             read: ItemRequest | FactsRequest | None = None) -> _Spare:
+        """Fork a child that waits for one request frame, runs it and replies (given
+        ``frame``, and ``read`` its unpickling if the server made it, the child runs
+        that at once)."""
         output = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the server
         request_read, request_write = os.pipe()
         reply_read, reply_write = os.pipe()
@@ -156,10 +166,11 @@ class _Spare:
             os.close(reply_read)
             with contextlib.suppress(OSError):
                 os.setpgid(0, 0)
-            frame = read_frame(request_read, REPLY_LIMIT)
+            if frame is None:
+                frame = read_frame(request_read, REPLY_LIMIT)
             if frame is None:
                 os._exit(0)  # the server went away
-            _child(frame, reply_write, output.fileno())
+            _child(frame, reply_write, output.fileno(), read)
         os.close(request_read)
         os.close(reply_write)
         with contextlib.suppress(OSError):
@@ -282,14 +293,16 @@ def _run_bundled_cases() -> None:
         pass
 
 
-def _warm_native(frame: bytes, warmed: set[tuple[object, ...]]) -> bool:
+def _warm_native(request: ItemRequest | FactsRequest | None,
+                 warmed: set[tuple[object, ...]]) -> bool:
     """Load a native patcher in the server once, so its children start with it loaded.
 
     A native patcher is objects the machine runs, not Python code, so the server may
     load it (assembling and linking cost a few hundred milliseconds, per child
     otherwise).  Whether it loads is the child's to report; True when this warmed it."""
+    if request is None:
+        return False
     try:
-        request = pickle.loads(frame)
         spec = request.patcher
         if not isinstance(spec, str) or not spec.startswith("native:"):
             return False
@@ -309,12 +322,15 @@ def _warm_native(frame: bytes, warmed: set[tuple[object, ...]]) -> bool:
     return True
 
 
-def _is_facts(frame: bytes) -> bool:
-    """Whether a request frame asks for a patcher's facts (answered before warming)."""
+def _peek(frame: bytes) -> ItemRequest | FactsRequest | None:
+    """The request a frame holds, or None (the child unpickles it again and reports
+    what is wrong with it)."""
     try:
-        return isinstance(pickle.loads(frame), FactsRequest)
-    except Exception:  # the child reports what is wrong with it
-        return False
+        with collector.paused():  # a large case makes no cycles
+            request = pickle.loads(frame)
+    except Exception:
+        return None
+    return request if isinstance(request, (ItemRequest, FactsRequest)) else None
 
 
 def serve(channel_fd: int, *, warm_cases: bool = True, leave: bool = False) -> None:
@@ -334,30 +350,34 @@ def serve(channel_fd: int, *, warm_cases: bool = True, leave: bool = False) -> N
 
 
 def _serve(channel: socket.socket, warm_cases: bool) -> None:
-    spare = _Spare.fork(channel)
+    ahead = warm_cases  # many items: each child is forked before its request comes
+    spare = _Spare.fork(channel) if ahead else None
     warm = False
     warmed: set[tuple[object, ...]] = set()
     while True:
         if not warm and not select.select([channel], [], [], 0)[0]:
             warm = True  # nothing asked yet: warm up now rather than on the first item
             _warm_up(warm_cases)
-            spare.retire()
-            spare = _Spare.fork(channel)
+            spare = _fork_again(spare, channel)  # forked cold: a fresh one inherits it
         try:
             frame = receive(channel)
         except (EOFError, OSError):
             return
-        if not warm and not _is_facts(frame):
-            warm = True
+        request = _peek(frame)
+        if not warm and not isinstance(request, FactsRequest):
+            warm = True  # a session's first request may be for facts: a cold child's
             _warm_up(warm_cases)
-            spare.retire()  # forked cold: a fresh one inherits the warm-up
-            spare = _Spare.fork(channel)
-        if _warm_native(frame, warmed):
-            spare.retire()  # forked before the warm-up: a fresh one inherits it
-            spare = _Spare.fork(channel)
-        child = spare
-        with contextlib.suppress(OSError):  # if the child is gone, its status says how
-            write_frame(child.request_fd, frame)
+            spare = _fork_again(spare, channel)
+        if _warm_native(request, warmed):
+            spare = _fork_again(spare, channel)  # forked before: a fresh one inherits it
+        if spare is None:
+            child = _Spare.fork(channel, frame, request)
+        else:
+            child = spare
+            with contextlib.suppress(OSError):  # if the child is gone, its status says how
+                write_frame(child.request_fd, frame)
+        spare = None
+        del request  # (the child has its own copy)
         try:
             send(channel, struct.pack("<q", child.pid))
             status, reply, captured = child.finish(channel)
@@ -369,7 +389,16 @@ def _serve(channel: socket.socket, warm_cases: bool) -> None:
         if not warm:
             warm = True
             _warm_up(warm_cases)  # while the session collects its items
-        spare = _Spare.fork(channel)
+        if ahead:
+            spare = _Spare.fork(channel)
+
+
+def _fork_again(spare: _Spare | None, channel: socket.socket) -> _Spare | None:
+    """Retire ``spare`` and fork a fresh one in its place (None stays None)."""
+    if spare is None:
+        return None
+    spare.retire()
+    return _Spare.fork(channel)
 
 
 __all__ = ["MEMORY_HEADROOM", "OUTPUT_LIMIT", "REPLY_LIMIT", "serve"]

@@ -107,7 +107,16 @@ class _WorkerServer:
 
     def execute(self, request: ItemRequest | FactsRequest, seconds: float) -> _Ending:
         """Send ``request``; kill the child if it runs past ``seconds``."""
+        self.begin(request)
+        return self.end(seconds)
+
+    def begin(self, request: ItemRequest | FactsRequest) -> None:
+        """Send ``request`` (:meth:`end` then waits for how it ended)."""
         send(self.channel, dumps(request))
+
+    def end(self, seconds: float) -> _Ending:
+        """How the request sent by :meth:`begin` ended; the child is killed if it runs
+        past ``seconds``."""
         (pid,) = struct.unpack("<q", receive(self.channel, time.monotonic() + _SERVER_SECONDS))
         self.child = pid
         timed_out = False
@@ -218,6 +227,8 @@ class _ServerPool:
 _POOL: Final = _ServerPool()
 #: Items submitted ahead of their turn, by the session's own key for them.
 _AHEAD: Final[dict[object, Future[tuple[Outcome, str]]]] = {}
+#: The server each of those items was sent to before its thread took it, if it was.
+_BEGUN: Final[dict[Future[tuple[Outcome, str]], _WorkerServer]] = {}
 _RUNNER: list[ThreadPoolExecutor] = []
 
 
@@ -236,7 +247,9 @@ def abandon_ahead() -> None:
     ahead = list(_AHEAD.values())
     _AHEAD.clear()
     for future in ahead:
-        future.cancel()
+        begun = _BEGUN.pop(future, None)
+        if future.cancel() and begun is not None:  # sent, but its thread never ran
+            _end_unrun(begun)
     if any(not future.done() for future in ahead):
         _POOL.kill_running()
         for future in ahead:
@@ -244,12 +257,33 @@ def abandon_ahead() -> None:
                 future.result(timeout=_SERVER_SECONDS)
 
 
-def _supervise(request: ItemRequest | FactsRequest, seconds: float) -> _Ending:
-    server = _POOL.take()
+def _end_unrun(server: _WorkerServer) -> None:
+    """Kill the child of a request sent to ``server`` whose thread never ran, and give
+    the server back."""
     try:
-        return server.execute(request, seconds)
-    except (EOFError, OSError, TimeoutError, pickle.UnpicklingError, ValueError, TypeError):
-        # The server itself went away (a child may kill its parent): start afresh.
+        server.end(0.0)  # past its time already: the child is killed at once
+    except _SERVER_GONE:
+        server.broken = True
+    finally:
+        _POOL.give_back(server)
+
+
+#: What shows that a worker server itself went away (a child may kill its parent).
+_SERVER_GONE: Final = (EOFError, OSError, TimeoutError, pickle.UnpicklingError, ValueError,
+                       TypeError)
+
+
+def _supervise(request: ItemRequest | FactsRequest, seconds: float,
+               begun: _WorkerServer | None = None) -> _Ending:
+    """Run ``request`` on a free server (``begun``: the server it was already sent to)."""
+    server = _POOL.take() if begun is None else begun
+    try:
+        if begun is None:
+            server.begin(request)
+        if server.broken:
+            return _Ending(None, None, False, b"")
+        return server.end(seconds)
+    except _SERVER_GONE:  # start afresh
         server.broken = True
         return _Ending(None, None, False, b"")
     finally:
@@ -300,7 +334,16 @@ def submit_item(key: object, request: ItemRequest, *, alone: bool = False) -> No
     if not _RUNNER:
         _RUNNER.append(ThreadPoolExecutor(max_workers=_POOL.size,
                                           thread_name_prefix="altpatch-item"))
-    _AHEAD[key] = _RUNNER[0].submit(_supervised_outcome, request)
+    begun = None
+    if alone:  # sent from here: the item's thread would wait for this thread's GIL
+        begun = _POOL.take()
+        try:
+            begun.begin(request)
+        except _SERVER_GONE:
+            begun.broken = True
+    future = _AHEAD[key] = _RUNNER[0].submit(_supervised_outcome, request, begun)
+    if begun is not None:
+        _BEGUN[future] = begun
 
 
 def _describe(ending: _Ending, seconds: float) -> tuple[str, str] | None:
@@ -356,7 +399,9 @@ def run_item(request: ItemRequest, *, patcher: Patcher | None = None) -> Outcome
 
 def collect_item(key: object) -> Outcome:
     """The outcome of the item :func:`submit_item` started under ``key`` (waits for it)."""
-    return _written(*_AHEAD.pop(key).result())
+    future = _AHEAD.pop(key)
+    _BEGUN.pop(future, None)
+    return _written(*future.result())
 
 
 def _written(outcome: Outcome, output: str) -> Outcome:
@@ -366,12 +411,13 @@ def _written(outcome: Outcome, output: str) -> Outcome:
     return outcome
 
 
-def _supervised_outcome(request: ItemRequest) -> tuple[Outcome, str]:
-    """The item's outcome from a worker and the output its child printed (written by
-    the caller, in item order)."""
+def _supervised_outcome(request: ItemRequest,
+                        begun: _WorkerServer | None = None) -> tuple[Outcome, str]:
+    """The item's outcome from a worker (``begun``: the server it was already sent to)
+    and the output its child printed (written by the caller, in item order)."""
     from pytest_altpatch.scenarios.outcome import Outcome  # noqa: PLC0415
 
-    ending = _supervise(request, request.host_seconds)
+    ending = _supervise(request, request.host_seconds, begun)
     found = _describe(ending, request.timeout or DEFAULT_HOST_SECONDS)
     reply = ending.reply
     if found is None and reply is not None:

@@ -1,0 +1,98 @@
+"""How a worker server hands requests to its children, and what becomes of a request
+sent ahead that is then given up.
+
+* A server for one or two items forks each child once the request has come; the child
+  takes the request the server has already unpickled (not a copy through a pipe).
+* ``altpatch run`` sends its first item from the main thread (its item thread would
+  wait for the main thread's GIL); if the session then gives the item up before that
+  thread ever ran, the child is killed and the server is free for the next item.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from hostile_patchers import HOSTILE_PATCHERS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+CHILD_TAKES_THE_SERVERS_REQUEST = """
+import json, socket
+from pytest_altpatch.supervisor import server
+from pytest_altpatch.supervisor.wire import FactsRequest, loads
+
+ours, theirs = socket.socketpair()
+# The frame is not a pickle: only a child that runs the server's request can answer.
+child = server._Spare.fork(theirs, b"not a pickle", FactsRequest("reference", ("linux-6.1",)))
+status, reply, captured = child.finish(theirs)
+child.reap()
+answer = loads(reply)
+print(json.dumps([answer.kind, [facts.name for facts in answer.value]]))
+"""
+
+GIVEN_UP_BEFORE_ITS_THREAD_RAN = """
+import json, os, threading, time
+from concurrent.futures import ThreadPoolExecutor
+from pytest_altpatch import supervisor
+from pytest_altpatch.cases import load_case, load_catalog
+from pytest_altpatch.judge import judge
+from pytest_altpatch.resources import bundled_corpus
+from pytest_altpatch.supervisor import session
+
+catalog = load_catalog()
+case = load_case(bundled_corpus() / "cases/branch/b-al-external.yaml", catalog)
+
+def request(spec):
+    return supervisor.item_request(case, catalog, mode="boot", patcher=spec, dialect=None,
+                                   schedule="rr:100", seed=0, timeout=600.0)
+
+supervisor.set_few_items(True)
+busy = threading.Event()
+session._RUNNER.append(ThreadPoolExecutor(max_workers=1))
+session._RUNNER[0].submit(busy.wait)  # the item thread is taken: the item stays queued
+session.submit_item("looping", request("hostile:Loop"), alone=True)
+(server,) = session._POOL._all
+sent = server not in session._POOL._free
+started = time.monotonic()
+session.abandon_ahead()
+busy.set()
+outcomes = []  # (a server never given back would keep the next item waiting for it)
+runner = threading.Thread(target=lambda: outcomes.append(
+    supervisor.run_item(request("reference:linux-6.1"))), daemon=True)
+runner.start()
+runner.join(60)
+print(json.dumps({"sent": sent, "abandoned_in_s": round(time.monotonic() - started),
+                  "next": ("pass" if judge(case, outcomes[0]).passed else "fail")
+                  if outcomes else "still waiting for a server",
+                  "same_server": session._POOL._all == [server]}))
+if outcomes:
+    supervisor.shutdown()
+os._exit(0)
+"""
+
+
+def run_script(tmp_path: Path, script: str) -> object:
+    """Run ``script`` in a fresh interpreter (it forks); the JSON it printed last."""
+    (tmp_path / "hostile.py").write_text(HOSTILE_PATCHERS)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join((str(ROOT), str(tmp_path))),
+               ALTPATCH_CACHE=str(tmp_path / "cache"))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=tmp_path, env=env, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_a_child_forked_for_a_request_runs_the_request_the_server_read(
+        tmp_path: Path) -> None:
+    assert run_script(tmp_path, CHILD_TAKES_THE_SERVERS_REQUEST) == [
+        "value", ["reference:linux-6.1"]]
+
+
+def test_an_item_given_up_before_its_thread_ran_is_killed_and_frees_its_server(
+        tmp_path: Path) -> None:
+    assert run_script(tmp_path, GIVEN_UP_BEFORE_ITS_THREAD_RAN) == {
+        "sent": True, "abandoned_in_s": 0, "next": "pass", "same_server": True}
