@@ -143,12 +143,13 @@ def test_the_altpatch_parser_loads_no_case_layer() -> None:
 
 def test_a_boot_item_whose_image_is_kept_loads_no_toolchain(tmp_path: Path) -> None:
     """What a worker for one or two items imports (scenarios.runner, the registry) and
-    a boot run from a kept image load neither the assembler engines nor the ELF reader:
-    those are for building images and payloads."""
+    a boot run from a kept image load neither the assembler engines nor the ELF reader
+    (those are for building images and payloads) nor the late flows."""
     code = (
         "import sys\n"
         "import pytest_altpatch.scenarios.runner, pytest_altpatch.patchers.registry\n"
-        "toolchain = ('keystone', 'capstone', 'elftools', 'pytest_altpatch.a64.asm')\n"
+        "toolchain = ('keystone', 'capstone', 'elftools', 'pytest_altpatch.a64.asm',\n"
+        "             'pytest_altpatch.scenarios.late')\n"
         "print([m for m in toolchain if m in sys.modules] or 'none')\n"
         "from pytest_altpatch.cases import load_case, load_catalog\n"
         "from pytest_altpatch.patchers.reference import ReferencePatcher\n"

@@ -42,13 +42,11 @@ _BASE: Final = 0x10000
 _PROBES: Final = ((37, 1000), (53, 1000), (101, 1000), (1000, 77), (1000, 210))
 
 
-def _scratch(with_code_hook: bool) -> Any:
+def _scratch() -> Any:
     uc = Uc(UC_ARCH_ARM64, UC_MODE_ARM)
     uc.mem_map(_BASE, 0x2000)
     uc.mem_write(_BASE, _NOP * (0x2000 // 4))
     uc.ctl_exits_enabled(True)
-    if with_code_hook:
-        uc.hook_add(UC_HOOK_CODE, lambda *_: None, None, _BASE + 0x1FF0, _BASE + 0x1FF3)
     return uc
 
 
@@ -63,20 +61,26 @@ def _run(uc: Any, exit_after: int, count: int) -> tuple[int, bytes]:
 
 
 def _calibrate() -> int | None:
-    """The offset of the counter in the engine structure, or None."""
-    candidates: set[int] | None = None
+    """The offset of the counter in the engine structure, or None.
+
+    One scratch engine runs every probe without a code hook and then again with one
+    (added in between); the first probe's candidates are every place that agrees, and
+    each later probe keeps those of them that still do."""
+    uc = _scratch()
+    candidates: list[int] | None = None
     for with_code_hook in (False, True):
-        uc = _scratch(with_code_hook)
+        if with_code_hook:
+            uc.hook_add(UC_HOOK_CODE, lambda *_: None, None, _BASE + 0x1FF0, _BASE + 0x1FF3)
         for exit_after, count in _PROBES:
             expected, raw = _run(uc, exit_after, count)
-            found = {offset for offset in range(0, _SEARCH - 4, 4)
-                     if int.from_bytes(raw[offset:offset + 4], "little") == expected}
-            candidates = found if candidates is None else candidates & found
+            places = range(0, _SEARCH - 4, 4) if candidates is None else candidates
+            candidates = [offset for offset in places
+                          if int.from_bytes(raw[offset:offset + 4], "little") == expected]
             if not candidates:
                 return None
     if candidates is None or len(candidates) != 1:
         return None
-    return candidates.pop()
+    return candidates[0]
 
 
 @functools.lru_cache(maxsize=1)
@@ -89,6 +93,12 @@ def _offset() -> int | None:
         return None
 
 
+def prepare() -> None:
+    """Find the counter now (about 3 ms, and unicorn's first-engine set-up with it): a
+    worker server does while it warms up, so the children it forks start with both."""
+    _offset()
+
+
 def instruction_counter(uc: Any) -> Callable[[], int] | None:
     """A function reading how many instructions ``uc``'s last ``emu_start`` ran (its
     count + 1 when the count ran out), or None where that cannot be known."""
@@ -99,4 +109,4 @@ def instruction_counter(uc: Any) -> Callable[[], int] | None:
     return lambda: cell.value
 
 
-__all__ = ["NO_EXITS_ENV", "instruction_counter"]
+__all__ = ["NO_EXITS_ENV", "instruction_counter", "prepare"]

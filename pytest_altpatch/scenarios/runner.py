@@ -36,7 +36,6 @@ from pytest_altpatch.scenarios.harness import (
     HARNESS_DATA_VA,
     RECORD_SIZE,
 )
-from pytest_altpatch.scenarios.late import run_late
 from pytest_altpatch.scenarios.outcome import HotplugOutcome, Outcome, PhaseOutcome
 from pytest_altpatch.scenarios.session import (
     DEFAULT_INSTRUCTION_BUDGET,
@@ -70,6 +69,9 @@ def run_case(
     with collector.settled():  # the case, catalog and image live as long as the run
         outcome, booted = boot(case, catalog, patcher, settings, hotplug=(mode == "boot"))
         if mode == "late" and outcome.error is None and booted is not None:
+            # (a boot item never loads the late flows and the payload models they use)
+            from pytest_altpatch.scenarios.late import run_late  # noqa: PLC0415
+
             outcome = run_late(booted, outcome)
     return outcome
 

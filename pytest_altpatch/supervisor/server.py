@@ -48,11 +48,9 @@ REPLY_LIMIT: Final = 256 * 1024 * 1024
 #: Address space a child may grow by, beyond what the warm server already maps.
 MEMORY_HEADROOM: Final = 4 * 1024 * 1024 * 1024
 #: Modules the worker server imports once, so each forked child starts warm.
-_WARM_MODULES: Final = (
-    "pytest_altpatch.scenarios.runner",
-    "pytest_altpatch.scenarios.late",
-    "pytest_altpatch.patchers.registry",
-)
+_WARM_MODULES: Final = ("pytest_altpatch.scenarios.runner", "pytest_altpatch.patchers.registry")
+#: What only late items load, imported too by a server for many items.
+_LATE_MODULES: Final = ("pytest_altpatch.scenarios.late",)
 #: Packages whose every re-exporting submodule the server imports too.
 _WARM_PACKAGES: Final = ("pytest_altpatch.a64", "pytest_altpatch.image", "pytest_altpatch.machine")
 
@@ -249,6 +247,8 @@ def _warm_up(cases: bool = True) -> None:
     for name in _WARM_MODULES:
         __import__(name)
     if cases:
+        for name in _LATE_MODULES:
+            __import__(name)
         for package in _WARM_PACKAGES:  # their __init__ s import on first use
             import_submodules(package)
         _run_bundled_cases()
@@ -257,10 +257,13 @@ def _warm_up(cases: bool = True) -> None:
         from pytest_altpatch.machine.engines import prepare_engines  # noqa: PLC0415
 
         prepare_engines(_SPARE_ENGINES, MIN_CODE_BUFFER)
-    # Every child then finds the kept images' code fingerprint made (about 2 ms).
+    # Every child then finds the kept images' code fingerprint made (about 2 ms), and
+    # unicorn's instruction counter found and its first engine set up (about 5 ms).
     from pytest_altpatch.image.kept_images import prepare  # noqa: PLC0415
+    from pytest_altpatch.machine import ucount  # noqa: PLC0415
 
     prepare(trim=cases)
+    ucount.prepare()
     # Children never collect the server's objects, so they never copy its pages (a
     # server for one or two items does not collect first: its garbage is little).
     if cases:

@@ -3,6 +3,8 @@ sent ahead that is then given up.
 
 * A server for one or two items forks each child once the request has come; the child
   takes the request the server has already unpickled (not a copy through a pipe).
+* A server for one or two items finds unicorn's instruction counter while it warms up
+  (and imports no late flow), so its children need not.
 * ``altpatch run`` sends its first item from the main thread (its item thread would
   wait for the main thread's GIL); if the session then gives the item up before that
   thread ever ran, the child is killed and the server is free for the next item.
@@ -32,6 +34,17 @@ status, reply, captured = child.finish(theirs)
 child.reap()
 answer = loads(reply)
 print(json.dumps([answer.kind, [facts.name for facts in answer.value]]))
+"""
+
+WARMED_FOR_FEW_ITEMS = """
+import json, sys
+from pytest_altpatch.machine import ucount
+from pytest_altpatch.supervisor import server
+
+before = ucount._offset.cache_info().currsize
+server._warm_up(cases=False)
+print(json.dumps({"counter_found": [before, ucount._offset.cache_info().currsize],
+                  "late_flows": "pytest_altpatch.scenarios.late" in sys.modules}))
 """
 
 GIVEN_UP_BEFORE_ITS_THREAD_RAN = """
@@ -90,6 +103,11 @@ def test_a_child_forked_for_a_request_runs_the_request_the_server_read(
         tmp_path: Path) -> None:
     assert run_script(tmp_path, CHILD_TAKES_THE_SERVERS_REQUEST) == [
         "value", ["reference:linux-6.1"]]
+
+
+def test_a_server_for_few_items_finds_the_counter_for_its_children(tmp_path: Path) -> None:
+    assert run_script(tmp_path, WARMED_FOR_FEW_ITEMS) == {
+        "counter_found": [0, 1], "late_flows": False}
 
 
 def test_an_item_given_up_before_its_thread_ran_is_killed_and_frees_its_server(
