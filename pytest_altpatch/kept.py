@@ -17,6 +17,9 @@ entry depends on (its owner computes it).  The store knows nothing of what entri
 * :meth:`KeptEntries.load` and :meth:`KeptEntries.keep` hold values as plain data
   (:mod:`pytest_altpatch.plain_data`): read back through its allow-list, so a hostile
   entry runs no code; an entry that does not unpickle counts as absent.
+* Owners key what they keep on the code it depends on: :func:`file_stamps` and
+  :func:`installed_stamps` name files by name, size and modification time, as
+  Python's bytecode cache trusts a source.
 * ``ALTPATCH_NO_CACHE=1`` turns every kind off; a cache that cannot be written is
   skipped without a word.  Deleting the directory is always safe.
 """
@@ -24,10 +27,13 @@ entry depends on (its owner computes it).  The store knows nothing of what entri
 from __future__ import annotations
 
 import contextlib
+import glob
+import importlib.util
 import os
 import pickle
 import tempfile
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
@@ -158,4 +164,29 @@ class KeptEntries:
                 total -= size
 
 
-__all__ = ["NO_CACHE_ENV", "KeptEntries"]
+def file_stamps(home: str, files: Sequence[str]) -> bytes:
+    """Each of ``files`` by its path under ``home``, its size and its modification time:
+    what Python's own bytecode cache trusts a source by (reading and hashing each file
+    costs several times as much, and an item waits for it)."""
+    lines = []
+    for path in files:
+        info = os.stat(path)
+        lines.append(f"{os.path.relpath(path, home)} {info.st_size} {info.st_mtime_ns}\n")
+    return "".join(lines).encode()
+
+
+def installed_stamps(package: str) -> bytes:
+    """The installed ``package`` as :func:`file_stamps` of its Python files and shared
+    libraries (its own folder and ``lib/``), found, not imported; a line saying it is
+    absent where it is not installed."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        return f"{package} absent\n".encode()
+    home = os.path.dirname(spec.origin)
+    found = [*glob.glob("*.py", root_dir=home), *glob.glob("*.so*", root_dir=home),
+             *glob.glob("lib/*.so*", root_dir=home)]
+    return f"{package} {home}\n".encode() + file_stamps(
+        home, [os.path.join(home, name) for name in sorted(found)])
+
+
+__all__ = ["NO_CACHE_ENV", "KeptEntries", "file_stamps", "installed_stamps"]

@@ -20,6 +20,7 @@ from pytest_altpatch import collector
 from pytest_altpatch.cases.catalog import display_path, known_capabilities
 from pytest_altpatch.cases.cpu_numbers import CpuNumbering
 from pytest_altpatch.cases.document_cache import load_valid_document
+from pytest_altpatch.cases.located import LocatedDocument, join_path
 from pytest_altpatch.cases.model import (
     DEFAULT_PAYLOAD_OFFSET,
     BootOptions,
@@ -45,7 +46,6 @@ from pytest_altpatch.cases.platform import parse_platform_items
 from pytest_altpatch.cases.schema import schema_path, validate
 from pytest_altpatch.cases.source_names import defined_labels, macro_uses
 from pytest_altpatch.cases.suggestions import did_you_mean
-from pytest_altpatch.cases.yamlload import LocatedDocument, join_path
 from pytest_altpatch.dialects import DIALECTS, Dialect
 from pytest_altpatch.errors import ERROR_CODES, Location, SpecError
 from pytest_altpatch.findings import FINDING_CODES

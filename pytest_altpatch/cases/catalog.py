@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import TypeVar, cast
 
 from pytest_altpatch.cases.document_cache import load_valid_document
+from pytest_altpatch.cases.located import LocatedDocument, join_path
 from pytest_altpatch.cases.model import (
     MIDR_ARCHITECTURE_MASK,
     MIDR_IMPLEMENTER_MASK,
@@ -33,7 +34,6 @@ from pytest_altpatch.cases.model import (
 )
 from pytest_altpatch.cases.schema import schema_path
 from pytest_altpatch.cases.suggestions import did_you_mean
-from pytest_altpatch.cases.yamlload import LocatedDocument, join_path
 from pytest_altpatch.dialects import DIALECTS, CallbackMarking, Dialect, is_dialect, traits
 from pytest_altpatch.errors import Location, SpecError
 from pytest_altpatch.resources import bundled_corpus

@@ -25,18 +25,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, cast
 
-import yaml
-
-from pytest_altpatch.cases import schema, yamlload
-from pytest_altpatch.cases.schema import validate
-from pytest_altpatch.cases.yamlload import (
-    LocatedDocument,
-    decode_utf8,
-    load_yaml_text,
-    read_bounded,
-)
+from pytest_altpatch.cases.located import LocatedDocument, decode_utf8, read_bounded
 from pytest_altpatch.errors import Location, SpecError
-from pytest_altpatch.kept import NO_CACHE_ENV, KeptEntries
+from pytest_altpatch.kept import NO_CACHE_ENV, KeptEntries, installed_stamps
 
 #: Bumped when what an entry holds changes shape.
 ENTRY_FORMAT: Final = 2
@@ -44,16 +35,21 @@ ENTRY_FORMAT: Final = 2
 _DOCUMENTS: Final = KeptEntries("documents", 64 * 1024 * 1024)
 
 
+#: The code a kept document depends on, beside this module: the located document, the
+#: parser and the schema check (read as files: a kept hit imports none of them).
+_CODE: Final = ("located.py", "yamlload.py", "schema.py", "schema_safety.py")
+
+
 @lru_cache(maxsize=1)
 def _code_fingerprint() -> bytes:
-    """What the parse and the check depend on besides their inputs: this code, PyYAML
-    (and whether libyaml does the scanning) and the interpreter."""
-    digest = hashlib.sha256(f"{ENTRY_FORMAT} {sys.version_info[:3]} {yaml.__version__} "
-                            f"{yamlload._FAST_LOADER is not None}".encode())
-    schema_code = Path(schema.__file__ or "")
-    for source in (Path(yamlload.__file__ or ""), schema_code,
-                   schema_code.with_name("schema_safety.py")):
-        digest.update(source.read_bytes())
+    """What the parse and the check depend on besides their inputs: this code, PyYAML as
+    installed (its files, libyaml's extension among them, found and not imported) and
+    the interpreter."""
+    digest = hashlib.sha256(f"{ENTRY_FORMAT} {sys.version_info[:3]}\n".encode())
+    digest.update(installed_stamps("yaml"))
+    here = Path(__file__)
+    for name in _CODE:
+        digest.update(here.with_name(name).read_bytes())
     return digest.digest()
 
 
@@ -118,6 +114,9 @@ def load_valid_document(path: Path, file: str,
         kept = _read_entry(key)
         if kept is not None:
             return kept, []
+    from pytest_altpatch.cases.schema import validate  # noqa: PLC0415 - a miss only
+    from pytest_altpatch.cases.yamlload import load_yaml_text  # noqa: PLC0415
+
     document = load_yaml_text(decode_utf8(raw, file), file)
     problems = validate(document, schema_file)
     if caching and not problems:

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
 from pytest_altpatch.cases.catalog import format_revision, parse_revision
+from pytest_altpatch.cases.located import LocatedDocument, join_path
 from pytest_altpatch.cases.model import (
     ID_REGISTERS,
     MIDR_MODEL_MASK,
@@ -26,7 +27,6 @@ from pytest_altpatch.cases.model import (
     CpuModel,
 )
 from pytest_altpatch.cases.suggestions import did_you_mean
-from pytest_altpatch.cases.yamlload import LocatedDocument, join_path
 from pytest_altpatch.errors import Location, SpecError
 
 #: Most CPUs one platform item may expand to.

@@ -15,8 +15,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from pytest_altpatch.cases.located import LocatedDocument, join_path
 from pytest_altpatch.cases.suggestions import did_you_mean
-from pytest_altpatch.cases.yamlload import LocatedDocument, join_path
 from pytest_altpatch.errors import Location, SpecError
 
 if TYPE_CHECKING:  # jsonschema is imported when a document is first validated

@@ -22,7 +22,7 @@ from referencing import Registry, Resource
 from referencing.exceptions import NoSuchResource, Unresolvable
 from referencing.jsonschema import DRAFT202012
 
-from pytest_altpatch.cases.yamlload import read_bounded
+from pytest_altpatch.cases.located import read_bounded
 from pytest_altpatch.errors import Location, SpecError
 from pytest_altpatch.jsontext import loads_bounded
 

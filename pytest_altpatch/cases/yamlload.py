@@ -23,11 +23,7 @@ surrogates or control characters (other than tab and newline) are refused.
 
 from __future__ import annotations
 
-import os
 import re
-import stat
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
@@ -35,6 +31,13 @@ from typing import Any, Final
 import yaml
 
 from pytest_altpatch import collector
+from pytest_altpatch.cases.located import (
+    MAX_BYTES,
+    LocatedDocument,
+    decode_utf8,
+    join_path,
+    read_bounded,
+)
 from pytest_altpatch.errors import Location, SpecError
 
 #: Bound on the number of values one document may expand to, aliases counted in full.
@@ -47,9 +50,6 @@ MAX_NODES = 250_000
 #: file expand exponentially: the "billion laughs" document).  No bundled file uses
 #: more than a few hundred.
 MAX_ALIAS_VALUES = 50_000
-
-#: Bound on the size of a file we are willing to read.
-MAX_BYTES = 4 * 1024 * 1024
 
 
 #: Bound on how deeply collections may nest.
@@ -83,38 +83,6 @@ if getattr(yaml, "__with_libyaml__", False):
     _FAST_LOADER: type | None = _PrivateCSafeLoader
 else:  # pragma: no cover - PyYAML built without libyaml
     _FAST_LOADER = None
-
-
-@dataclass(frozen=True)
-class LocatedDocument:
-    """A YAML document as plain values plus where each value and key sits."""
-
-    file: str
-    value: object
-    #: JSON path -> location of the value node ("" is the document root).
-    locations: Mapping[str, Location] = field(default_factory=dict)
-    #: JSON path -> location of the mapping *key* that introduces the value.
-    key_locations: Mapping[str, Location] = field(default_factory=dict)
-    #: JSON path -> 1-based file line of the first text line of a string value.
-    text_starts: Mapping[str, tuple[int, int]] = field(default_factory=dict)
-
-    def location(self, json_path: str, *, key: bool = False) -> Location:
-        """The location of ``json_path`` (its key if ``key``), else its nearest parent."""
-        path = json_path
-        while True:
-            table = self.key_locations if key else self.locations
-            found = table.get(path)
-            if found is not None:
-                return found
-            key = False
-            if not path:
-                return Location(file=self.file, json_path=json_path or None)
-            path = path.rpartition(".")[0]
-
-
-def join_path(parent: str, child: str | int) -> str:
-    """Dotted JSON path of ``child`` under ``parent``."""
-    return f"{parent}.{child}" if parent else str(child)
 
 
 def _mark_location(file: str, mark: yaml.Mark | None, json_path: str) -> Location:
@@ -472,52 +440,15 @@ def _compose_and_build(file: str, text: str, loader: Any) -> LocatedDocument:
     )
 
 
-def read_bounded(path: Path, file: str, limit: int = MAX_BYTES) -> bytes:
-    """The bytes of regular file ``path``, refusing FIFOs, devices and files over ``limit``
-    before reading them (``SPEC_IO``)."""
-    try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer; we refuse it just below.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except OSError as exc:
-        raise SpecError("SPEC_IO", f"cannot read file: {exc.strerror or exc}",
-                        location=Location(file=file)) from None
-    with os.fdopen(fd, "rb") as stream:
-        status = os.fstat(stream.fileno())
-        if not stat.S_ISREG(status.st_mode):
-            raise SpecError("SPEC_IO", "not a regular file (a FIFO, device or socket)",
-                            location=Location(file=file))
-        if status.st_size > limit:
-            raise SpecError("SPEC_IO", f"file is larger than {limit} bytes",
-                            location=Location(file=file))
-        try:
-            raw = stream.read(limit + 1)
-        except OSError as exc:
-            raise SpecError("SPEC_IO", f"cannot read file: {exc.strerror or exc}",
-                            location=Location(file=file)) from None
-    if len(raw) > limit:  # it grew while we looked
-        raise SpecError("SPEC_IO", f"file is larger than {limit} bytes",
-                        location=Location(file=file))
-    return raw
-
-
 def load_yaml_file(path: Path, display: str | None = None) -> LocatedDocument:
     """Read and parse ``path``; unreadable or non-UTF-8 files raise ``SPEC_IO``."""
     file = display if display is not None else str(path)
     return load_yaml_text(decode_utf8(read_bounded(path, file), file), file)
 
 
-def decode_utf8(raw: bytes, file: str) -> str:
-    """``raw`` as text; not UTF-8 is ``SPEC_IO`` at the line of the first bad byte."""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise SpecError("SPEC_IO", "file is not valid UTF-8",
-                        location=Location(file=file, line=line)) from None
-
-
 __all__ = [
     "MAX_ALIAS_VALUES",
+    "MAX_BYTES",
     "MAX_DEPTH",
     "MAX_NODES",
     "SAFE_SCALAR_TAGS",

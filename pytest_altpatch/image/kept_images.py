@@ -21,9 +21,7 @@ trimmed first).
 
 from __future__ import annotations
 
-import glob
 import hashlib
-import importlib.util
 import os
 import pickle
 import sys
@@ -31,7 +29,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Final
 
 from pytest_altpatch.image.model import Image
-from pytest_altpatch.kept import KeptEntries
+from pytest_altpatch.kept import KeptEntries, file_stamps, installed_stamps
 from pytest_altpatch.plain_data import dumps
 
 if TYPE_CHECKING:
@@ -51,17 +49,9 @@ def code_fingerprint() -> bytes:
     assembler and disassembler engines as installed, and the interpreter (about 1 ms,
     once per process; the engines are found, not imported)."""
     digest = hashlib.sha256(f"{ENTRY_FORMAT} {sys.version_info[:3]}".encode())
-    digest.update(_stamps(_PACKAGE, _sources(_PACKAGE)))
+    digest.update(file_stamps(_PACKAGE, _sources(_PACKAGE)))
     for engine in ("keystone", "capstone"):
-        spec = importlib.util.find_spec(engine)  # found, not imported
-        if spec is None or spec.origin is None:
-            digest.update(f"{engine} absent\n".encode())
-            continue
-        home = os.path.dirname(spec.origin)
-        digest.update(f"{engine} {home}\n".encode())
-        found = [*glob.glob("*.py", root_dir=home), *glob.glob("*.so*", root_dir=home),
-                 *glob.glob("lib/*.so*", root_dir=home)]
-        digest.update(_stamps(home, [os.path.join(home, name) for name in sorted(found)]))
+        digest.update(installed_stamps(engine))
     return digest.digest()
 
 
@@ -72,17 +62,6 @@ def _sources(package: str) -> list[str]:
         subfolders[:] = sorted(name for name in subfolders if name != "__pycache__")
         found += [os.path.join(folder, name) for name in sorted(names) if name.endswith(".py")]
     return found
-
-
-def _stamps(home: str, files: list[str]) -> bytes:
-    """Each file's name, size and modification time: what Python's own bytecode cache
-    trusts a source by (reading and hashing every source cost 4 times as much, on an
-    item's critical path)."""
-    lines = []
-    for path in files:
-        info = os.stat(path)
-        lines.append(f"{os.path.relpath(path, home)} {info.st_size} {info.st_mtime_ns}\n")
-    return "".join(lines).encode()
 
 
 def _key(case: Case, dialect: Dialect, numbering: CapNumbering,

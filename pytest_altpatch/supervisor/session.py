@@ -18,7 +18,6 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
@@ -40,6 +39,8 @@ from pytest_altpatch.supervisor.wire import (
 )
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     from pytest_altpatch.cases.model import Case, Catalog
     from pytest_altpatch.patchers.contract import Patcher
     from pytest_altpatch.scenarios.outcome import Outcome
@@ -331,9 +332,6 @@ def submit_item(key: object, request: ItemRequest, *, alone: bool = False) -> No
     once."""
     if key in _AHEAD or (_POOL.size < 2 and not alone):
         return
-    if not _RUNNER:
-        _RUNNER.append(ThreadPoolExecutor(max_workers=_POOL.size,
-                                          thread_name_prefix="altpatch-item"))
     begun = None
     if alone:  # sent from here: the item's thread would wait for this thread's GIL
         begun = _POOL.take()
@@ -341,6 +339,11 @@ def submit_item(key: object, request: ItemRequest, *, alone: bool = False) -> No
             begun.begin(request)
         except _SERVER_GONE:
             begun.broken = True
+    if not _RUNNER:  # (after the request is out: the server forked off no thread pool)
+        from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+        _RUNNER.append(ThreadPoolExecutor(max_workers=_POOL.size,
+                                          thread_name_prefix="altpatch-item"))
     future = _AHEAD[key] = _RUNNER[0].submit(_supervised_outcome, request, begun)
     if begun is not None:
         _BEGUN[future] = begun

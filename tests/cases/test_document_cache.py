@@ -3,23 +3,28 @@ that parsed and validated with no problem is ever kept."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from pytest_altpatch.cases import document_cache
+from pytest_altpatch.cases import document_cache, yamlload
 from pytest_altpatch.cases.case import read_case
 from pytest_altpatch.cases.catalog import read_catalog
 from pytest_altpatch.cases.model import Catalog
 from pytest_altpatch.cases.schema import schema_path
 from pytest_altpatch.cases.yamlload import LocatedDocument, load_yaml_file
+from pytest_altpatch.kept import installed_stamps
 from pytest_altpatch.resources import bundled_corpus
 
 from .conftest import VALID_CASE
 
 CASE_SCHEMA = schema_path(bundled_corpus(), "case")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -54,7 +59,7 @@ def test_a_kept_document_is_the_fresh_parse(
     def no_parse(*_: object) -> None:
         raise AssertionError("parsed although the document was kept")
 
-    monkeypatch.setattr(document_cache, "load_yaml_text", no_parse)
+    monkeypatch.setattr(yamlload, "load_yaml_text", no_parse)
     kept, problems = document_cache.load_valid_document(path, "cases/x.yaml", CASE_SCHEMA)
     assert problems == [] and kept is not first and same(kept, fresh)
     assert kept.location("expect.boot.text.site") == fresh.location("expect.boot.text.site")
@@ -176,3 +181,45 @@ def test_the_catalog_is_kept_and_resolves_the_same(cache: Path) -> None:
     assert count == len(list((bundled_corpus() / "catalog").glob("*.yaml")))
     warm, problems = read_catalog()
     assert problems == [] and repr(warm) == repr(cold) and len(entries(cache)) == count
+
+
+def test_a_kept_document_is_read_without_loading_pyyaml(tmp_path: Path) -> None:
+    """A case whose documents are kept loads in a fresh interpreter without PyYAML (or
+    the parser and schema check that use it); the first run, which parses, loads it."""
+    code = (
+        "import sys\n"
+        "from pytest_altpatch.cases import load_case, load_catalog\n"
+        "from pytest_altpatch.resources import bundled_corpus\n"
+        "catalog = load_catalog()\n"
+        "case = load_case(bundled_corpus() / 'cases/branch/b-al-external.yaml', catalog)\n"
+        "print(case.id, sorted(m for m in ('yaml', 'pytest_altpatch.cases.yamlload')"
+        " if m in sys.modules) or 'none')\n")
+    env = dict(os.environ, ALTPATCH_CACHE=str(tmp_path / "cache"), PYTHONPATH=str(ROOT))
+    env.pop(document_cache.NO_CACHE_ENV, None)
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           cwd=ROOT, env=env, check=False) for _ in range(2)]
+    assert all(run.returncode == 0 for run in runs), [run.stderr for run in runs]
+    parsed, kept = (run.stdout.split(maxsplit=1) for run in runs)
+    assert parsed[0] == kept[0] == "branch/b-al-external"
+    assert "'yaml'" in parsed[1] and kept[1].strip() == "none"
+
+
+def test_the_installed_parser_is_part_of_the_key(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The key names PyYAML's installed files by name, size and modification time (its
+    libyaml extension among them), found without importing it: another PyYAML, or one
+    with or without libyaml, is another key."""
+    home = tmp_path / "site"
+    (home / "fakeyaml").mkdir(parents=True)
+    (home / "fakeyaml" / "__init__.py").write_text("raise ImportError('never imported')\n")
+    monkeypatch.syspath_prepend(str(home))
+    first = installed_stamps("fakeyaml")
+    assert b"__init__.py" in first
+    (home / "fakeyaml" / "_yaml.cpython-311-x86_64-linux-gnu.so").write_bytes(b"\0")
+    with_libyaml = installed_stamps("fakeyaml")
+    assert with_libyaml != first and b"_yaml.cpython" in with_libyaml
+    assert installed_stamps("no_such_package_here") == b"no_such_package_here absent\n"
+    fingerprint = document_cache._code_fingerprint.__wrapped__
+    here = fingerprint()
+    monkeypatch.setattr(document_cache, "installed_stamps", lambda name: first)
+    assert fingerprint() != here
