@@ -42,7 +42,7 @@ if TYPE_CHECKING:  # the same names, imported on first use (pytest_altpatch.lazy
         RunResult,
     )
     from pytest_altpatch.machine.services import HostService, svc_word
-    from pytest_altpatch.machine.trace import Trace, TraceEvent, render_timeline
+    from pytest_altpatch.machine.trace import Trace, TraceEvent, TraceEvents, render_timeline
     from pytest_altpatch.machine.traps import TrapCall, TrapHandler
 
 _EXPORTS = {
@@ -67,7 +67,7 @@ _EXPORTS = {
         "RunResult",
     ),
     "services": ("HostService", "svc_word"),
-    "trace": ("Trace", "TraceEvent", "render_timeline"),
+    "trace": ("Trace", "TraceEvent", "TraceEvents", "render_timeline"),
     "traps": ("TrapCall", "TrapHandler"),
 }
 __getattr__, __dir__ = submodule_exports(__name__, _EXPORTS)
@@ -97,6 +97,7 @@ __all__ = [
     "Schedule",
     "Trace",
     "TraceEvent",
+    "TraceEvents",
     "TrapCall",
     "TrapHandler",
     "render_timeline",

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pytest_altpatch.errors import ErrorInfo
 from pytest_altpatch.findings import Finding
 from pytest_altpatch.image.model import AltEntry, Image
-from pytest_altpatch.machine.trace import TraceEvent
+from pytest_altpatch.machine.trace import TraceEvents
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ class Outcome:
     #: An error that ended the run (any phase); phases before it are still recorded.
     error: ErrorInfo | None = None
     #: The machine's trace (bounded: the most recent events) and how many were dropped.
-    trace: tuple[TraceEvent, ...] = ()
+    trace: TraceEvents = field(default_factory=TraceEvents)
     trace_dropped: int = 0
     instructions: int = 0  # guest instructions and context operations, all CPUs
     #: CPUs that took no part after boot (Xen parking), by machine CPU number.

@@ -174,7 +174,7 @@ class Session:
             case_id=self.case.id, mode="boot", schedule=self.settings.schedule_name,
             seed=self.settings.seed, patcher=self.patcher.name, dialect=self.patcher.dialect,
             image=self.image, symbols=dict(self.image.symbols), phases=tuple(phases),
-            hotplug=tuple(hotplug), error=error, trace=tuple(machine.trace.events),
+            hotplug=tuple(hotplug), error=error, trace=machine.trace.kept(),
             trace_dropped=machine.trace.dropped, instructions=self.instructions,
             parked=tuple(self.parked),
         )
