@@ -169,3 +169,42 @@ def test_a_boot_item_whose_image_is_kept_loads_no_toolchain(tmp_path: Path) -> N
     assert cold[0] == kept[0] == "none"
     assert "'keystone'," in cold[1]  # the first run built the image
     assert kept[1] == "none"
+
+
+def test_checking_that_a_kept_case_builds_loads_no_machine(tmp_path: Path) -> None:
+    """``altpatch run`` checks the build while its first item runs, on the other core:
+    from kept images that loads neither the machine (unicorn) nor the assembler
+    engines."""
+    code = (
+        "import sys\n"
+        "from pytest_altpatch.cases import load_case, load_catalog\n"
+        "from pytest_altpatch.resources import bundled_corpus\n"
+        "from pytest_altpatch.scenarios.buildcheck import build_checked\n"
+        "catalog = load_catalog()\n"
+        "case = load_case(bundled_corpus() / 'cases/branch/b-al-external.yaml', catalog)\n"
+        "images, errors = build_checked(case, catalog)\n"
+        "assert images and not errors, errors\n"
+        "loaded = ('unicorn', 'pytest_altpatch.machine.core', 'keystone', 'capstone')\n"
+        "print(sorted(m for m in loaded if m in sys.modules) or 'none')\n")
+    env = dict(os.environ, ALTPATCH_CACHE=str(tmp_path / "cache"), PYTHONPATH=str(ROOT))
+    env.pop("ALTPATCH_NO_CACHE", None)
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           cwd=ROOT, env=env, check=False) for _ in range(2)]
+    assert all(run.returncode == 0 for run in runs), [run.stderr for run in runs]
+    built, kept = (run.stdout.strip() for run in runs)
+    assert "'unicorn'" not in built and "'keystone'" in built  # the first run assembled
+    assert kept == "none"
+
+
+def test_the_assembler_loads_keystone_with_the_first_statement_it_encodes() -> None:
+    """What our own encoders cover (the PC-relative forms) never loads keystone and
+    capstone; the first statement they leave to keystone does."""
+    assert _fresh(
+        "import sys\n"
+        "from pytest_altpatch.a64 import assemble\n"
+        "engines = lambda: [m for m in ('keystone', 'capstone') if m in sys.modules]\n"
+        "ours = assemble('b 0f\\nbl 0f\\nadr x0, 0f\\n0: adrp x1, 0b', base=0x1000).code\n"
+        "print(len(ours), engines() or 'none')\n"
+        "theirs = assemble('mov x3, x4', base=0x1000).code\n"
+        "print(theirs.hex(), *engines())\n") == [
+        "16", "none", "e30304aa", "keystone", "capstone"]

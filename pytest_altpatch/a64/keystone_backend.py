@@ -19,13 +19,14 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
-from typing import Final
-
-import capstone
-import keystone
+from typing import TYPE_CHECKING, Final
 
 from pytest_altpatch.a64.syntax import Operand
 from pytest_altpatch.errors import AsmError, Location
+
+if TYPE_CHECKING:  # both load with the first statement they encode (most never reach them)
+    import capstone
+    import keystone
 
 _ALLOWED_NAMES: Final = """
     add adds sub subs cmp cmn neg negs ngc ngcs adc adcs sbc sbcs
@@ -219,6 +220,9 @@ _cs: capstone.Cs | None = None
 def _engines() -> tuple[keystone.Ks, capstone.Cs]:
     global _ks, _cs
     if _ks is None or _cs is None:
+        import capstone  # noqa: PLC0415
+        import keystone  # noqa: PLC0415
+
         _ks = keystone.Ks(keystone.KS_ARCH_ARM64, keystone.KS_MODE_LITTLE_ENDIAN)
         _cs = capstone.Cs(capstone.CS_ARCH_ARM64, capstone.CS_MODE_ARM)
     return _ks, _cs
@@ -232,9 +236,11 @@ def _keystone_word(text: str) -> tuple[int | None, str]:
     and the judge re-encode the same lines, and a smaller cache misses on all of them.
     """
     ks, cs = _engines()
+    from keystone import KsError  # noqa: PLC0415 - (loaded by _engines)
+
     try:
         encoding, count = ks.asm(text, 0)
-    except keystone.KsError as error:
+    except KsError as error:
         return None, f"keystone rejected it: {error}"
     code = bytes(encoding or b"")
     if count != 1 or len(code) != 4:

@@ -2,6 +2,8 @@
 
 A typo in a case's assembly (``movv x0, #2``) is the case's fault, not the patcher's:
 it is found before any patcher runs and reported at the case line, like a load error.
+The images come from here, for a run too (:func:`build_for`), and nothing here loads
+the machine: ``altpatch run`` checks the build while its first item runs.
 """
 
 from __future__ import annotations
@@ -10,12 +12,26 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from pytest_altpatch.cases.model import Case, Catalog
-from pytest_altpatch.dialects import Dialect
+from pytest_altpatch.dialects import Dialect, traits
 from pytest_altpatch.errors import AltpatchError
-from pytest_altpatch.scenarios.session import build_for
+from pytest_altpatch.image.kept_images import build_image_kept
+from pytest_altpatch.scenarios.harness import harness_source
 
 if TYPE_CHECKING:
     from pytest_altpatch.image.model import Image
+
+
+def numbering_for(catalog: Catalog, dialect: str) -> str:
+    """The catalog numbering a dialect uses (``strict`` numbers as linux-6.1 if absent)."""
+    return traits(dialect).numbering_in(catalog.numberings)
+
+
+def build_for(case: Case, catalog: Catalog, dialect: Dialect) -> Image:
+    """The image of ``case`` as ``dialect`` builds it, with the harness code in it (kept
+    between runs: :mod:`pytest_altpatch.image.kept_images`)."""
+    numbering = catalog.numberings[numbering_for(catalog, dialect)]
+    return build_image_kept(case, dialect=dialect, numbering=numbering,
+                            harness_text=harness_source())
 
 
 def expects_build_error(case: Case) -> bool:
@@ -58,4 +74,4 @@ def build_checked(case: Case, catalog: Catalog, dialects: Sequence[Dialect] | No
     return images, found
 
 
-__all__ = ["build_checked", "build_problems", "expects_build_error"]
+__all__ = ["build_checked", "build_for", "build_problems", "expects_build_error", "numbering_for"]

@@ -24,7 +24,6 @@ from pytest_altpatch.dialects import Dialect, DialectTraits, traits
 from pytest_altpatch.errors import AltpatchError, ErrorInfo, Location
 from pytest_altpatch.findings import Finding
 from pytest_altpatch.image.callbacks import SMCCC_CONDUIT_SYMBOL, SMCCC_CONDUIT_VALUES
-from pytest_altpatch.image.kept_images import build_image_kept
 from pytest_altpatch.image.model import Image
 from pytest_altpatch.machine import (
     Budget,
@@ -40,11 +39,11 @@ from pytest_altpatch.patchers.capabilities import Capabilities, CpuReading
 from pytest_altpatch.patchers.contract import AltRegion, PatchEnvironment, Patcher
 from pytest_altpatch.patchers.reference import CLEAN_CACHE_CAP
 from pytest_altpatch.scenarios import watch
+from pytest_altpatch.scenarios.buildcheck import build_for, numbering_for
 from pytest_altpatch.scenarios.harness import (
     HARNESS_DATA_SIZE,
     HARNESS_DATA_VA,
     SYNC_VA,
-    harness_source,
 )
 from pytest_altpatch.scenarios.outcome import (
     HotplugOutcome,
@@ -77,22 +76,9 @@ class RunSettings:
         return self.schedule if isinstance(self.schedule, str) else str(self.schedule)
 
 
-def numbering_for(catalog: Catalog, dialect: str) -> str:
-    """The catalog numbering a dialect uses (``strict`` numbers as linux-6.1 if absent)."""
-    return traits(dialect).numbering_in(catalog.numberings)
-
-
 def page_span(size: int) -> int:
     """``size`` rounded up to whole pages."""
     return align_up(size)
-
-
-def build_for(case: Case, catalog: Catalog, dialect: Dialect) -> Image:
-    """The image of ``case`` as ``dialect`` builds it, with the harness code in it (kept
-    between runs: :mod:`pytest_altpatch.image.kept_images`)."""
-    numbering = catalog.numberings[numbering_for(catalog, dialect)]
-    return build_image_kept(case, dialect=dialect, numbering=numbering,
-                            harness_text=harness_source())
 
 
 def clean_cache_needed(case: Case, catalog: Catalog, cpus: Sequence[int]) -> bool:
