@@ -49,7 +49,7 @@ from pytest_altpatch.image.model import (
     ImageLayout,
     SectionKind,
     SourceMap,
-    SourceSpan,
+    SpanFields,
 )
 
 _MAX_ROUNDS: Final = 8
@@ -450,7 +450,7 @@ def concat(units: Sequence[Unit], section: SectionKind, assembled: Assembled) ->
 
 def source_map(units: Sequence[Unit], assembled: Assembled, file: str | None) -> SourceMap:
     """Every assembled instruction of the case's own units -> its case file line."""
-    spans: list[SourceSpan] = []
+    rows: list[SpanFields] = []
     for unit in units:
         if unit.file is None:
             continue
@@ -461,10 +461,10 @@ def source_map(units: Sequence[Unit], assembled: Assembled, file: str | None) ->
             source_line = line_map[asm_line.line - 1]
             if source_line is None or source_line.file_line == 0:
                 continue
-            spans.append(SourceSpan(asm_line.address, asm_line.size, source_line.file_line,
-                                    asm_line.text))
-    spans.sort(key=lambda span: span.address)
-    return SourceMap(file, tuple(spans))
+            rows.append((asm_line.address, asm_line.size, source_line.file_line,
+                         asm_line.text))
+    rows.sort(key=lambda row: row[0])
+    return SourceMap(file, tuple(rows))
 
 
 __all__ = [

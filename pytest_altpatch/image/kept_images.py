@@ -14,6 +14,9 @@ trimmed first).
   of it) and the installed keystone and capstone, each file by its name, size and
   modification time (as bytecode caches trust sources), stamped once per process; the
   interpreter's version is part of the key too.
+* The case enters the key as the digest of its plain-data pickle, worked out once per
+  case object (:func:`case_digest`); a worker child is handed the one its session
+  worked out with its request, instead of pickling the case again.
 * A kept entry is read back with :mod:`pytest_altpatch.plain_data`'s allow-list, and
   one that is not an :class:`Image` counts as absent.
 * ``ALTPATCH_NO_CACHE=1`` turns it off, as it does the document cache.
@@ -37,7 +40,7 @@ if TYPE_CHECKING:
     from pytest_altpatch.dialects import Dialect
 
 #: Bumped when what an entry holds changes shape.
-ENTRY_FORMAT: Final = 1
+ENTRY_FORMAT: Final = 2  # 2: a source map's spans kept as their fields
 #: A 200-site image takes 200 KB (10 KB kept, compressed), a bundled case's 20-80 KB (3 KB).
 _IMAGES: Final = KeptEntries("images", 64 * 1024 * 1024)
 _PACKAGE: Final = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
@@ -64,13 +67,45 @@ def _sources(package: str) -> list[str]:
     return found
 
 
+#: Digests of the cases this process keyed or was handed, by identity (each held, so
+#: its identity stays its own): a case's plain-data pickle is most of an image's key,
+#: about 4 ms for a 200-site case, and a run keys the same case more than once.
+_CASE_DIGESTS: Final[dict[int, tuple[Case, bytes]]] = {}
+_CASE_DIGESTS_HELD: Final = 16
+
+
+def case_digest(case: Case) -> bytes | None:
+    """The SHA-256 of ``case`` as plain data (None: it is not plain data, so nothing of
+    it is kept), worked out once per case object."""
+    held = _CASE_DIGESTS.get(id(case))
+    if held is not None and held[0] is case:
+        return held[1]
+    try:
+        digest = hashlib.sha256(dumps(case)).digest()
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return None
+    remember_case_digest(case, digest)
+    return digest
+
+
+def remember_case_digest(case: Case, digest: bytes) -> None:
+    """Take ``digest`` as :func:`case_digest` of ``case`` (a worker child is handed the
+    one its session worked out, for the case it was sent)."""
+    if len(_CASE_DIGESTS) >= _CASE_DIGESTS_HELD:
+        del _CASE_DIGESTS[next(iter(_CASE_DIGESTS))]
+    _CASE_DIGESTS[id(case)] = (case, digest)
+
+
 def _key(case: Case, dialect: Dialect, numbering: CapNumbering,
          harness_text: str | None) -> str | None:
+    digest = case_digest(case)
+    if digest is None:
+        return None
     try:
-        arguments = dumps((case, dialect, numbering, harness_text))
+        arguments = dumps((dialect, numbering, harness_text))
     except (pickle.PicklingError, TypeError, AttributeError):  # not plain data: not kept
         return None
-    return hashlib.sha256(code_fingerprint() + arguments).hexdigest()
+    return hashlib.sha256(code_fingerprint() + digest + arguments).hexdigest()
 
 
 def build_image_kept(case: Case, *, dialect: Dialect, numbering: CapNumbering,
@@ -91,6 +126,11 @@ def build_image_kept(case: Case, *, dialect: Dialect, numbering: CapNumbering,
     return image
 
 
+def caching() -> bool:
+    """Whether images are kept (``ALTPATCH_NO_CACHE`` is not 1)."""
+    return _IMAGES.enabled()
+
+
 def prepare(*, trim: bool = True) -> None:
     """Compute what every lookup needs and (``trim``) check the bound now: the worker
     server calls this while it warms up, so each forked child inherits both.  A server
@@ -102,4 +142,12 @@ def prepare(*, trim: bool = True) -> None:
             _IMAGES.trim()
 
 
-__all__ = ["ENTRY_FORMAT", "build_image_kept", "code_fingerprint", "prepare"]
+__all__ = [
+    "ENTRY_FORMAT",
+    "build_image_kept",
+    "caching",
+    "case_digest",
+    "code_fingerprint",
+    "prepare",
+    "remember_case_digest",
+]

@@ -125,20 +125,33 @@ class SourceSpan:
     text: str
 
 
+#: One span's fields: address, size, case file line, text.
+SpanFields = tuple[int, int, int, str]
+
+
 @dataclass(frozen=True)
 class SourceMap:
-    """Address -> case file line, for reports (sorted, non-overlapping spans)."""
+    """Address -> case file line, for reports (sorted, non-overlapping spans).
+
+    The spans are kept as their fields, each made into a :class:`SourceSpan` when it is
+    asked for: an image crosses processes and is kept between runs with a span per
+    instruction, of which a report reads a few (as objects they were most of the cost
+    of reading an image back)."""
 
     file: str | None = None
-    spans: tuple[SourceSpan, ...] = ()
+    rows: tuple[SpanFields, ...] = ()
+
+    @property
+    def spans(self) -> tuple[SourceSpan, ...]:
+        """Every span, in address order."""
+        return tuple(SourceSpan(*row) for row in self.rows)
 
     def span_at(self, address: int) -> SourceSpan | None:
         """The span holding ``address``, or None."""
-        starts = [span.address for span in self.spans]
-        index = bisect.bisect_right(starts, address) - 1
+        index = bisect.bisect_right(self.rows, address, key=lambda row: row[0]) - 1
         if index < 0:
             return None
-        span = self.spans[index]
+        span = SourceSpan(*self.rows[index])
         return span if span.address <= address < span.address + max(span.size, 1) else None
 
     def line_at(self, address: int) -> int | None:
@@ -268,6 +281,7 @@ __all__ = [
     "SectionKind",
     "SourceMap",
     "SourceSpan",
+    "SpanFields",
     "StackRegion",
     "symbolize",
 ]

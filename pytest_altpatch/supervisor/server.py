@@ -77,6 +77,10 @@ def _perform(request: ItemRequest | FactsRequest) -> Reply:
         return Reply("error", error=ErrorInfo(
             "PATCHER_UNKNOWN", f"loading {request.patcher!r} failed: {type(exc).__name__}: "
             f"{exc}", "load"))
+    if request.case_digest is not None:
+        from pytest_altpatch.image.kept_images import remember_case_digest  # noqa: PLC0415
+
+        remember_case_digest(request.case, request.case_digest)
     outcome = run_case(request.case, request.catalog, mode=request.mode, patcher=patcher,
                        schedule=request.schedule, seed=request.seed, timeout=request.timeout)
     return Reply("value", outcome)

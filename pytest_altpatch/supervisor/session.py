@@ -470,10 +470,14 @@ def item_request(case: Case, catalog: Catalog, *, mode: str, patcher: str,
                  timeout: float | None, facts: PatcherFacts | None = None) -> ItemRequest:
     """An :class:`ItemRequest` carrying this session's import path and directory (a
     schedule object passes through; a label is parsed)."""
+    from pytest_altpatch.image import kept_images  # noqa: PLC0415
+
     search_path, workdir, environment = session_context()
+    # (worked out here, before the child needs it: the session keys the same case's
+    # images for its own build check, and a worker server is warming up meanwhile)
+    digest = kept_images.case_digest(case) if kept_images.caching() else None
     return ItemRequest(case, catalog, mode, patcher, dialect, Schedule.parse(schedule), seed,
-                       timeout,
-                       search_path, workdir, environment, facts)
+                       timeout, search_path, workdir, environment, facts, digest)
 
 
 __all__ = ["WorkerInternalError", "abandon_ahead", "collect_item", "item_request",

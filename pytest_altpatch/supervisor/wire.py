@@ -58,6 +58,9 @@ class ItemRequest:
     environment: tuple[tuple[str, str], ...] = ()
     #: The patcher's facts, for the outcome of an item whose worker sent none.
     facts: PatcherFacts | None = None
+    #: :func:`~pytest_altpatch.image.kept_images.case_digest` of ``case`` as the session
+    #: worked it out (the child keys its kept image with it; None: the child works it out).
+    case_digest: bytes | None = None
 
     @property
     def host_seconds(self) -> float:

@@ -21,10 +21,11 @@ from pytest_altpatch.image import builder, kept_images
 from pytest_altpatch.image.builder import build_image
 from pytest_altpatch.image.model import Image
 from pytest_altpatch.kept import NO_CACHE_ENV
-from pytest_altpatch.plain_data import dumps
+from pytest_altpatch.plain_data import dumps, loads
 from pytest_altpatch.resources import bundled_corpus
 from pytest_altpatch.scenarios.harness import harness_source
 from pytest_altpatch.scenarios.session import numbering_for
+from pytest_altpatch.supervisor import item_request
 
 TEXT = "_start:\n    mov x0, #1\n    ret\n"
 
@@ -139,3 +140,46 @@ def test_an_edited_source_is_a_new_code_fingerprint(tmp_path: Path,
     assert edited != first
     (package / "new.py").write_text("")  # a new module is new code too
     assert fingerprint() not in (first, edited)
+
+
+def test_a_case_is_pickled_for_its_key_once_and_keyed_by_its_value(
+        cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    case = make_case(TEXT)
+    pickled: list[object] = []
+    monkeypatch.setattr(kept_images, "dumps", lambda value: pickled.append(value) or
+                        dumps(value))
+    first = kept_images.case_digest(case)
+    kept(case)
+    kept(case, "xen-4.17")  # another dialect: the same case digest
+    assert sum(value is case for value in pickled) == 1
+    copy = loads(dumps(case))
+    assert copy is not case and kept_images.case_digest(copy) == first
+    assert kept_images.case_digest(make_case(TEXT.replace("#1", "#2"))) != first
+
+
+def test_the_digest_a_child_is_handed_is_the_one_it_keys_with(cache: Path) -> None:
+    """A worker child keys its case's image with the digest its session sent (it does
+    not pickle the case again): handed another case's digest, it reads that case's
+    kept image."""
+    one, other = make_case(TEXT), make_case(TEXT.replace("#1", "#2"))
+    other_image = kept(other)
+    digest = kept_images.case_digest(other)
+    assert digest is not None
+    kept_images.remember_case_digest(one, digest)
+    assert kept(one) == other_image != build_image(
+        one, dialect="linux-4.9", numbering=small_numbering("linux-4.9", 3))
+
+
+def test_an_item_request_carries_its_cases_digest(cache: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    case = make_case(TEXT)
+    catalog, _ = read_catalog(bundled_corpus())
+    assert catalog is not None
+
+    def request() -> object:
+        return item_request(case, catalog, mode="boot", patcher="reference", dialect=None,
+                            schedule="rr:100", seed=0, timeout=None).case_digest
+
+    assert request() == kept_images.case_digest(case) is not None
+    monkeypatch.setenv(NO_CACHE_ENV, "1")
+    assert request() is None

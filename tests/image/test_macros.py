@@ -14,7 +14,8 @@ from pytest_altpatch.cases.model import Dialect, RawAltEntry
 from pytest_altpatch.dialects import traits
 from pytest_altpatch.errors import AltpatchError, AsmError, BuildError
 from pytest_altpatch.image.builder import build_image
-from pytest_altpatch.image.model import Image
+from pytest_altpatch.image.model import Image, SourceMap, SourceSpan
+from pytest_altpatch.plain_data import dumps, loads
 
 NOP = 0xD503201F
 ISB = 0xD5033FDF
@@ -253,3 +254,24 @@ def test_stacks_harness_and_data_have_their_own_regions() -> None:
     text, data = image.section(".text"), image.section(".data")
     assert text is not None and data is not None
     assert data.va - text.va > 1 << 20  # beyond ADR's reach: ADRP cases are meaningful
+
+
+def test_a_source_map_finds_the_span_holding_an_address() -> None:
+    """Spans are half-open ``[address, address + size)``, a zero-size one holds its own
+    address; an address before the first span, in a gap or past the last has none."""
+    source_map = SourceMap("x.yaml", ((0x1000, 4, 7, "nop"), (0x1004, 8, 9, "mov x0, #1"),
+                                      (0x1010, 0, 11, "label:"), (0x1020, 4, 12, "ret")))
+    assert [source_map.line_at(address) for address in (
+        0xFFC, 0x1000, 0x1003, 0x1004, 0x100B, 0x100C, 0x1010, 0x1011, 0x1020, 0x1024)] == [
+        None, 7, 7, 9, 9, None, 11, None, 12, None]
+    assert source_map.span_at(0x1008) == SourceSpan(0x1004, 8, 9, "mov x0, #1")
+    assert source_map.spans[-1] == SourceSpan(0x1020, 4, 12, "ret")
+    assert SourceMap().span_at(0) is None
+
+
+def test_an_images_source_map_pickles_as_plain_fields() -> None:
+    image = build("fn:\n  nop\n  mov x0, #3\n  ret\n")
+    data = dumps(image.source_map)
+    assert b"SourceSpan" not in data and loads(data) == image.source_map
+    assert [span.line for span in image.source_map.spans] == [
+        TEXT_LINE + 1, TEXT_LINE + 2, TEXT_LINE + 3]

@@ -36,6 +36,38 @@ answer = loads(reply)
 print(json.dumps([answer.kind, [facts.name for facts in answer.value]]))
 """
 
+CHILD_KEYS_WITH_THE_SESSIONS_DIGEST = """
+import json, socket
+from pytest_altpatch.cases import load_case, load_catalog
+from pytest_altpatch.cases.model import Case
+from pytest_altpatch.image import kept_images
+from pytest_altpatch.resources import bundled_corpus
+from pytest_altpatch.supervisor import item_request, server
+from pytest_altpatch.supervisor.wire import dumps, loads
+
+catalog = load_catalog()
+case = load_case(bundled_corpus() / "cases/branch/b-al-external.yaml", catalog)
+plain = kept_images.dumps
+def telling(value):  # (inherited by the children forked below)
+    if isinstance(value, Case):
+        print("pickled the case")
+    return plain(value)
+kept_images.dumps = telling
+told = []
+for handed in (True, False):
+    request = item_request(case, catalog, mode="boot", patcher="reference:linux-6.1",
+                           dialect=None, schedule="rr:100", seed=0, timeout=60.0)
+    assert request.case_digest is not None
+    if not handed:
+        request = type(request)(**{**request.__dict__, "case_digest": None})
+    ours, theirs = socket.socketpair()
+    child = server._Spare.fork(theirs, dumps(request))  # unpickled in the child, as sent
+    status, reply, captured = child.finish(theirs)
+    child.reap()
+    told.append([loads(reply).kind, "pickled the case" in captured.decode()])
+print(json.dumps(told))
+"""
+
 WARMED_FOR_FEW_ITEMS = """
 import json, sys
 from pytest_altpatch.machine import ucount
@@ -103,6 +135,11 @@ def test_a_child_forked_for_a_request_runs_the_request_the_server_read(
         tmp_path: Path) -> None:
     assert run_script(tmp_path, CHILD_TAKES_THE_SERVERS_REQUEST) == [
         "value", ["reference:linux-6.1"]]
+
+
+def test_a_child_keys_its_image_with_the_digest_its_session_sent(tmp_path: Path) -> None:
+    assert run_script(tmp_path, CHILD_KEYS_WITH_THE_SESSIONS_DIGEST) == [
+        ["value", False], ["value", True]]
 
 
 def test_a_server_for_few_items_finds_the_counter_for_its_children(tmp_path: Path) -> None:
