@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import os
 import subprocess
 import sys
@@ -11,7 +13,7 @@ import pytest
 
 import pytest_altpatch
 from pytest_altpatch import __version__
-from pytest_altpatch.cli import main
+from pytest_altpatch.cli import COMMAND_MODULES, COMMANDS, build_parser, main
 from pytest_altpatch.resources import bundled_corpus
 
 
@@ -87,3 +89,44 @@ def test_run_reports_a_failing_case_where_pytest_cannot_be_imported(tmp_path: Pa
     assert any("x0" in line and "3" in line for line in lines[1:])
     assert any(line.strip().startswith("altpatch show ") or "reproduce" in line
                for line in lines[1:])
+
+
+def test_the_table_of_commands_is_what_each_module_adds() -> None:
+    """A command line's parser is built from its command's module alone, so the table
+    must name every command of every module, and only those."""
+    for module_name in COMMAND_MODULES:
+        parser = argparse.ArgumentParser()
+        subparsers = parser.add_subparsers()
+        importlib.import_module(module_name).register(subparsers)
+        added = set(subparsers.choices)
+        assert added == {name for name, owner in COMMANDS.items() if owner == module_name}
+
+
+@pytest.mark.parametrize(("argv", "commands"), [
+    (["run", "x.yaml"], {"run", "show"}),
+    (["--debug", "lint", "corpus"], {"lint", "schema", "catalog", "export"}),
+    (["image", "fetch", "--profile", "p"], {"image"}),
+    (["--help"], set(COMMANDS)),
+    (["--version", "run"], set(COMMANDS)),
+    (["no-such-command"], set(COMMANDS)),
+    ([], set(COMMANDS)),
+])
+def test_a_command_lines_parser_has_its_commands_module_only(
+        argv: list[str], commands: set[str]) -> None:
+    parser = build_parser(argv)
+    (subparsers,) = [action for action in parser._actions
+                     if isinstance(action, argparse._SubParsersAction)]
+    assert set(subparsers.choices) == commands
+
+
+def test_a_bad_command_line_reads_the_same_from_either_parser(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Built for one command or for all, the parser gives the same usage and errors."""
+    for argv in (["run", "--bogus", "x.yaml"], ["run"], ["--debug", "show", "--mode", "x"]):
+        errors = []
+        for parser in (build_parser(argv), build_parser()):
+            with pytest.raises(SystemExit) as ended:
+                parser.parse_args(argv)
+            assert ended.value.code == 2
+            errors.append(capsys.readouterr().err)
+        assert errors[0] == errors[1] and "altpatch " in errors[0]
