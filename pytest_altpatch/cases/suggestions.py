@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
 
@@ -12,6 +11,8 @@ def closest(name: str, candidates: Iterable[str]) -> str | None:
     lowered = {candidate.lower(): candidate for candidate in pool}
     if name.lower() in lowered:  # a case slip is always the best guess
         return lowered[name.lower()]
+    import difflib  # noqa: PLC0415 - only a misspelt name needs it
+
     matches = difflib.get_close_matches(name, pool, n=1, cutoff=0.6)
     return matches[0] if matches else None
 

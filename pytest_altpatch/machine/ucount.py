@@ -15,20 +15,26 @@ engine, and accepts it only if one place, and only one, agrees with every probe:
 stop at an exit after k instructions reads k, a count of n run to its end reads n+1,
 with and without another code hook.  Anywhere that does not hold (another unicorn, an
 unknown layout), it returns None and the machine hooks barriers as before; both ways
-give the same instruction-exact schedules.
+give the same instruction-exact schedules.  What it found (the place, or that there is
+none) is kept in the user cache, keyed by unicorn's installed files, so a process
+after the first reads it back instead of looking (:mod:`pytest_altpatch.kept`).
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
+import hashlib
 import os
+import sys
 from collections.abc import Callable
 from typing import Any, Final
 
 import unicorn as _unicorn
 from unicorn import UC_ARCH_ARM64, UC_HOOK_CODE, UC_MODE_ARM
 from unicorn import arm64_const as arm64
+
+from pytest_altpatch.kept import KeptEntries, installed_stamps
 
 Uc: Any = _unicorn.__dict__["Uc"]
 
@@ -40,6 +46,9 @@ _NOP: Final = (0xD503201F).to_bytes(4, "little")
 _BASE: Final = 0x10000
 #: (instructions before the exit, count given): one stop at an exit, one run to its count.
 _PROBES: Final = ((37, 1000), (53, 1000), (101, 1000), (1000, 77), (1000, 210))
+#: Where a process found the counter is kept for the next (a few bytes per unicorn).
+_KEPT: Final = KeptEntries("unicorn-counter", 64 * 1024)
+_KEPT_FORMAT: Final = 1
 
 
 def _scratch() -> Any:
@@ -83,19 +92,36 @@ def _calibrate() -> int | None:
     return candidates[0]
 
 
+def _kept_key() -> str:
+    """What the counter's place depends on: unicorn's files as installed (its library
+    among them, by name, size and modification time) and this interpreter."""
+    digest = hashlib.sha256(f"{_KEPT_FORMAT} {sys.version_info[:3]} {sys.platform}\n".encode())
+    digest.update(installed_stamps("unicorn"))
+    return digest.hexdigest()
+
+
 @functools.lru_cache(maxsize=1)
 def _offset() -> int | None:
     if os.environ.get(NO_EXITS_ENV) == "1":
         return None
+    key = _kept_key() if _KEPT.enabled() else ""
+    kept = _KEPT.load(key) if key else None
+    if isinstance(kept, tuple) and len(kept) == 1 and (kept[0] is None or (
+            isinstance(kept[0], int) and 0 <= kept[0] < _SEARCH)):
+        return kept[0]
     try:
-        return _calibrate()
-    except Exception:
+        found = _calibrate()
+    except Exception:  # not kept: the next process looks again
         return None
+    if key:
+        _KEPT.keep(key, (found,))
+    return found
 
 
 def prepare() -> None:
-    """Find the counter now (about 3 ms, and unicorn's first-engine set-up with it): a
-    worker server does while it warms up, so the children it forks start with both."""
+    """Find the counter now (read back from the user cache where a process found it
+    before, about 0.5 ms; else about 5 ms): a worker server does while it warms up, so
+    the children it forks start with it."""
     _offset()
 
 

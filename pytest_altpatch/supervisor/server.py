@@ -262,7 +262,7 @@ def _warm_up(cases: bool = True) -> None:
 
         prepare_engines(_SPARE_ENGINES, MIN_CODE_BUFFER)
     # Every child then finds the kept images' code fingerprint made (about 2 ms), and
-    # unicorn's instruction counter found and its first engine set up (about 5 ms).
+    # unicorn's instruction counter found (kept between runs: about 1 ms).
     from pytest_altpatch.image.kept_images import prepare  # noqa: PLC0415
     from pytest_altpatch.machine import ucount  # noqa: PLC0415
 

@@ -9,13 +9,14 @@ counter's readings and when an engine changes between the two.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from unicorn import UC_ARCH_ARM64, UC_MODE_ARM
 from unicorn import arm64_const as arm64
 
-from pytest_altpatch.machine import Machine
+from pytest_altpatch.machine import Machine, ucount
 from pytest_altpatch.machine import core as machine_core
 from pytest_altpatch.machine.cpu import Uc
 from pytest_altpatch.machine.hooks import EXIT
@@ -158,3 +159,37 @@ def test_a_page_that_stops_being_code_takes_its_exits_with_it(
     by_exits = rerun_after_code_change(True, monkeypatch)
     assert by_exits == rerun_after_code_change(False, monkeypatch)
     assert by_exits[1] == ("stopped", "done", 12)
+
+
+@pytest.fixture
+def fresh_counter(cache: object) -> Iterator[None]:
+    """The counter not found yet in this process, with an empty user cache."""
+    ucount._offset.cache_clear()
+    yield
+    ucount._offset.cache_clear()
+
+
+def test_where_the_counter_is_is_kept_for_the_next_process(
+        fresh_counter: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    looked: list[int | None] = []
+    calibrate = ucount._calibrate
+    monkeypatch.setattr(ucount, "_calibrate", lambda: looked.append(calibrate()) or looked[-1])
+    found = ucount._offset()
+    if found is None:  # pragma: no cover - an unknown unicorn: hooks, also exact
+        pytest.skip("this unicorn's instruction counter cannot be read")
+    ucount._offset.cache_clear()  # as in the next process
+    assert ucount._offset() == found and looked == [found]  # read back, not looked for
+    ucount._offset.cache_clear()
+    monkeypatch.setattr(ucount, "installed_stamps", lambda package: b"another unicorn\n")
+    assert ucount._offset() == found and looked == [found, found]  # another key: looked
+
+
+def test_a_kept_place_outside_the_engine_is_not_taken(
+        fresh_counter: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    ucount._KEPT.keep(ucount._kept_key(), (1 << 20,))
+    monkeypatch.setattr(ucount, "_calibrate", lambda: 1368)
+    assert ucount._offset() == 1368
+    ucount._offset.cache_clear()
+    ucount._KEPT.keep(ucount._kept_key(), ("1368",))
+    monkeypatch.setattr(ucount, "_calibrate", lambda: None)
+    assert ucount._offset() is None
