@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Final
 
 from pytest_altpatch import collector
 from pytest_altpatch.a64 import assemble
@@ -21,6 +23,9 @@ from pytest_altpatch.a64.asm import SymbolTable
 from pytest_altpatch.cases.model import Case, ErrorExpectation, PhaseExpectation
 from pytest_altpatch.errors import AltpatchError, ErrorInfo, Location
 from pytest_altpatch.findings import Finding
+from pytest_altpatch.image import kept_images
+from pytest_altpatch.kept import KeptEntries
+from pytest_altpatch.plain_data import dumps
 from pytest_altpatch.scenarios.outcome import Outcome, PhaseOutcome, ProbeOutcome
 
 #: Section kinds whose bytes only the patcher's sites may change.
@@ -64,25 +69,77 @@ def judge(case: Case, outcome: Outcome) -> Verdict:
 
 def prepare(case: Case, symbols: Mapping[str, int]) -> None:
     """Assemble ``case``'s expected streams at their labels in ``symbols`` (an image's)
-    now, so judging an outcome of that image later finds them assembled (the
-    assembler keeps what it made).  For a caller with time to spare while the item
-    runs, as ``altpatch run`` has; what does not assemble is left for the judge."""
+    now, so judging an outcome with those symbols later finds them assembled.  For a
+    caller with time to spare while the item runs, as ``altpatch run`` has; what does
+    not assemble is left for the judge.
+
+    What it assembled is kept between runs (:mod:`pytest_altpatch.kept`), keyed by the
+    case, the symbols and the code that assembles (:func:`kept_images.code_fingerprint`:
+    this package's sources and the assembler engines): read back, it loads no engine
+    (a 200-site case: 35 ms to assemble with keystone loaded, 1 ms to read back)."""
+    global _prepared
+    key = _kept_key(case, symbols)
+    table = _read_kept(key) if key is not None else None
+    if table is None:
+        table = _assembled_expectations(case, symbols)
+        if key is not None:
+            _KEPT.keep(key, tuple((source, address, code)
+                                  for (source, address), code in table.items()))
+    _prepared = (dict(symbols), table)
+
+
+#: What :func:`prepare` made or read back: the symbols, and each expected choice's
+#: bytes by (source, address).
+_prepared: tuple[dict[str, int], dict[tuple[str, int], bytes]] | None = None
+_KEPT: Final = KeptEntries("expected-streams", 16 * 1024 * 1024)
+_KEPT_FORMAT: Final = 1
+
+
+def _assembled_expectations(case: Case, symbols: Mapping[str, int]
+                            ) -> dict[tuple[str, int], bytes]:
     with contextlib.suppress(AltpatchError):
         symbols = SymbolTable(symbols)
     late = case.expect.late
     phases = (case.expect.boot_cpu, case.expect.boot,
               *((late.load, late.apply, late.revert) if late is not None else ()))
+    table: dict[tuple[str, int], bytes] = {}
     for expectation in phases:
         for stream in expectation.text if expectation is not None else ():
             address = symbols.get(stream.label)
-            if address is not None:
+            if address is None:
+                continue
+            for source in stream.choices:
                 with contextlib.suppress(AltpatchError):
-                    _choices(stream.choices, address, symbols)
+                    table[(source, address)] = assemble(source, base=address,
+                                                        symbols=symbols).code
+    return table
 
 
-def _choices(sources: Iterable[str], address: int, symbols: Mapping[str, int]) -> list[bytes]:
-    """Each expected choice assembled at ``address``."""
-    return [assemble(asm, base=address, symbols=symbols).code for asm in sources]
+def _kept_key(case: Case, symbols: Mapping[str, int]) -> str | None:
+    if not kept_images.caching():
+        return None
+    digest = kept_images.case_digest(case)
+    if digest is None:
+        return None
+    return hashlib.sha256(f"{_KEPT_FORMAT}\n".encode() + kept_images.code_fingerprint()
+                          + digest + dumps(tuple(sorted(symbols.items())))).hexdigest()
+
+
+def _read_kept(key: str) -> dict[tuple[str, int], bytes] | None:
+    kept = _KEPT.load(key)
+    if not isinstance(kept, tuple) or not all(
+            isinstance(row, tuple) and len(row) == 3 and isinstance(row[0], str)
+            and isinstance(row[1], int) and isinstance(row[2], bytes) for row in kept):
+        return None
+    return {(source, address): code for source, address, code in kept}
+
+
+def _choices(sources: Iterable[str], address: int, symbols: Mapping[str, int],
+             prepared: Mapping[tuple[str, int], bytes] | None = None) -> list[bytes]:
+    """Each expected choice assembled at ``address`` (``prepared``: as assembled before
+    with the same symbols, where it was)."""
+    return [(prepared or {}).get((source, address))
+            or assemble(source, base=address, symbols=symbols).code for source in sources]
 
 
 def _judge(case: Case, outcome: Outcome) -> Verdict:
@@ -196,6 +253,7 @@ def _judge_streams(case: Case, outcome: Outcome, phase: PhaseOutcome,
     found: list[Discrepancy] = []
     symbols: Mapping[str, int] = outcome.symbols or (
         outcome.image.symbols if outcome.image is not None else {})
+    prepared = _prepared[1] if _prepared is not None and _prepared[0] == symbols else None
     with contextlib.suppress(AltpatchError):  # checked once, not once per stream
         symbols = SymbolTable(symbols)
     for stream in expectation.text:
@@ -207,7 +265,7 @@ def _judge_streams(case: Case, outcome: Outcome, phase: PhaseOutcome,
                                      phase.phase, where, detail={"label": stream.label}))
             continue
         try:
-            allowed = _choices(stream.choices, address, symbols)
+            allowed = _choices(stream.choices, address, symbols, prepared)
         except AltpatchError as exc:
             found.append(Discrepancy("stream-mismatch",
                                      f"expected stream for {stream.label!r} does not assemble: "
