@@ -61,6 +61,17 @@ def test_the_table_the_typed_imports_and_all_agree(package: str) -> None:
     assert not submodules & set(exported)
 
 
+def _cold_then_kept(code: str, tmp_path: Path) -> tuple[str, str]:
+    """What ``code`` prints in a fresh interpreter with an empty user cache, then in
+    another with the cache the first left (each must end cleanly)."""
+    env = dict(os.environ, ALTPATCH_CACHE=str(tmp_path / "cache"), PYTHONPATH=str(ROOT))
+    env.pop("ALTPATCH_NO_CACHE", None)
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           cwd=ROOT, env=env, check=False) for _ in range(2)]
+    assert all(run.returncode == 0 for run in runs), [run.stderr for run in runs]
+    return runs[0].stdout, runs[1].stdout
+
+
 def _fresh(code: str) -> list[str]:
     """The words ``code`` prints in a fresh interpreter (which must end cleanly)."""
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -160,12 +171,7 @@ def test_a_boot_item_whose_image_is_kept_loads_no_toolchain(tmp_path: Path) -> N
         "outcome = run_case(case, catalog, mode='boot', patcher=ReferencePatcher('linux-6.1'))\n"
         "assert outcome.error is None, outcome.error\n"
         "print([m for m in toolchain if m in sys.modules] or 'none')\n")
-    env = dict(os.environ, ALTPATCH_CACHE=str(tmp_path / "cache"), PYTHONPATH=str(ROOT))
-    env.pop("ALTPATCH_NO_CACHE", None)
-    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                           cwd=ROOT, env=env, check=False) for _ in range(2)]
-    assert all(run.returncode == 0 for run in runs), [run.stderr for run in runs]
-    cold, kept = (run.stdout.split() for run in runs)
+    cold, kept = (out.split() for out in _cold_then_kept(code, tmp_path))
     assert cold[0] == kept[0] == "none"
     assert "'keystone'," in cold[1]  # the first run built the image
     assert kept[1] == "none"
@@ -186,12 +192,7 @@ def test_checking_that_a_kept_case_builds_loads_no_machine(tmp_path: Path) -> No
         "assert images and not errors, errors\n"
         "loaded = ('unicorn', 'pytest_altpatch.machine.core', 'keystone', 'capstone')\n"
         "print(sorted(m for m in loaded if m in sys.modules) or 'none')\n")
-    env = dict(os.environ, ALTPATCH_CACHE=str(tmp_path / "cache"), PYTHONPATH=str(ROOT))
-    env.pop("ALTPATCH_NO_CACHE", None)
-    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                           cwd=ROOT, env=env, check=False) for _ in range(2)]
-    assert all(run.returncode == 0 for run in runs), [run.stderr for run in runs]
-    built, kept = (run.stdout.strip() for run in runs)
+    built, kept = (out.strip() for out in _cold_then_kept(code, tmp_path))
     assert "'unicorn'" not in built and "'keystone'" in built  # the first run assembled
     assert kept == "none"
 

@@ -11,7 +11,8 @@ from pytest_altpatch import judge as judge_module
 from pytest_altpatch.a64 import asm
 from pytest_altpatch.cases import load_case, load_catalog
 from pytest_altpatch.cases.model import Case
-from pytest_altpatch.judge import judge, prepare
+from pytest_altpatch.image.model import Image
+from pytest_altpatch.judge import Verdict, judge, prepare
 from pytest_altpatch.patchers.reference import ReferencePatcher
 from pytest_altpatch.resources import bundled_corpus
 from pytest_altpatch.scenarios.outcome import Outcome
@@ -48,41 +49,45 @@ def test_prepare_leaves_what_does_not_assemble_to_the_judge() -> None:
     prepare(case, {"not a symbol name": 1})  # an unusable table: the judge reports it
 
 
-def _run(path: Path) -> tuple[Case, Outcome]:
+def _run(path: Path) -> tuple[Case, Outcome, Image]:
     catalog = load_catalog()
     case = load_case(path, catalog)
-    return case, run_case(case, catalog, mode="boot", patcher=ReferencePatcher(case.dialects[0]))
+    outcome = run_case(case, catalog, mode="boot", patcher=ReferencePatcher(case.dialects[0]))
+    assert outcome.image is not None
+    return case, outcome, outcome.image
+
+
+def _unprepared(case: Case, outcome: Outcome) -> Verdict:
+    """The verdict of a judge that has assembled nothing before."""
+    asm._MEMO.clear()
+    return judge(case, outcome)
 
 
 def test_prepared_streams_are_kept_and_read_back_without_assembling(
         cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    case, outcome = _run(CASES[0])
-    assert outcome.image is not None
-    asm._MEMO.clear()
-    unprepared = judge(case, outcome)
-    prepare(case, outcome.image.symbols)
+    case, outcome, image = _run(CASES[0])
+    unprepared = _unprepared(case, outcome)
+    prepare(case, image.symbols)
     assert len([p for p in (cache / "expected-streams").rglob("*") if p.is_file()]) == 1
     monkeypatch.setattr(judge_module, "_prepared", None)  # as in the next process
     asm._MEMO.clear()
     monkeypatch.setattr(asm, "_assemble", no_assembling)
-    prepare(case, outcome.image.symbols)  # read back: it would raise if it assembled
+    prepare(case, image.symbols)  # read back: it would raise if it assembled
     assert judge(case, outcome) == unprepared
 
 
 def test_streams_prepared_for_other_symbols_are_not_used(
         cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    case, outcome = _run(CASES[0])
-    assert outcome.image is not None
-    asm._MEMO.clear()
-    unprepared = judge(case, outcome)
+    case, outcome, image = _run(CASES[0])
+    unprepared = _unprepared(case, outcome)
     # Every symbol but the streams' own labels moves: same addresses, other targets.
     labels = {stream.label for stream in case.expect.boot.text} if case.expect.boot else set()
     moved = {name: value if name in labels else value + 0x1000
-             for name, value in outcome.image.symbols.items()}
+             for name, value in image.symbols.items()}
     prepare(case, moved)
     assert judge_module._prepared is not None
     assert any(judge_module._prepared[1].get(key) != code for key, code in
-               judge_module._assembled_expectations(case, outcome.image.symbols).items())
+               judge_module._assembled_expectations(case, image.symbols).items())
     assembled: list[object] = []
     real = asm._assemble
     monkeypatch.setattr(asm, "_assemble", lambda *a, **k: assembled.append(a) or real(*a, **k))
@@ -92,15 +97,14 @@ def test_streams_prepared_for_other_symbols_are_not_used(
 
 def test_a_kept_entry_of_another_shape_is_assembled_afresh(
         cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    case, outcome = _run(CASES[0])
-    assert outcome.image is not None
-    key = judge_module._kept_key(case, outcome.image.symbols)
+    case, _, image = _run(CASES[0])
+    key = judge_module._kept_key(case, image.symbols)
     assert key is not None
     judge_module._KEPT.keep(key, (("nop", 0, "not bytes"),))
     prepared: list[object] = []
     real = judge_module._assembled_expectations
     monkeypatch.setattr(judge_module, "_assembled_expectations",
                         lambda *a: prepared.append(a) or real(*a))
-    prepare(case, outcome.image.symbols)
+    prepare(case, image.symbols)
     assert prepared and judge_module._prepared is not None
     assert all(isinstance(code, bytes) for code in judge_module._prepared[1].values())
