@@ -116,7 +116,7 @@ def _assembled_expectations(case: Case, symbols: Mapping[str, int]
 
 
 def _kept_key(case: Case, symbols: Mapping[str, int]) -> str | None:
-    if not kept_images.caching():
+    if not _KEPT.enabled():
         return None
     digest = kept_images.case_digest(case)
     if digest is None:

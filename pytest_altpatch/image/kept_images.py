@@ -126,11 +126,6 @@ def build_image_kept(case: Case, *, dialect: Dialect, numbering: CapNumbering,
     return image
 
 
-def caching() -> bool:
-    """Whether images are kept (``ALTPATCH_NO_CACHE`` is not 1)."""
-    return _IMAGES.enabled()
-
-
 def prepare(*, trim: bool = True) -> None:
     """Compute what every lookup needs and (``trim``) check the bound now: the worker
     server calls this while it warms up, so each forked child inherits both.  A server
@@ -145,7 +140,6 @@ def prepare(*, trim: bool = True) -> None:
 __all__ = [
     "ENTRY_FORMAT",
     "build_image_kept",
-    "caching",
     "case_digest",
     "code_fingerprint",
     "prepare",

@@ -97,7 +97,7 @@ class Trace:
     @property
     def events(self) -> tuple[TraceEvent, ...]:
         """The kept events, oldest first."""
-        return tuple(TraceEvent(*fields) for fields in self._events)
+        return tuple(self.kept())
 
     def kept(self) -> TraceEvents:
         """The kept events, oldest first, as an outcome holds them."""

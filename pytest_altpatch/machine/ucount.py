@@ -104,8 +104,8 @@ def _kept_key() -> str:
 def _offset() -> int | None:
     if os.environ.get(NO_EXITS_ENV) == "1":
         return None
-    key = _kept_key() if _KEPT.enabled() else ""
-    kept = _KEPT.load(key) if key else None
+    key = _kept_key()
+    kept = _KEPT.load(key)  # (None, and keep() does nothing, with caching off)
     if isinstance(kept, tuple) and len(kept) == 1 and (kept[0] is None or (
             isinstance(kept[0], int) and 0 <= kept[0] < _SEARCH)):
         return kept[0]
@@ -113,8 +113,7 @@ def _offset() -> int | None:
         found = _calibrate()
     except Exception:  # not kept: the next process looks again
         return None
-    if key:
-        _KEPT.keep(key, (found,))
+    _KEPT.keep(key, (found,))
     return found
 
 

@@ -471,11 +471,12 @@ def item_request(case: Case, catalog: Catalog, *, mode: str, patcher: str,
     """An :class:`ItemRequest` carrying this session's import path and directory (a
     schedule object passes through; a label is parsed)."""
     from pytest_altpatch.image import kept_images  # noqa: PLC0415
+    from pytest_altpatch.kept import KeptEntries  # noqa: PLC0415
 
     search_path, workdir, environment = session_context()
     # (worked out here, before the child needs it: the session keys the same case's
     # images for its own build check, and a worker server is warming up meanwhile)
-    digest = kept_images.case_digest(case) if kept_images.caching() else None
+    digest = kept_images.case_digest(case) if KeptEntries.enabled() else None
     return ItemRequest(case, catalog, mode, patcher, dialect, Schedule.parse(schedule), seed,
                        timeout, search_path, workdir, environment, facts, digest)
 
