@@ -207,7 +207,13 @@ class CpuContext:
         raise GuestFault(finding)
 
     def _load(self, va: int, size: int) -> bytes:
-        buffer = self._port.buffer
+        port = self._port
+        if (va & PAGE_MASK) + size <= PAGE_SIZE:  # within one page (a spinner's every read)
+            found = port.translate(va)
+            if found is not None:
+                pa = found[0]
+                return port.buffer[pa:pa + size]
+        buffer = port.buffer
         return b"".join(buffer[pa:pa + n] for _, pa, n in self._chunks(va, size, write=False))
 
     def _store(self, va: int, data: bytes, kind: str) -> None:

@@ -12,7 +12,7 @@ import random
 import struct
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 import greenlet
@@ -149,38 +149,88 @@ class Scheduler:
             raise MachineError("MACHINE_STATE", "run() called from inside the machine")
         log = self._log
         first_finding = len(log.findings)
-        spent = 0
-        started = time.monotonic()
-        rounds = 0
         watch = _HangWatch(self._cpus, self.budget)
         log.hang_seen = None
-        reason: RunReason = "stopped"
         self._level = self.schedule.quantum
+        if self._priorities is not None:
+            reason, spent = self._run_steps(self._priorities, until, watch)
+        else:
+            reason, spent = self._run_rounds(until, watch)
+        if reason in ("budget", "hang"):
+            self._report_end(reason, spent)
+        return RunResult(reason, self._outcomes(), tuple(log.findings[first_finding:]), spent)
+
+    def _run_rounds(self, until: Callable[[], bool] | None,
+                    watch: _HangWatch) -> tuple[RunReason, int]:
+        """A slicing schedule's run: rounds of a slice per running CPU, until a reason
+        to stop; the reason ("stopped": no CPU runs) and the instructions spent."""
+        log = self._log
+        spent = rounds = 0
+        started = time.monotonic()
         while True:
             runnable = [c for c in self._cpus if c.state == "running"]
             if not runnable:
-                break
+                return "stopped", spent
             step = log.step
             self._trapped = False
             reason, spent = self._round(runnable, until, spent)
             if reason != "stopped":
-                break
+                return reason, spent
             rounds += 1
             if rounds % 32 == 0 and time.monotonic() - started > self.budget.seconds:
-                reason = "budget"
-                break
-            if rounds % (self.budget.hang_check_rounds * self._round_steps(runnable)) == 0:
+                return "budget", spent
+            if rounds % self.budget.hang_check_rounds == 0:
                 if watch.hung(log):
-                    reason = "hang"
-                    break
+                    return "hang", spent
                 if watch.repeating:  # spinning CPUs: slices stay short, as hang checks assume
                     self._level = self.schedule.quantum
                     continue
             if self._level_limit > self.schedule.quantum:
                 self._grow(runnable, quiet=log.step == step and not self._trapped)
-        if reason in ("budget", "hang"):
-            self._report_end(reason, spent)
-        return RunResult(reason, self._outcomes(), tuple(log.findings[first_finding:]), spent)
+
+    def _run_steps(self, policy: PriorityPolicy, until: Callable[[], bool] | None,
+                   watch: _HangWatch) -> tuple[RunReason, int]:
+        """A priority schedule's run: one step of the CPU ``policy`` picks per round, until
+        a reason to stop (as :meth:`run`'s rounds, without a round's machinery: a Python
+        CPU's every operation is a step here, thousands in a patcher's rendezvous)."""
+        log = self._log
+        cpus = self._cpus
+        budget = self.budget
+        quantum = self.schedule.quantum
+        spent = rounds = 0
+        started = time.monotonic()
+        while True:
+            runnable = [c.index for c in cpus if c.state == "running"]
+            if not runnable:
+                return "stopped", spent
+            self._trapped = False
+            target = cpus[policy.pick(runnable)]
+            before = log.step
+            target.relaxed = False
+            if target.kind == "python" and not target.guest_call:
+                spent += self._python_slice(target, 1)
+                guest = False
+            else:
+                guest = target.kind == "guest" or target.guest_call
+                spent += self._slice(target, quantum)
+            changed = log.step != before
+            if changed:  # (as a round's later slices would be: finely)
+                self._level = quantum
+            if until is not None and until():
+                return "until", spent
+            if spent >= budget.instructions:
+                return "budget", spent
+            policy.stepped(target.index, changed=changed, spun=target.relaxed or (
+                guest and not changed))
+            rounds += 1
+            if rounds % 32 == 0 and time.monotonic() - started > budget.seconds:
+                return "budget", spent
+            # (a hang check per as many steps as give each CPU about an rr:100 slice)
+            if rounds % (budget.hang_check_rounds * 64 * len(runnable)) == 0:
+                if watch.hung(log):
+                    return "hang", spent
+                if watch.repeating:
+                    self._level = quantum
 
     def _grow(self, runnable: list[CpuRuntime], *, quiet: bool) -> None:
         """The ``rr`` slice of the next round: doubled (up to its limit) after a round in
@@ -201,7 +251,7 @@ class Scheduler:
                spent: int) -> tuple[RunReason, int]:
         """One round of slices; the reason to stop ("stopped": go on) and what is spent."""
         log = self._log
-        for target in self._turns(runnable):
+        for target in runnable:
             if target.state != "running":
                 continue
             quantum = self._quantum(target)
@@ -226,27 +276,6 @@ class Scheduler:
             message = f"run budget spent after {spent} instructions: {listing}"
         cpu = min(pcs) if pcs else 0
         log.report(code, message, cpu, detail={"pcs": pcs, "instructions": spent})
-
-    def _turns(self, runnable: list[CpuRuntime]) -> Iterator[CpuRuntime]:
-        """The CPUs to run a slice each in this round: all (round robin), or one step
-        of the CPU a priority schedule picks, whose outcome it then records."""
-        policy = self._priorities
-        if policy is None:
-            yield from runnable
-            return
-        target = self._cpus[policy.pick([c.index for c in runnable])]
-        before = self._log.step
-        target.relaxed = False
-        guest = target.kind == "guest" or target.guest_call  # (a Python CPU's guest call)
-        yield target
-        changed = self._log.step != before
-        spun = target.relaxed or (guest and not changed)
-        policy.stepped(target.index, changed=changed, spun=spun)
-
-    def _round_steps(self, runnable: list[CpuRuntime]) -> int:
-        """Rounds that make one hang-check round: a priority round is one step, so it
-        takes as many as give each CPU about an ``rr:100`` slice."""
-        return 1 if self._priorities is None else 64 * len(runnable)
 
     def _quantum(self, target: CpuRuntime) -> int:
         schedule = self.schedule
