@@ -17,9 +17,10 @@ from types import MappingProxyType
 from typing import Final, Literal, cast
 
 from pytest_altpatch import collector
+from pytest_altpatch.cases import kept_resolved
 from pytest_altpatch.cases.catalog import display_path, known_capabilities
 from pytest_altpatch.cases.cpu_numbers import CpuNumbering
-from pytest_altpatch.cases.document_cache import load_valid_document
+from pytest_altpatch.cases.document_cache import document_key, load_valid_document
 from pytest_altpatch.cases.located import LocatedDocument, join_path
 from pytest_altpatch.cases.model import (
     DEFAULT_PAYLOAD_OFFSET,
@@ -515,19 +516,28 @@ def read_case(
 ) -> tuple[Case | None, list[SpecError]]:
     """Load a case collecting every problem; the case is None if there is any.
 
-    The parsed and validated document may come from the document cache
-    (:mod:`.document_cache`); resolving it against ``catalog`` is always done here.
+    The case resolved against ``catalog`` may come from the kept ones
+    (:mod:`.kept_resolved`), else its parsed and validated document from the document
+    cache (:mod:`.document_cache`).
     """
     with collector.paused():  # (parsing, validating and resolving make no cycles)
+        file, schema = display_path(path), _case_schema(corpus_root)
         try:
-            document, problems = load_valid_document(path, display_path(path),
-                                                     _case_schema(corpus_root))
+            read = document_key(path, file, schema)
+            key = kept_resolved.case_key(read[1], catalog)
+            kept = kept_resolved.load(key, Case)
+            if kept is not None:
+                return kept, []
+            document, problems = load_valid_document(path, file, schema, read=read)
         except SpecError as exc:
             return None, [exc]
         too_new = _too_new(document)
         if too_new is not None:  # (a kept document is checked here too)
             return None, [too_new]
-        return _resolve_valid(document, problems, catalog)
+        case, problems = _resolve_valid(document, problems, catalog)
+        if case is not None:
+            kept_resolved.keep(key, case)
+        return case, problems
 
 
 def resolve_document(

@@ -17,7 +17,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TypeVar, cast
 
-from pytest_altpatch.cases.document_cache import load_valid_document
+from pytest_altpatch.cases import kept_resolved
+from pytest_altpatch.cases.document_cache import document_key, load_valid_document
 from pytest_altpatch.cases.located import LocatedDocument, join_path
 from pytest_altpatch.cases.model import (
     MIDR_ARCHITECTURE_MASK,
@@ -101,6 +102,20 @@ def _schema_for(corpus_root: Path, name: str) -> Path:
     return candidate if candidate.is_file() else schema_path(bundled_corpus(), name)
 
 
+def _read_files(files: list[Path], schema: Path
+                ) -> tuple[list[tuple[bytes, str] | SpecError], str | None]:
+    """Each catalog file's bytes and document key (or why it cannot be read), and the
+    key the catalog they make is kept under (None when one cannot be read)."""
+    reads: list[tuple[bytes, str] | SpecError] = []
+    for file in files:
+        try:
+            reads.append(document_key(file, display_path(file), schema))
+        except SpecError as exc:
+            reads.append(exc)
+    keys = [read[1] for read in reads if not isinstance(read, SpecError)]
+    return reads, kept_resolved.catalog_key(keys) if len(keys) == len(reads) else None
+
+
 def read_catalog(root: Path | None = None) -> tuple[Catalog | None, list[SpecError]]:
     """Load the catalog, collecting every problem instead of stopping at the first."""
     catalog_dir, corpus_root = resolve_catalog_dir(root)
@@ -111,10 +126,18 @@ def read_catalog(root: Path | None = None) -> tuple[Catalog | None, list[SpecErr
                                   location=Location(file=display_path(catalog_dir))))
         return None, problems
     schema = _schema_for(corpus_root, "catalog")
+    reads, key = _read_files(files, schema)
+    kept = kept_resolved.load(key, Catalog)
+    if kept is not None:
+        return kept, problems
     sections: dict[str, dict[str, _Section]] = {name: {} for name in SECTIONS}
-    for file in files:
+    for file, read in zip(files, reads, strict=True):
+        if isinstance(read, SpecError):
+            problems.append(read)
+            continue
         try:
-            document, schema_problems = load_valid_document(file, display_path(file), schema)
+            document, schema_problems = load_valid_document(file, display_path(file), schema,
+                                                            read=read)
         except SpecError as exc:
             problems.append(exc)
             continue
@@ -157,6 +180,8 @@ def read_catalog(root: Path | None = None) -> tuple[Catalog | None, list[SpecErr
         patcher_features=MappingProxyType(dict(sorted(registry.items()))),
         callbacks=MappingProxyType(dict(sorted(callbacks.items()))),
     )
+    if not problems:
+        kept_resolved.keep(key, catalog)
     return catalog, problems
 
 

@@ -8,7 +8,8 @@ no problem under a key hashed from exactly those, in ``<cache_root>/documents/``
 (:mod:`pytest_altpatch.kept`: bounded, least recently used trimmed first).
 
 * A document with any problem is never kept: its errors are found again, at their lines.
-* Resolving against the catalog is not cached (the catalog is an input of its own).
+* What resolving a document gives is kept beside it (:mod:`.kept_resolved`), keyed
+  on the document's key and, for a case, the catalog.
 * A kept entry that cannot be read back (truncated, another format, not plain data)
   counts as absent.
 * ``ALTPATCH_NO_CACHE=1`` turns the cache off; a cache that cannot be written is
@@ -100,16 +101,25 @@ def _write_entry(key: str, document: LocatedDocument) -> None:
                           dict(document.key_locations), dict(document.text_starts)))
 
 
-def load_valid_document(path: Path, file: str,
-                        schema_file: Path) -> tuple[LocatedDocument, list[SpecError]]:
-    """Read, parse and validate ``path`` (reported as ``file``) against ``schema_file``.
+def document_key(path: Path, file: str, schema_file: Path) -> tuple[bytes, str]:
+    """The bytes of ``path`` (reported as ``file``) and the key its document is kept
+    under against ``schema_file`` ("" when caching is off): what the document is a pure
+    function of.  Raises the :class:`SpecError` of a file that cannot be read."""
+    raw = read_bounded(path, file)
+    return raw, _key(raw, file, schema_file) if _DOCUMENTS.enabled() else ""
+
+
+def load_valid_document(path: Path, file: str, schema_file: Path, *,
+                        read: tuple[bytes, str] | None = None
+                        ) -> tuple[LocatedDocument, list[SpecError]]:
+    """Read, parse and validate ``path`` (reported as ``file``) against ``schema_file``
+    (``read``: its :func:`document_key`, when the caller has it).
 
     Raises the :class:`SpecError` of a file that cannot be read or parsed; returns the
     document and its schema problems (none when it came from the cache).
     """
-    raw = read_bounded(path, file)
-    caching = _DOCUMENTS.enabled()
-    key = _key(raw, file, schema_file) if caching else ""
+    raw, key = read if read is not None else document_key(path, file, schema_file)
+    caching = bool(key)
     if caching:
         kept = _read_entry(key)
         if kept is not None:
@@ -124,4 +134,4 @@ def load_valid_document(path: Path, file: str,
     return document, problems
 
 
-__all__ = ["ENTRY_FORMAT", "NO_CACHE_ENV", "load_valid_document"]
+__all__ = ["ENTRY_FORMAT", "NO_CACHE_ENV", "document_key", "load_valid_document"]

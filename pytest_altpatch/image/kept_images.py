@@ -25,14 +25,13 @@ trimmed first).
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 import sys
 from functools import lru_cache
 from typing import TYPE_CHECKING, Final
 
 from pytest_altpatch.image.model import Image
-from pytest_altpatch.kept import KeptEntries, file_stamps, installed_stamps
+from pytest_altpatch.kept import KeptEntries, installed_stamps, package_stamps
 from pytest_altpatch.plain_data import dumps
 
 if TYPE_CHECKING:
@@ -43,7 +42,6 @@ if TYPE_CHECKING:
 ENTRY_FORMAT: Final = 2  # 2: a source map's spans kept as their fields
 #: A 200-site image takes 200 KB (10 KB kept, compressed), a bundled case's 20-80 KB (3 KB).
 _IMAGES: Final = KeptEntries("images", 64 * 1024 * 1024)
-_PACKAGE: Final = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
 
 
 @lru_cache(maxsize=1)
@@ -52,19 +50,10 @@ def code_fingerprint() -> bytes:
     assembler and disassembler engines as installed, and the interpreter (about 1 ms,
     once per process; the engines are found, not imported)."""
     digest = hashlib.sha256(f"{ENTRY_FORMAT} {sys.version_info[:3]}".encode())
-    digest.update(file_stamps(_PACKAGE, _sources(_PACKAGE)))
+    digest.update(package_stamps())
     for engine in ("keystone", "capstone"):
         digest.update(installed_stamps(engine))
     return digest.digest()
-
-
-def _sources(package: str) -> list[str]:
-    """Every ``.py`` file under ``package``, in a fixed order (bytecode caches skipped)."""
-    found = []
-    for folder, subfolders, names in os.walk(package):
-        subfolders[:] = sorted(name for name in subfolders if name != "__pycache__")
-        found += [os.path.join(folder, name) for name in sorted(names) if name.endswith(".py")]
-    return found
 
 
 #: Digests of the cases this process keyed or was handed, by identity (each held, so

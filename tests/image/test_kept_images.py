@@ -13,6 +13,7 @@ import pytest
 from conftest import make_case
 from conftest import numbering_for as small_numbering
 
+from pytest_altpatch import kept as kept_store
 from pytest_altpatch.cases.case import read_case
 from pytest_altpatch.cases.catalog import read_catalog
 from pytest_altpatch.cases.model import CapNumbering, Case, Dialect
@@ -128,7 +129,8 @@ def test_an_edited_source_is_a_new_code_fingerprint(tmp_path: Path,
     source = package / "layer" / "module.py"
     source.write_text("X = 1\n")
     (package / "layer" / "__pycache__" / "module.cpython.pyc").write_bytes(b"ignored")
-    monkeypatch.setattr(kept_images, "_PACKAGE", str(package))
+    monkeypatch.setattr(kept_store, "_PACKAGE", str(package))
+    monkeypatch.setattr(kept_images, "package_stamps", kept_store.package_stamps.__wrapped__)
     fingerprint = kept_images.code_fingerprint.__wrapped__
     first = fingerprint()
     (package / "layer" / "__pycache__" / "other.py").write_text("")  # a cache: not code
