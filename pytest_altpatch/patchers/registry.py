@@ -13,11 +13,12 @@ import inspect
 from collections.abc import Callable
 from typing import cast
 
+from pytest_altpatch import __version__
 from pytest_altpatch.cases.suggestions import did_you_mean
-from pytest_altpatch.dialects import DEFAULT_DIALECT, DIALECTS, is_dialect
+from pytest_altpatch.dialects import DEFAULT_DIALECT, DIALECTS, is_dialect, traits
 from pytest_altpatch.errors import PatchError
 from pytest_altpatch.patchers.contract import Patcher
-from pytest_altpatch.patchers.reference import ReferencePatcher
+from pytest_altpatch.patchers.facts import PatcherFacts
 
 #: The ``--altpatch-dialect`` word for every dialect.
 ALL_DIALECTS = "all"
@@ -58,20 +59,42 @@ def resolve_patchers(name: str, dialects: tuple[str, ...] | None) -> tuple[Patch
     ``reference`` with no ``dialects`` is the default dialect; ``reference:D`` is that
     dialect only (naming others as well is an error).
     """
-    kind, _, rest = name.partition(":")
-    if kind == "reference" and not rest:
-        return tuple(ReferencePatcher(d) for d in (dialects or (DEFAULT_DIALECT,)))
-    if kind == "reference":
-        if dialects is not None and dialects != (rest,):
-            raise PatchError("PATCHER_DIALECT",
-                             f"{name!r} implements {rest}; it cannot run as "
-                             f"{', '.join(dialects)}", phase="load",
-                             hint="name the dialect once: --altpatch-patcher reference "
-                                  "--altpatch-dialect ...")
-        return (resolve_patcher(name),)
+    if is_reference(name):
+        from pytest_altpatch.patchers.reference import ReferencePatcher  # noqa: PLC0415
+
+        return tuple(ReferencePatcher(d) for d in reference_dialects(name, dialects))
     if dialects is None:
         return (resolve_patcher(name),)
     return tuple(resolve_patcher(name, dialect=d) for d in dialects)
+
+
+def reference_dialects(name: str, dialects: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The dialect of each reference patcher ``resolve_patchers(name, dialects)`` gives,
+    for ``name`` the reference (``reference[:DIALECT]``); raises its coded error."""
+    rest = name.partition(":")[2]
+    if not rest:
+        return dialects or (DEFAULT_DIALECT,)
+    if dialects is not None and dialects != (rest,):
+        raise PatchError("PATCHER_DIALECT",
+                         f"{name!r} implements {rest}; it cannot run as "
+                         f"{', '.join(dialects)}", phase="load",
+                         hint="name the dialect once: --altpatch-patcher reference "
+                              "--altpatch-dialect ...")
+    return (_reference_dialect(name, rest, None),)
+
+
+def reference_facts(name: str, dialects: tuple[str, ...] | None) -> tuple[PatcherFacts, ...]:
+    """What the patchers ``resolve_patchers(name, dialects)`` gives declare, for ``name``
+    the reference, without importing it (a session only judges the reference's items:
+    its facts follow from its dialects' rules)."""
+    chosen = reference_dialects(name, dialects)
+    if not all(is_dialect(dialect) for dialect in chosen):  # (the patcher's own error)
+        return PatcherFacts.of_all(resolve_patchers(name, dialects), dialects)
+    asked: tuple[str | None, ...] = dialects if dialects is not None and len(
+        dialects) == len(chosen) else (None,) * len(chosen)
+    return tuple(PatcherFacts(f"reference:{dialect}", __version__, dialect,
+                              frozenset(str(f) for f in traits(dialect).features), ask)
+                 for dialect, ask in zip(chosen, asked, strict=True))
 
 
 def _takes_dialect(make: Callable[..., object]) -> bool:
@@ -127,6 +150,13 @@ def resolve_patcher(name: str, *, dialect: str | None = None) -> Patcher:
 
 def _reference(name: str, rest: str, dialect: str | None) -> Patcher:
     """``reference[:DIALECT]``: the reference patcher of the named (or asked) dialect."""
+    from pytest_altpatch.patchers.reference import ReferencePatcher  # noqa: PLC0415
+
+    return ReferencePatcher(_reference_dialect(name, rest, dialect))
+
+
+def _reference_dialect(name: str, rest: str, dialect: str | None) -> str:
+    """The dialect ``reference[:rest]`` asked for ``dialect`` runs (or its coded error)."""
     chosen = rest or dialect or DEFAULT_DIALECT
     if not is_dialect(chosen):
         hint = did_you_mean(chosen, DIALECTS)
@@ -135,7 +165,7 @@ def _reference(name: str, rest: str, dialect: str | None) -> Patcher:
     if rest and dialect is not None and dialect != rest:
         raise PatchError("PATCHER_DIALECT", f"{name!r} implements {rest}, not {dialect}",
                          phase="load")
-    return ReferencePatcher(chosen)
+    return chosen
 
 
 def _native(manifest: str, name: str, dialect: str | None) -> Patcher:
@@ -182,4 +212,5 @@ def _made(make: Callable[..., object], name: str, dialect: str | None) -> object
 
 
 __all__ = ["ALL_DIALECTS", "DEFAULT_DIALECT", "dialect_free_reference", "is_reference",
-           "parse_dialects", "resolve_patcher", "resolve_patchers"]
+           "parse_dialects", "reference_dialects", "reference_facts", "resolve_patcher",
+           "resolve_patchers"]

@@ -19,7 +19,7 @@ from pytest_altpatch.dialects import preferred_dialect
 from pytest_altpatch.errors import AltpatchError
 from pytest_altpatch.patchers.contract import Patcher
 from pytest_altpatch.patchers.facts import PatcherFacts
-from pytest_altpatch.patchers.registry import is_reference, resolve_patchers
+from pytest_altpatch.patchers.registry import is_reference, reference_facts, resolve_patchers
 from pytest_altpatch.resources import bundled_corpus
 from pytest_altpatch.supervisor import patchers_facts, prestart_workers
 
@@ -138,10 +138,10 @@ def patchers_under_test(spec: str, dialects: tuple[str, ...] | None, *, inproces
     if prestart:
         prestart_workers()  # they start (and warm up) while this process carries on
     if is_reference(spec):
-        # The bundled reference is this package's own code: its facts are read here,
-        # and only its items run in workers.
-        return tuple(PatcherUnderTest(spec, fact) for fact in
-                     PatcherFacts.of_all(resolve_patchers(spec, dialects), dialects))
+        # The bundled reference is this package's own code: its facts follow from its
+        # dialects (its module is not even imported here), and only its items run in
+        # workers.
+        return tuple(PatcherUnderTest(spec, fact) for fact in reference_facts(spec, dialects))
     return tuple(PatcherUnderTest(spec, fact)
                  for fact in patchers_facts(spec, dialects, timeout=timeout))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import types
 
@@ -9,8 +10,14 @@ import pytest
 
 from pytest_altpatch.dialects import DIALECTS
 from pytest_altpatch.errors import PatchError
+from pytest_altpatch.patchers.facts import PatcherFacts
 from pytest_altpatch.patchers.reference import ReferencePatcher
-from pytest_altpatch.patchers.registry import parse_dialects, resolve_patcher, resolve_patchers
+from pytest_altpatch.patchers.registry import (
+    parse_dialects,
+    reference_facts,
+    resolve_patcher,
+    resolve_patchers,
+)
 
 
 @pytest.fixture
@@ -91,3 +98,39 @@ def test_a_class_without_a_dialect_parameter_is_made_and_checked(
         resolve_patcher("own_dialect:OwnDialect", dialect="strict")
     assert caught.value.code == "PATCHER_DIALECT"
     assert "was created for 'linux-6.1', not 'strict'" in caught.value.message
+
+
+@pytest.mark.parametrize("name, dialects", [
+    ("reference", None), ("reference", DIALECTS), ("reference", ("strict", "linux-4.9")),
+    *((f"reference:{d}", None) for d in DIALECTS), ("reference:xen-4.17", ("xen-4.17",)),
+])
+def test_the_references_facts_are_what_its_patchers_declare(
+        name: str, dialects: tuple[str, ...] | None) -> None:
+    made = PatcherFacts.of_all(resolve_patchers(name, dialects), dialects)
+    assert reference_facts(name, dialects) == made
+    assert all(fact.features and fact.version for fact in made)
+
+
+@pytest.mark.parametrize("name, dialects", [
+    ("reference:linux-4.9", ("linux-6.1",)), ("reference:linux-9.9", None),
+    ("reference", ("linux-9.9",)),
+])
+def test_the_references_facts_fail_as_its_patchers_do(
+        name: str, dialects: tuple[str, ...] | None) -> None:
+    with pytest.raises(PatchError) as made:
+        resolve_patchers(name, dialects)
+    with pytest.raises(PatchError) as facts:
+        reference_facts(name, dialects)
+    assert (facts.value.code, str(facts.value), facts.value.hint) == (
+        made.value.code, str(made.value), made.value.hint)
+
+
+def test_the_references_facts_import_no_patcher() -> None:
+    """A session reads the reference's facts without importing its code (the worker
+    server does: it runs the reference's items)."""
+    probe = ("import sys\nfrom pytest_altpatch.patchers.registry import reference_facts\n"
+             "reference_facts('reference', None)\n"
+             "print('pytest_altpatch.patchers.reference' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "False"
