@@ -39,6 +39,9 @@ COMMANDS: dict[str, str] = {
 }
 #: Options of the command itself, before the subcommand; these print and exit.
 _PRINTING_OPTIONS = frozenset({"-h", "--help", "--version"})
+#: Commands that run items in a worker server, and the words that make them run none.
+_ITEM_COMMANDS = frozenset({"run", "show"})
+_NO_WORKER_WORDS = frozenset({"-h", "--help", "--inprocess"})
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
@@ -89,7 +92,19 @@ def command() -> NoReturn:
     handlers but does not finalise the heap (see :mod:`pytest_altpatch.process_exit`)."""
     from pytest_altpatch.process_exit import leave  # noqa: PLC0415
 
+    _fork_worker_early(sys.argv[1:])
     leave(main())
+
+
+def _fork_worker_early(words: Sequence[str]) -> None:
+    """For a command that runs items, fork its worker server before the arguments are
+    parsed: the server needs neither the parsing nor what the command then imports, so
+    its warm-up overlaps all of them (the command's session takes it when it starts
+    its workers, see :func:`pytest_altpatch.supervisor.forked.fork_early`)."""
+    if _command_of(words) in _ITEM_COMMANDS and not _NO_WORKER_WORDS.intersection(words):
+        from pytest_altpatch.supervisor.forked import fork_early  # noqa: PLC0415
+
+        fork_early(warm_cases=False)  # (a run of one case: few items, see cli.run)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

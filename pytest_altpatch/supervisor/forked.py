@@ -31,6 +31,9 @@ from typing import Final, NoReturn
 
 #: Longest pause between two looks at whether the server has ended.
 _POLL_CEILING: Final = 0.05
+#: A server :func:`fork_early` forked and the session's end of its channel, until the
+#: session's pool takes it (:func:`take_early`).
+_EARLY: list[tuple[ForkedServer, socket.socket]] = []
 
 
 def can_fork() -> bool:
@@ -105,6 +108,41 @@ class ForkedServer:
                 os.kill(self.pid, signal.SIGKILL)
 
 
+def fork_early(*, warm_cases: bool) -> None:
+    """Fork a worker server at a command's very start, before the command parses its
+    arguments or imports the session's side of the supervisor (neither of which the
+    server needs): it warms up meanwhile, and the session's pool takes it as its first
+    server.  One the command does not take (it runs nothing after all) is killed at
+    exit, before it has served anything."""
+    if _EARLY or not can_fork():
+        return
+    ours, theirs = socket.socketpair()
+    server = ForkedServer(theirs, [ours], warm_cases)
+    theirs.close()
+    if not _EARLY_KILL:  # (registered once, before the first early server is kept)
+        atexit.register(_kill_untaken)
+        _EARLY_KILL.append(True)
+    _EARLY.append((server, ours))
+
+
+def take_early() -> tuple[ForkedServer, socket.socket] | None:
+    """The server :func:`fork_early` forked and the session's end of its channel, once
+    (None when there is none)."""
+    return _EARLY.pop() if _EARLY else None
+
+
+#: Whether the exit handler that kills an untaken early server is registered.
+_EARLY_KILL: list[bool] = []
+
+
+def _kill_untaken() -> None:
+    while _EARLY:
+        server, ours = _EARLY.pop()
+        server.kill()
+        ours.close()
+        server.wait()
+
+
 def _serve_in_child(theirs: socket.socket, ours: Sequence[socket.socket],
                     warm_cases: bool) -> NoReturn:
     status = 0
@@ -128,4 +166,4 @@ def _serve_in_child(theirs: socket.socket, ours: Sequence[socket.socket],
         os._exit(status)
 
 
-__all__ = ["ForkedServer", "can_fork"]
+__all__ = ["ForkedServer", "can_fork", "fork_early", "take_early"]

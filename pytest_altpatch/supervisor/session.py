@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Final
 from pytest_altpatch.errors import ErrorInfo, Location, PatchError
 from pytest_altpatch.machine import Schedule
 from pytest_altpatch.patchers.facts import PatcherFacts
-from pytest_altpatch.supervisor.forked import ForkedServer, can_fork
+from pytest_altpatch.supervisor.forked import ForkedServer, can_fork, take_early
 from pytest_altpatch.supervisor.wire import (
     DEFAULT_HOST_SECONDS,
     KILL_GRACE,
@@ -67,10 +67,19 @@ class _WorkerServer:
 
     def __init__(self, *, warm_cases: bool = True, fork: bool = False,
                  others: Sequence[_WorkerServer] = ()) -> None:
-        """Start a server (``fork``: by forking this process, see :mod:`.forked`;
-        ``others`` are the servers already running, whose channels it must not hold)."""
-        ours, theirs = socket.socketpair()
+        """Start a server (``fork``: by forking this process, see :mod:`.forked`, or by
+        taking the one the command forked at its start; ``others`` are the servers
+        already running, whose channels it must not hold)."""
         self.process: subprocess.Popen[bytes] | ForkedServer
+        #: Set when the conversation broke (the server is dropped, never reused).
+        self.broken = False
+        #: The child running this server's request, if one is.
+        self.child: int | None = None
+        early = take_early() if not others else None
+        if early is not None:
+            self.process, self.channel = early
+            return
+        ours, theirs = socket.socketpair()
         if fork and can_fork():
             self.process = ForkedServer(theirs, [ours, *(s.channel for s in others)],
                                         warm_cases)
@@ -86,10 +95,6 @@ class _WorkerServer:
                 start_new_session=True)  # the terminal's Ctrl-C goes to the session only
         theirs.close()
         self.channel = ours
-        #: Set when the conversation broke (the server is dropped, never reused).
-        self.broken = False
-        #: The child running this server's request, if one is.
-        self.child: int | None = None
 
     def alive(self) -> bool:
         """Whether the server process is still running."""
