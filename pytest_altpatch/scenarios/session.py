@@ -59,6 +59,11 @@ DEFAULT_INSTRUCTION_BUDGET: Final = 20_000_000
 PROBE_BUDGET: Final = 200_000
 #: The key of the harness data in :attr:`Session.section_pa`.
 HARNESS_DATA: Final = "<harness-data>"
+#: Code a CPU may run besides its image's text: late payloads, a native patcher's code.
+_CODE_ROOM: Final = 64 << 10
+#: The translation buffer of a machine whose image has at most this room of code
+#: (every bundled case's): the size a worker server makes its spare engines at.
+SPARE_CODE_BUFFER: Final = code_buffer_size(2 * _CODE_ROOM)
 
 
 @dataclass(frozen=True)
@@ -308,6 +313,13 @@ class _Allocator:
         return pa
 
 
+def code_buffer_for(image: Image) -> int:
+    """The translation buffer of each CPU of a machine for ``image``: sized to the code
+    the CPU can run, its text and room for late payloads or a native patcher's code."""
+    code = sum(len(s.content) for s in image.sections if "x" in s.perms) + _CODE_ROOM
+    return code_buffer_size(code)
+
+
 def _make_machine(case: Case, catalog: Catalog, patcher: Patcher, settings: RunSettings,
                   image: Image, section_pa: dict[str, int]) -> tuple[Machine, int]:
     """A fresh machine with ``image`` and the harness data mapped; fills ``section_pa``
@@ -324,12 +336,10 @@ def _make_machine(case: Case, catalog: Catalog, patcher: Patcher, settings: RunS
     memory_size = spare_pa + (8 << 20) + int(getattr(patcher, "guest_memory", 0))
     budget = Budget(instructions=settings.instruction_budget,
                     seconds=settings.timeout if settings.timeout else 120.0)
-    # Translation buffer per CPU sized to the code it can run (late payloads: spare).
-    code = sum(len(s.content) for s in image.sections if "x" in s.perms) + (64 << 10)
     machine = Machine([_config_of(cpu, i) for i, cpu in enumerate(cpus)],
                       memory_size=memory_size, schedule=settings.schedule, seed=settings.seed,
                       budget=budget, clean_cache_erratum=clean_cache,
-                      code_buffer=code_buffer_size(code))
+                      code_buffer=code_buffer_for(image))
     linux = not traits(patcher.dialect).is_xen
     for section in image.sections:
         if not section.content:
@@ -372,11 +382,13 @@ __all__ = [
     "HARNESS_DATA",
     "LINEAR_ALIAS_OFFSET",
     "PROBE_BUDGET",
+    "SPARE_CODE_BUFFER",
     "Booted",
     "RunSettings",
     "Session",
     "build_for",
     "clean_cache_needed",
+    "code_buffer_for",
     "numbering_for",
     "open_session",
     "page_span",

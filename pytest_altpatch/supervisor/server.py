@@ -256,11 +256,12 @@ def _warm_up(cases: bool = True) -> None:
         for package in _WARM_PACKAGES:  # their __init__ s import on first use
             import_submodules(package)
         _run_bundled_cases()
-        # Every child then starts with initialised engines for its CPUs (about 1 ms each).
-        from pytest_altpatch.machine.config import MIN_CODE_BUFFER  # noqa: PLC0415
+        # Every child then starts with initialised engines for its CPUs (about 1.5 ms
+        # each), of the size a machine for an ordinary case's image asks for.
         from pytest_altpatch.machine.engines import prepare_engines  # noqa: PLC0415
+        from pytest_altpatch.scenarios.session import SPARE_CODE_BUFFER  # noqa: PLC0415
 
-        prepare_engines(_SPARE_ENGINES, MIN_CODE_BUFFER)
+        prepare_engines(_SPARE_ENGINES, SPARE_CODE_BUFFER)
     # Every child then finds the kept images' code fingerprint made (about 2 ms), and
     # unicorn's instruction counter found (kept between runs: about 1 ms).
     from pytest_altpatch.image.kept_images import prepare  # noqa: PLC0415
