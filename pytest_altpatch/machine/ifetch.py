@@ -35,6 +35,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
+from pytest_altpatch import collector
 from pytest_altpatch.a64.classify import is_cmodx_safe
 
 #: The maintenance steps in the order the architecture requires them.
@@ -222,9 +223,18 @@ class FetchModel:
         """``cpu`` ran IC IVAU (scope ``va``, by ``pa``), IC IALLUIS or IC IALLU."""
         receivers = [cpu] if scope == "local" else list(range(len(self._geometry)))
         if pa is not None and scope == "va":
-            candidates = list(self._in_line(pa, self._geometry[cpu].iminline))
-        else:
-            candidates = list(self._writes.values())
+            self._invalidate(cpu, pa, scope, receivers,
+                             list(self._in_line(pa, self._geometry[cpu].iminline)))
+            return
+        # Every word's record may gain a set per receiver: hundreds of thousands of
+        # acyclic objects after a large patch, which the cyclic collector's passes
+        # would make superlinear in the words written.
+        with collector.paused():
+            self._invalidate(cpu, pa, scope, receivers, list(self._writes.values()))
+
+    def _invalidate(self, cpu: int, pa: int | None, scope: str, receivers: list[int],
+                    candidates: list[PendingWrite]) -> None:
+        """Record the invalidate on each candidate word for each receiver it reaches."""
         for write in candidates:
             if write.cleaned_at is None:
                 # An invalidate before the clean completed may be refilled stale.

@@ -166,3 +166,42 @@ def test_context_operations_interleave_with_guest_cpus_under_adversarial() -> No
     logged = [int(e.detail.split()[0], 16) for e in built.trace if e.kind == "log"]
     # The guest saw every intermediate value: one Python step per slice.
     assert {1, 2, 3} <= set(logged)
+
+
+
+
+def test_an_invalidate_of_everything_runs_with_the_collector_off() -> None:
+    """IC IALLUIS after many stores to code gives every word's record a set per CPU: the
+    cyclic collector is off while the fetch model does that (its passes over the
+    records made large patches superlinear), only then, and the result is the same."""
+    import gc  # noqa: PLC0415
+
+    seen: list[tuple[str, bool]] = []
+    words = 3000
+    built = rig.machine([rig.cpu(index=i) for i in range(4)])
+    fetch = built._fetch
+    records = fetch._invalidate
+
+    def watched(cpu: int, pa: int | None, scope: str, *rest: object) -> None:
+        seen.append((scope, gc.isenabled()))
+        records(cpu, pa, scope, *rest)  # type: ignore[arg-type]
+
+    def patch(ctx: CpuContext) -> object:
+        alias = ctx.vmap(rig.FN_PA, 4 * words)
+        for index in range(words):
+            ctx.write32(alias + 4 * index, rig.NEW_WORD)
+        for index in range(0, 4 * words, 64):
+            ctx.dc("cvau", rig.FN_VA + index)
+        ctx.dsb("ish")
+        ctx.ic("ivau", rig.FN_VA)
+        ctx.ic("ialluis")
+        ctx.dsb("ish")
+        ctx.isb()
+        return ctx.read32(rig.FN_VA + 4 * (words - 1))
+
+    fetch._invalidate = watched  # type: ignore[method-assign]
+    built.start_python(0, patch)
+    result = built.run()
+    assert result.reason == "stopped" and result.cpus[0].result == rig.NEW_WORD
+    assert not result.findings and seen == [("va", True), ("all", False)]
+    assert gc.isenabled()
