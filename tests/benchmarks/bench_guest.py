@@ -4,7 +4,8 @@ Run: ``python tests/benchmarks/bench_guest.py``.
 
 * **Call loop**: 4 CPUs, the first patches ``fn`` (store through an alias, DC CVAU, DSB,
   IC IVAU, DSB, ISB) and releases the others; then every CPU calls ``fn`` in a loop.
-  Checked: the machine with every check on at its default schedule (``rr:100``).
+  Checked: the machine with every check on at its default schedule (``rr:100``), and
+  at ``pct:0`` (the default of the plugin and the command) on a fortieth of the loop.
   Yardstick: free-running unicorn, the same loop on 4 hook-less instances, each run to
   its end in one ``emu_start``.
 * **Patch-and-call loop**: one CPU stores a new ``fn`` through the alias, runs the
@@ -102,18 +103,18 @@ def patch_call_program(alias: int, iterations: int) -> Program:
     return program
 
 
-def checked_machine(cpus: int) -> Machine:
-    """A machine with text, data and stack mapped, at its default schedule."""
-    machine = Machine([CPU] * cpus, memory_size=0x100000)
+def checked_machine(cpus: int, schedule: str = "rr:100") -> Machine:
+    """A machine with text, data and stack mapped, at ``schedule`` (its default)."""
+    machine = Machine([CPU] * cpus, memory_size=0x100000, schedule=schedule)
     machine.map(TEXT, 0, 0x10000, "r-x")
     machine.map(DATA, 0x10000, 0x10000, "rw-")
     machine.map(STACK, 0x20000, 0x10000, "rw-")
     return machine
 
 
-def checked_call_loop(calls: int) -> tuple[float, int]:
+def checked_call_loop(calls: int, schedule: str = "rr:100") -> tuple[float, int]:
     """Seconds and instructions of the 4-CPU call loop on the machine (asserting results)."""
-    machine = checked_machine(4)
+    machine = checked_machine(4, schedule)
     alias = machine.vmap(FN - TEXT, 4)
     fn = Program(FN)
     fn.emit(movz(0, 1), RET)
@@ -278,6 +279,13 @@ def main() -> None:
     print(f"  (unicorn itself taking turns of {longest} instructions, no hooks: "
           f"{sliced_rate:7.1f} M/s, {sliced_rate / free_rate:.3f}x free-running; "
           f"checked is {rate / sliced_rate:.3f}x of that; {instructions} instructions granted)")
+    # pct:0 (the default of the plugin and the command) steps every CPU through at most
+    # PCT_STEP_QUANTUM instructions: a fortieth of the loop, against the same yardstick.
+    few = calls // 40
+    pct = statistics.median(checked_call_loop(few, "pct:0")[0] for _ in range(ROUNDS))
+    pct_rate = 6 * few * 4 / pct / 1e6
+    print(f"call loop, 4 CPUs, checked at pct:0: {pct_rate:7.1f} M instructions/s; "
+          f"ratio {pct_rate / free_rate:.3f}x free-running")
     iterations = 2000
     pairs = [(checked_patch_call(iterations), bare_patch_call(iterations))
              for _ in range(ROUNDS)]

@@ -24,15 +24,6 @@ from pytest_altpatch.resources import bundled_corpus
 from .conftest import VALID_CASE
 
 
-@pytest.fixture
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh, empty cache root for this test."""
-    root = tmp_path / "cache"
-    monkeypatch.setenv("ALTPATCH_CACHE", str(root))
-    monkeypatch.delenv(NO_CACHE_ENV, raising=False)
-    return root
-
-
 def resolved(root: Path) -> list[Path]:
     """The kept resolved entries under a cache root."""
     folder = root / "resolved"
