@@ -176,6 +176,9 @@ QUIET_GROWTH: Final = 64
 ADVERSARIAL_QUANTUM: Final = 16
 #: Guest instructions in one step of ``pct:SEED`` when no patching event ends it sooner.
 PCT_STEP_QUANTUM: Final = 16
+#: The longest a ``pct`` guest step grows to while CPUs cannot interact: the longest
+#: slice of ``rr:100``, the machine's default schedule.
+PCT_QUIET_STEP: Final = 100 * QUIET_GROWTH
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,10 @@ class Schedule:
       other CPU runs a slice between each memory operation of the CPU that patches.
     * ``pct:SEED``: a priority schedule, one step at a time (:mod:`.priority`);
       ``pct:0`` runs every other CPU ahead of CPU0 (the patching CPU), ``pct:1`` behind.
+      A guest step is ``PCT_STEP_QUANTUM`` instructions wherever CPUs can interact;
+      after a cycle in which every CPU spun without an event (under the same
+      conditions as ``rr``'s growth), the steps of the next double, up to
+      ``PCT_QUIET_STEP``, and fall back at the next event.
     """
 
     kind: ScheduleKind
@@ -244,6 +251,7 @@ __all__ = [
     "MAX_CODE_BUFFER",
     "MAX_CPUS",
     "MIN_CODE_BUFFER",
+    "PCT_QUIET_STEP",
     "PCT_STEP_QUANTUM",
     "QUIET_GROWTH",
     "RANDOM_QUANTUM",

@@ -19,7 +19,13 @@ import greenlet
 from unicorn import arm64_const as arm64
 
 from pytest_altpatch.findings import Finding
-from pytest_altpatch.machine.config import QUIET_GROWTH, Budget, MachineError, Schedule
+from pytest_altpatch.machine.config import (
+    PCT_QUIET_STEP,
+    QUIET_GROWTH,
+    Budget,
+    MachineError,
+    Schedule,
+)
 from pytest_altpatch.machine.context import CpuContext, GuestFault
 from pytest_altpatch.machine.cpu import MASK64, PC, SP_SLOT, STATE_REGS, X_REGS, CpuRuntime, UcError
 from pytest_altpatch.machine.events import EventLog
@@ -112,7 +118,7 @@ class Scheduler:
         #: The guest slice of the current ``rr`` round (grows while CPUs cannot interact).
         self._level = schedule.quantum
         self._level_limit = schedule.quantum * QUIET_GROWTH if schedule.kind == "rr" \
-            else schedule.quantum
+            else PCT_QUIET_STEP if schedule.kind == "pct" else schedule.quantum
         #: A code trap was taken in the current round (traps are interactions too).
         self._trapped = False
         #: Whether a modification of code is in flight (set when the machine is wired).
@@ -199,12 +205,20 @@ class Scheduler:
         quantum = self.schedule.quantum
         spent = rounds = 0
         started = time.monotonic()
+        # A cycle: the steps from one waking of every CPU to the next.  After a quiet one
+        # the guest steps of the next double, as rr's slices do (see _grow).
+        cycle_step, cycle_trapped = log.step, False
         while True:
             runnable = [c.index for c in cpus if c.state == "running"]
             if not runnable:
                 return "stopped", spent
             self._trapped = False
+            cycles = policy.cycles
             target = cpus[policy.pick(runnable)]
+            if policy.cycles != cycles:  # every CPU spun: all are woken again
+                self._grow([cpus[i] for i in runnable],
+                           quiet=log.step == cycle_step and not cycle_trapped)
+                cycle_step, cycle_trapped = log.step, False
             before = log.step
             target.relaxed = False
             if target.kind == "python" and not target.guest_call:
@@ -212,7 +226,8 @@ class Scheduler:
                 guest = False
             else:
                 guest = target.kind == "guest" or target.guest_call
-                spent += self._slice(target, quantum)
+                spent += self._slice(target, self._level)
+            cycle_trapped = cycle_trapped or self._trapped
             changed = log.step != before
             if changed:  # (as a round's later slices would be: finely)
                 self._level = quantum
@@ -233,8 +248,9 @@ class Scheduler:
                     self._level = quantum
 
     def _grow(self, runnable: list[CpuRuntime], *, quiet: bool) -> None:
-        """The ``rr`` slice of the next round: doubled (up to its limit) after a round in
-        which CPUs could not interact, else the schedule's quantum.
+        """The ``rr`` slice of the next round, or the ``pct`` guest step of the next
+        cycle: doubled (up to its limit) after a round or cycle in which CPUs could not
+        interact, else the schedule's quantum.
 
         CPUs can interact through modified code (a store to code in flight), through a
         Python CPU's operations (each one a schedule step), and through anything the
@@ -278,10 +294,7 @@ class Scheduler:
         log.report(code, message, cpu, detail={"pcs": pcs, "instructions": spent})
 
     def _quantum(self, target: CpuRuntime) -> int:
-        schedule = self.schedule
-        if schedule.kind == "pct":
-            return 1 if target.kind == "python" and not target.guest_call \
-                else schedule.quantum
+        schedule = self.schedule  # (a priority schedule's steps are _run_steps')
         if schedule.kind == "random":
             return self._rng.randint(1, schedule.quantum)
         if schedule.kind == "adversarial" and target.kind == "python" \
