@@ -5,7 +5,7 @@ Run: ``python tests/benchmarks/bench_guest.py``.
 * **Call loop**: 4 CPUs, the first patches ``fn`` (store through an alias, DC CVAU, DSB,
   IC IVAU, DSB, ISB) and releases the others; then every CPU calls ``fn`` in a loop.
   Checked: the machine with every check on at its default schedule (``rr:100``), and
-  at ``pct:0`` (the default of the plugin and the command) on a fortieth of the loop.
+  at ``pct:0`` (the default of the plugin and the command).
   Yardstick: free-running unicorn, the same loop on 4 hook-less instances, each run to
   its end in one ``emu_start``.
 * **Patch-and-call loop**: one CPU stores a new ``fn`` through the alias, runs the
@@ -279,13 +279,11 @@ def main() -> None:
     print(f"  (unicorn itself taking turns of {longest} instructions, no hooks: "
           f"{sliced_rate:7.1f} M/s, {sliced_rate / free_rate:.3f}x free-running; "
           f"checked is {rate / sliced_rate:.3f}x of that; {instructions} instructions granted)")
-    # pct:0 (the default of the plugin and the command) steps every CPU through at most
-    # PCT_STEP_QUANTUM instructions: a fortieth of the loop, against the same yardstick.
-    few = calls // 40
-    pct = statistics.median(checked_call_loop(few, "pct:0")[0] for _ in range(ROUNDS))
-    pct_rate = 6 * few * 4 / pct / 1e6
+    # pct:0, the default of the plugin and the command, against the same yardstick.
+    pct = statistics.median(checked_call_loop(calls, "pct:0")[0] for _ in range(ROUNDS))
+    pct_rate = work / pct / 1e6
     print(f"call loop, 4 CPUs, checked at pct:0: {pct_rate:7.1f} M instructions/s; "
-          f"ratio {pct_rate / free_rate:.3f}x free-running")
+          f"ratio {pct_rate / free_rate:.3f}x free-running (goal >= 0.3x)")
     iterations = 2000
     pairs = [(checked_patch_call(iterations), bare_patch_call(iterations))
              for _ in range(ROUNDS)]
