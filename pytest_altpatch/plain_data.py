@@ -13,6 +13,7 @@ from __future__ import annotations
 import copyreg
 import dataclasses
 import enum
+import hashlib
 import io
 import pickle
 from collections.abc import Mapping
@@ -69,10 +70,38 @@ def dumps(value: object) -> bytes:
     return buffer.getvalue()
 
 
+class PlainDigests:
+    """The SHA-256 of objects' plain-data pickles (None: not plain data), worked out once
+    per object for the last ``held`` objects asked about, each held so that its identity
+    stays its own (a large case's pickle takes milliseconds, and a run keys it often)."""
+
+    def __init__(self, held: int) -> None:
+        self._held = held
+        self._digests: dict[int, tuple[object, bytes | None]] = {}
+
+    def of(self, value: object) -> bytes | None:
+        """The digest of ``value``, from memory where this object was asked about."""
+        known = self._digests.get(id(value))
+        if known is not None and known[0] is value:
+            return known[1]
+        try:
+            digest: bytes | None = hashlib.sha256(dumps(value)).digest()
+        except (pickle.PicklingError, TypeError, AttributeError):
+            digest = None
+        self.remember(value, digest)
+        return digest
+
+    def remember(self, value: object, digest: bytes | None) -> None:
+        """Take ``digest`` as the digest of ``value`` (worked out elsewhere)."""
+        if len(self._digests) >= self._held:
+            del self._digests[next(iter(self._digests))]
+        self._digests[id(value)] = (value, digest)
+
+
 def loads(data: bytes) -> object:
     """Unpickle plain data with the allow-list; ``pickle.UnpicklingError`` (or another
     error of a damaged pickle) for anything else."""
     return PlainUnpickler(io.BytesIO(data)).load()
 
 
-__all__ = ["PlainUnpickler", "dumps", "loads"]
+__all__ = ["PlainDigests", "PlainUnpickler", "dumps", "loads"]

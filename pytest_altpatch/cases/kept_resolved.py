@@ -22,7 +22,6 @@ key hashed from exactly those, in ``<cache_root>/resolved/``
 from __future__ import annotations
 
 import hashlib
-import pickle
 import sys
 from collections.abc import Sequence
 from functools import lru_cache
@@ -30,16 +29,15 @@ from typing import Final, TypeVar
 
 from pytest_altpatch.cases.model import Case, Catalog
 from pytest_altpatch.kept import KeptEntries, package_stamps
-from pytest_altpatch.plain_data import dumps
+from pytest_altpatch.plain_data import PlainDigests
 
 #: Bumped when what an entry holds changes shape.
 ENTRY_FORMAT: Final = 1
 #: A 200-site case takes 170 KB (20 KB kept, compressed), a bundled case's 5-20 KB.
 _RESOLVED: Final = KeptEntries("resolved", 64 * 1024 * 1024)
-#: Digests of the catalogs this process keyed, by identity (each held, so its identity
-#: stays its own); a session resolves every case against one catalog.
-_CATALOG_DIGESTS: Final[dict[int, tuple[Catalog, bytes | None]]] = {}
-_CATALOG_DIGESTS_HELD: Final = 8
+#: Digests of the catalogs this process keyed (a session resolves every case against
+#: one catalog).
+_CATALOG_DIGESTS: Final = PlainDigests(8)
 
 _Value = TypeVar("_Value", Case, Catalog)
 
@@ -53,27 +51,12 @@ def _code() -> bytes:
     return digest.digest()
 
 
-def _catalog_digest(catalog: Catalog) -> bytes | None:
-    """The SHA-256 of ``catalog`` as plain data (None: it is not plain data)."""
-    held = _CATALOG_DIGESTS.get(id(catalog))
-    if held is not None and held[0] is catalog:
-        return held[1]
-    try:
-        digest: bytes | None = hashlib.sha256(dumps(catalog)).digest()
-    except (pickle.PicklingError, TypeError, AttributeError):
-        digest = None
-    if len(_CATALOG_DIGESTS) >= _CATALOG_DIGESTS_HELD:
-        del _CATALOG_DIGESTS[next(iter(_CATALOG_DIGESTS))]
-    _CATALOG_DIGESTS[id(catalog)] = (catalog, digest)
-    return digest
-
-
 def case_key(document_key: str, catalog: Catalog) -> str | None:
     """The key of the case whose document is kept under ``document_key``, resolved
     against ``catalog`` (None: nothing of it is kept)."""
     if not document_key or not _RESOLVED.enabled():
         return None
-    catalog_digest = _catalog_digest(catalog)
+    catalog_digest = _CATALOG_DIGESTS.of(catalog)
     if catalog_digest is None:
         return None
     digest = hashlib.sha256(b"case\n" + _code() + catalog_digest)

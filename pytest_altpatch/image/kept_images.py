@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Final
 
 from pytest_altpatch.image.model import Image
 from pytest_altpatch.kept import KeptEntries, installed_stamps, package_stamps
-from pytest_altpatch.plain_data import dumps
+from pytest_altpatch.plain_data import PlainDigests, dumps
 
 if TYPE_CHECKING:
     from pytest_altpatch.cases.model import CapNumbering, Case
@@ -56,33 +56,21 @@ def code_fingerprint() -> bytes:
     return digest.digest()
 
 
-#: Digests of the cases this process keyed or was handed, by identity (each held, so
-#: its identity stays its own): a case's plain-data pickle is most of an image's key,
-#: about 4 ms for a 200-site case, and a run keys the same case more than once.
-_CASE_DIGESTS: Final[dict[int, tuple[Case, bytes]]] = {}
-_CASE_DIGESTS_HELD: Final = 16
+#: Digests of the cases this process keyed or was handed: a case's plain-data pickle is
+#: most of an image's key, about 4 ms for a 200-site case, and a run keys it often.
+_CASE_DIGESTS: Final = PlainDigests(16)
 
 
 def case_digest(case: Case) -> bytes | None:
     """The SHA-256 of ``case`` as plain data (None: it is not plain data, so nothing of
     it is kept), worked out once per case object."""
-    held = _CASE_DIGESTS.get(id(case))
-    if held is not None and held[0] is case:
-        return held[1]
-    try:
-        digest = hashlib.sha256(dumps(case)).digest()
-    except (pickle.PicklingError, TypeError, AttributeError):
-        return None
-    remember_case_digest(case, digest)
-    return digest
+    return _CASE_DIGESTS.of(case)
 
 
 def remember_case_digest(case: Case, digest: bytes) -> None:
     """Take ``digest`` as :func:`case_digest` of ``case`` (a worker child is handed the
     one its session worked out, for the case it was sent)."""
-    if len(_CASE_DIGESTS) >= _CASE_DIGESTS_HELD:
-        del _CASE_DIGESTS[next(iter(_CASE_DIGESTS))]
-    _CASE_DIGESTS[id(case)] = (case, digest)
+    _CASE_DIGESTS.remember(case, digest)
 
 
 def _key(case: Case, dialect: Dialect, numbering: CapNumbering,

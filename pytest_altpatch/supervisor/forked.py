@@ -119,9 +119,6 @@ def fork_early(*, warm_cases: bool) -> None:
     ours, theirs = socket.socketpair()
     server = ForkedServer(theirs, [ours], warm_cases)
     theirs.close()
-    if not _EARLY_KILL:  # (registered once, before the first early server is kept)
-        atexit.register(_kill_untaken)
-        _EARLY_KILL.append(True)
     _EARLY.append((server, ours))
 
 
@@ -131,10 +128,7 @@ def take_early() -> tuple[ForkedServer, socket.socket] | None:
     return _EARLY.pop() if _EARLY else None
 
 
-#: Whether the exit handler that kills an untaken early server is registered.
-_EARLY_KILL: list[bool] = []
-
-
+@atexit.register
 def _kill_untaken() -> None:
     while _EARLY:
         server, ours = _EARLY.pop()

@@ -14,6 +14,7 @@ from conftest import make_case
 from conftest import numbering_for as small_numbering
 
 from pytest_altpatch import kept as kept_store
+from pytest_altpatch import plain_data
 from pytest_altpatch.cases.case import read_case
 from pytest_altpatch.cases.catalog import read_catalog
 from pytest_altpatch.cases.model import CapNumbering, Case, Dialect
@@ -148,8 +149,8 @@ def test_a_case_is_pickled_for_its_key_once_and_keyed_by_its_value(
         cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     case = make_case(TEXT)
     pickled: list[object] = []
-    monkeypatch.setattr(kept_images, "dumps", lambda value: pickled.append(value) or
-                        dumps(value))
+    monkeypatch.setattr(plain_data, "dumps", lambda value: pickled.append(value) or
+                        dumps(value))  # (what a digest pickles with)
     first = kept_images.case_digest(case)
     kept(case)
     kept(case, "xen-4.17")  # another dialect: the same case digest

@@ -40,19 +40,19 @@ CHILD_KEYS_WITH_THE_SESSIONS_DIGEST = """
 import json, socket
 from pytest_altpatch.cases import load_case, load_catalog
 from pytest_altpatch.cases.model import Case
-from pytest_altpatch.image import kept_images
+from pytest_altpatch import plain_data
 from pytest_altpatch.resources import bundled_corpus
 from pytest_altpatch.supervisor import item_request, server
 from pytest_altpatch.supervisor.wire import dumps, loads
 
 catalog = load_catalog()
 case = load_case(bundled_corpus() / "cases/branch/b-al-external.yaml", catalog)
-plain = kept_images.dumps
+plain = plain_data.dumps  # (what a case's digest pickles with)
 def telling(value):  # (inherited by the children forked below)
     if isinstance(value, Case):
         print("pickled the case")
     return plain(value)
-kept_images.dumps = telling
+plain_data.dumps = telling
 told = []
 for handed in (True, False):
     request = item_request(case, catalog, mode="boot", patcher="reference:linux-6.1",
