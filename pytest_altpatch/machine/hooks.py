@@ -259,12 +259,22 @@ class HookBook:
         if cpu.barrier_exits or cpu.executed is None or cpu.stale_hooks or cpu.trap_hooks:
             return
         cpu.barrier_exits = True
+        drops: list[tuple[int, int]] = []
         for va, handle in cpu.barrier_hooks.items():
             if handle >= 0 and self._still_barrier(va):
                 cpu.uc.hook_del(handle)
                 cpu.barrier_hooks[va] = EXIT
-                cpu.engine_drops.append((va, va + 4))
+                drops.append((va, va + 4))
         cpu.exits_changed = True
+        if all(handle < 0 for handle in cpu.barrier_hooks.values()):
+            # Unicorn's own count hook is now the engine's only code hook, which it
+            # calls inline from translations made from now on; those made while
+            # another code hook was on walk the hook list per instruction (about
+            # 1.3x slower), wherever they are, so all of them go.
+            cpu.uc.ctl_flush_tb()
+            cpu.engine_drops.clear()
+        else:
+            cpu.engine_drops.extend(drops)
 
     def _hooks_removed(self, cpu: CpuRuntime, exits: bool) -> None:
         """Engine work after hooks of a page were dropped (``exits``: some were exits)."""

@@ -110,6 +110,38 @@ def test_a_stale_line_turns_barriers_into_hooks_until_it_is_gone() -> None:
         assert all(handle >= 0 for handle in cpu.barrier_hooks.values())
 
 
+
+def test_back_to_exits_every_translation_made_under_other_hooks_goes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unicorn calls its count hook inline only from translations made while it is the
+    engine's one code hook: once a stale line's hook is gone, the whole cache is
+    dropped, not just the barrier words (translations elsewhere were made slower)."""
+    built = machine([A72, A72])
+    cpus: Any = built._cpus
+    alias = built.vmap(FN_VA - TEXT_VA, 4)
+    built.start_cpu(0, load(built, patcher(TEXT_VA + 0x2000, ("dc", "dsb", "ic", "dsb", "isb"),
+                                           alias=alias)), sp=stack(0))
+    built.start_cpu(1, load(built, waiter(TEXT_VA + 0x2800)), sp=stack(1))
+    built.run()
+    for cpu in cpus:
+        built._hooks.ready(cpu)
+    assert all(not cpu.barrier_exits and cpu.stale_hooks for cpu in cpus)  # idle, kept
+    flushes = [0, 0]
+    for cpu in cpus:
+        monkeypatch.setattr(cpu.uc, "ctl_flush_tb",
+                            lambda index=cpu.index: flushes.__setitem__(index, flushes[index] + 1))
+    loop = load(built, barrier_loop(TEXT_VA + 0x1000, 300))  # fn 300 times: idle hooks go
+    built.start_cpu(0, loop, sp=stack(0))
+    built.start_cpu(1, loop, sp=stack(1))
+    result = built.run()
+    assert result.reason == "stopped" and [c.result for c in result.cpus] == [300, 300]
+    for cpu in cpus:
+        built._hooks.ready(cpu)
+    assert all(cpu.barrier_exits and not cpu.stale_hooks for cpu in cpus)
+    assert all(set(cpu.barrier_hooks.values()) == {EXIT} for cpu in cpus)
+    assert flushes == [1, 1]
+
+
 def test_the_counter_reads_what_ran() -> None:
     uc = Uc(UC_ARCH_ARM64, UC_MODE_ARM)
     executed = instruction_counter(uc)
