@@ -110,7 +110,8 @@ runner = threading.Thread(target=lambda: outcomes.append(
     supervisor.run_item(request("reference:linux-6.1"))), daemon=True)
 runner.start()
 runner.join(60)
-print(json.dumps({"sent": sent, "abandoned_in_s": round(time.monotonic() - started),
+# (the looping item's timeout is 600 s; the next item, on a loaded machine, takes ~1 s)
+print(json.dumps({"sent": sent, "freed_long_before_timeout": time.monotonic() - started < 30,
                   "next": ("pass" if judge(case, outcomes[0]).passed else "fail")
                   if outcomes else "still waiting for a server",
                   "same_server": session._POOL._all == [server]}))
@@ -150,4 +151,4 @@ def test_a_server_for_few_items_finds_the_counter_for_its_children(tmp_path: Pat
 def test_an_item_given_up_before_its_thread_ran_is_killed_and_frees_its_server(
         tmp_path: Path) -> None:
     assert run_script(tmp_path, GIVEN_UP_BEFORE_ITS_THREAD_RAN) == {
-        "sent": True, "abandoned_in_s": 0, "next": "pass", "same_server": True}
+        "sent": True, "freed_long_before_timeout": True, "next": "pass", "same_server": True}
