@@ -203,7 +203,7 @@ class Scheduler:
         cpus = self._cpus
         budget = self.budget
         quantum = self.schedule.quantum
-        spent = rounds = 0
+        spent = rounds = checked = 0
         started = time.monotonic()
         # A cycle: the steps from one waking of every CPU to the next.  After a quiet one
         # the guest steps of the next double, as rr's slices do (see _grow).
@@ -216,8 +216,12 @@ class Scheduler:
             cycles = policy.cycles
             target = cpus[policy.pick(runnable)]
             if policy.cycles != cycles:  # every CPU spun: all are woken again
+                # (not while the hang checks see only known states: a spin is then
+                # checked at the quantum, as before steps grew; grown steps put the
+                # checks a hang needs beyond the instruction budget)
                 self._grow([cpus[i] for i in runnable],
-                           quiet=log.step == cycle_step and not cycle_trapped)
+                           quiet=log.step == cycle_step and not cycle_trapped
+                           and not watch.repeating)
                 cycle_step, cycle_trapped = log.step, False
             before = log.step
             target.relaxed = False
@@ -240,8 +244,13 @@ class Scheduler:
             rounds += 1
             if rounds % 32 == 0 and time.monotonic() - started > budget.seconds:
                 return "budget", spent
-            # (a hang check per as many steps as give each CPU about an rr:100 slice)
-            if rounds % (budget.hang_check_rounds * 64 * len(runnable)) == 0:
+            # A hang check per as many steps as give each CPU about an rr:100 slice, and
+            # while steps are grown, per as many instructions as rr's checks are apart
+            # at its longest slices (else a spin's checks would outlast the budget).
+            if rounds % (budget.hang_check_rounds * 64 * len(runnable)) == 0 \
+                    or spent - checked >= budget.hang_check_rounds * len(runnable) \
+                    * PCT_QUIET_STEP:
+                checked = spent
                 if watch.hung(log):
                     return "hang", spent
                 if watch.repeating:

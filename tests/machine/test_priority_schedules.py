@@ -93,6 +93,21 @@ def test_every_cpu_spinning_under_pct_is_a_hang() -> None:
     assert built.run().reason == "hang"
 
 
+@pytest.mark.parametrize("cpus", [1, 4])
+@pytest.mark.parametrize("schedule", ["pct:0", "pct:1", "rr:100"])
+def test_guest_cpus_spinning_are_a_hang_well_within_the_budget(cpus: int, schedule: str) -> None:
+    """Guest waiters on a flag nobody sets: their steps grow (nothing can interact), yet
+    the hang checks come often enough that the run ends as a hang, long before the
+    default budget of 50,000,000 instructions."""
+    built = rig.machine([rig.cpu(index=i) for i in range(cpus)], schedule=schedule)
+    waiter = rig.load(built, rig.waiter(rig.TEXT_VA + 0x2800))
+    for index in range(cpus):
+        built.start_cpu(index, waiter, sp=rig.stack(index))
+    result = built.run()
+    assert result.reason == "hang"
+    assert result.instructions < 2_000_000 * cpus
+
+
 def test_pct_schedules_parse_and_print() -> None:
     schedule = Schedule.parse("pct:5")
     assert (schedule.kind, schedule.seed, str(schedule)) == ("pct", 5, "pct:5")
