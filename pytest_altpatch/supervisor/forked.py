@@ -37,8 +37,17 @@ _EARLY: list[tuple[ForkedServer, socket.socket]] = []
 
 
 def can_fork() -> bool:
-    """Whether this process may fork a worker server (POSIX, one thread)."""
-    return hasattr(os, "fork") and threading.active_count() == 1
+    """Whether this process may fork a worker server (POSIX, one thread).
+
+    A thread that ``threading`` has already forgotten (one whose Python code ended but
+    that the system still runs, or one a C library started) counts too: where the
+    system lists a process's threads, that list must hold this one alone."""
+    if not hasattr(os, "fork") or threading.active_count() != 1:
+        return False
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:  # no such list here: Python's count is all there is
+        return True
 
 
 class ForkedServer:

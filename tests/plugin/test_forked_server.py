@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from hostile_patchers import HOSTILE_PATCHERS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,6 +84,31 @@ def test_with_threads_running_the_server_is_a_fresh_interpreter(tmp_path: Path) 
     first, facts = run_session(tmp_path, "threads", "reference:linux-6.1")
     assert first == "written before the fork"
     assert facts["handle"] == "Popen" and facts["codes"] == ["pass"] and facts["status"] == 0
+
+
+
+def test_a_thread_python_does_not_count_still_forbids_the_fork() -> None:
+    """A thread started below ``threading`` (as a C library's would be) is a thread the
+    forked child would not have: no fork while it runs (Python 3.12 warns of this)."""
+    script = """
+import _thread, os, threading
+from pytest_altpatch.supervisor.forked import can_fork
+alone = can_fork()
+started, release = _thread.allocate_lock(), _thread.allocate_lock()
+started.acquire(); release.acquire()
+def hold():
+    started.release()
+    release.acquire()
+_thread.start_new_thread(hold, ())
+started.acquire()
+print(alone, threading.active_count(), len(os.listdir("/proc/self/task")), can_fork())
+release.release()
+"""
+    if not Path("/proc/self/task").is_dir():  # pragma: no cover - not Linux
+        pytest.skip("this system does not list a process's threads")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)), check=True)
+    assert done.stdout.split() == ["True", "1", "2", "False"]
 
 
 WAIT_SCRIPT = """
