@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from pytest_altpatch.machine import Budget, CpuContext, GuestFault, Machine
 
 from . import rig
@@ -168,14 +170,10 @@ def test_context_operations_interleave_with_guest_cpus_under_adversarial() -> No
     assert {1, 2, 3} <= set(logged)
 
 
-
-
 def test_an_invalidate_of_everything_runs_with_the_collector_off() -> None:
     """IC IALLUIS after many stores to code gives every word's record a set per CPU: the
     cyclic collector is off while the fetch model does that (its passes over the
     records made large patches superlinear), only then, and the result is the same."""
-    import gc  # noqa: PLC0415
-
     seen: list[tuple[str, bool]] = []
     words = 3000
     built = rig.machine([rig.cpu(index=i) for i in range(4)])

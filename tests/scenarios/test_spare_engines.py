@@ -25,7 +25,8 @@ root = bundled_corpus()
 catalog, _ = read_catalog(root)
 case, _ = read_case(root / "cases" / "{case}", catalog, corpus_root=root)
 outcome = run_case(case, catalog, mode="boot", patcher=ReferencePatcher(case.dialects[0]))
-print(before, engines.spare_engines(SPARE_CODE_BUFFER), len(case.platform), outcome.error)
+print(server._SPARE_ENGINES, before, engines.spare_engines(SPARE_CODE_BUFFER), len(case.platform),
+      outcome.error)
 """
 
 
@@ -36,6 +37,6 @@ def test_a_warm_servers_child_runs_its_cpus_on_spare_engines(tmp_path: Path) -> 
         [sys.executable, "-c", _CHILD.format(case=case)], capture_output=True, text=True,
         timeout=300, check=True,
         env={**os.environ, "PYTHONPATH": str(ROOT), "ALTPATCH_CACHE": str(tmp_path)})
-    before, after, cpus, error = done.stdout.split()
+    made, before, after, cpus, error = done.stdout.split()
     assert error == "None" and int(cpus) >= 2
-    assert int(before) == 8 and int(after) == int(before) - int(cpus)
+    assert int(before) == int(made) > 0 and int(after) == int(before) - int(cpus)
